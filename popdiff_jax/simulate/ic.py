@@ -250,8 +250,10 @@ def simulate_ic(graph: ICGraph, seeds, key: jax.Array, num_sims: int, *, prob_bi
     raise DataError(f"num_sims must be a positive integer, got {num_sims!r}")
   if not 1 <= prob_bits <= 31:
     raise ValueError(f"prob_bits must be in [1, 31], got {prob_bits}")
-  if not isinstance(seeds, jax.core.Tracer):  # under an outer jit the caller validates
-    seeds = check_seeds(seeds, graph.num_nodes)
+  try:
+    seeds = check_seeds(np.asarray(seeds), graph.num_nodes)
+  except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+    pass  # under an outer jit the caller validates
   seeds = jnp.asarray(seeds, jnp.int32)
   if seeds.ndim == 1:
     seeds = seeds[None, :]
