@@ -1,12 +1,13 @@
 """Directed graphs with per-edge transmission probabilities for the Independent Cascade engine.
 
-The engine (`popdiff_jax.simulate.ic`) pulls activations along in-edges, so the graph is stored as a
+The dense engine (`popdiff_jax.simulate.ic`) pulls activations along in-edges, so the graph is stored as a
 degree-bucketed padded in-neighbour layout ("sliced ELL"): nodes are renumbered by decreasing
 in-degree, consecutive nodes whose in-degrees are within a factor `bucket_ratio` of each other share a
 bucket, and each bucket is a dense `[nodes, max in-degree]` block. Padding slots carry probability 0,
 so they are never live and need no mask. Compared with one block padded to the largest in-degree this
 keeps the padded edge count near E (within `bucket_ratio`), which matters because every round of the
-bit-parallel engine reads every padded slot.
+bit-parallel engine reads every padded slot. The frontier engine pushes along out-edges and uses an
+out-edge CSR (`out_offsets`, `out_order`).
 
 Input handling (documented choices, each tested in tests/test_ic.py):
   * node ids outside [0, num_nodes), non-finite probabilities, probabilities outside [0, 1], and
@@ -54,6 +55,9 @@ class ICGraph(NamedTuple):
     perm: int32 [N]; perm[position] = original node id.
     rank: int32 [N]; rank[node id] = position (inverse of perm).
     buckets: tuple of `InBucket`; the padded in-neighbour blocks, in position order.
+    out_offsets: int32 [N + 1]; out-edge CSR: the out-edges of node u are
+      out_order[out_offsets[u]:out_offsets[u + 1]] (used by the frontier engine).
+    out_order: int32 [E]; edge ids sorted by sender.
   """
   senders: np.ndarray
   receivers: np.ndarray
@@ -61,6 +65,8 @@ class ICGraph(NamedTuple):
   perm: np.ndarray
   rank: np.ndarray
   buckets: tuple
+  out_offsets: np.ndarray
+  out_order: np.ndarray
 
   @property
   def num_nodes(self) -> int:
@@ -203,8 +209,10 @@ def build_graph(edges, probs, num_nodes: int, *, self_loops: str = "drop", dupli
   senders = edges[:, 0].astype(np.int32)
   receivers = edges[:, 1].astype(np.int32)
   perm, rank, buckets = _buckets(senders, receivers, probs, int(num_nodes), bucket_ratio)
+  out_order = np.argsort(senders, kind="stable").astype(np.int32)
+  out_offsets = np.searchsorted(senders[out_order], np.arange(int(num_nodes) + 1)).astype(np.int32)
   graph = ICGraph(senders=senders, receivers=receivers, probs=probs.astype(np.float32), perm=perm,
-                  rank=rank, buckets=buckets)
+                  rank=rank, buckets=buckets, out_offsets=out_offsets, out_order=out_order)
   return graph, GraphReport(input_edges=n_in, self_loops=n_loops, merged_duplicates=n_dup)
 
 

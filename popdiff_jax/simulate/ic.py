@@ -71,27 +71,42 @@ def _mix(x):
   return x ^ (x >> np.uint32(16))
 
 
-def _live_masks(q, edge_hash, word_hash, prob_bits):
-  """Bernoulli(q / 2^k) bit masks for every (edge slot, word).
+def _bernoulli_words(q, draw, prob_bits):
+  """Words whose bits are i.i.d. Bernoulli(q / 2^k) (Knuth's binary-expansion method).
 
   Args:
-    q: uint32 [..., D]; quantised probabilities, in [0, 2^k].
-    edge_hash: uint32 [..., D, k]; per-edge, per-step hash input.
+    q: uint32 [...]; quantised probabilities in [0, 2^k], broadcastable against `draw(i)`.
+    draw: i -> uint32 array of fresh random words for step i.
+    prob_bits: k.
+  """
+  r = None
+  for i in range(prob_bits):  # i = 0 is the least significant bit of q
+    b = (q >> np.uint32(i)) & np.uint32(1)
+    m = jnp.uint32(0) - b  # all ones where the bit is set
+    x = draw(i)
+    r = x & m if r is None else (x & (r | m)) | (r & m)
+  return jnp.where(q >= np.uint32(1 << prob_bits), jnp.uint32(0xFFFFFFFF), r)
+
+
+def _live_masks(q, edge_hash, word_hash, prob_bits):
+  """Live-edge masks for every (edge slot, word).
+
+  Args:
+    q: uint32 [E']; quantised probabilities, in [0, 2^k].
+    edge_hash: uint32 [E', k]; per-edge, per-step hash input.
     word_hash: uint32 [W, k]; per-word, per-step hash input.
     prob_bits: k.
 
   Returns:
-    uint32 [..., D, W].
+    uint32 [E', W].
   """
-  r = jnp.zeros(q.shape + word_hash.shape[:1], jnp.uint32)
-  lead = (1,) * q.ndim
-  for i in range(prob_bits):  # i = 0 is the least significant bit of q
-    b = (q >> np.uint32(i)) & np.uint32(1)
-    m = (jnp.uint32(0) - b)[..., None]  # all ones where the bit is set
-    x = _mix(edge_hash[..., i][..., None] ^ word_hash[:, i].reshape(lead + (-1,)))
-    r = (x & (r | m)) | (r & m)
-  full = (q >= np.uint32(1 << prob_bits))[..., None]
-  return jnp.where(full, jnp.uint32(0xFFFFFFFF), r)
+  return _bernoulli_words(q[:, None], lambda i: _mix(edge_hash[:, i][:, None] ^ word_hash[:, i][None, :]),
+                          prob_bits)
+
+
+def _live_items(q, edge_hash, word_hash, prob_bits):
+  """The same masks as `_live_masks`, for a list of (edge, word) items: all arguments [M] / [M, k]."""
+  return _bernoulli_words(q, lambda i: _mix(edge_hash[:, i] ^ word_hash[:, i]), prob_bits)
 
 
 def _spread_bits(active, valid):
@@ -180,15 +195,105 @@ def _simulate(graph: ICGraph, seeds, key, max_active, *, num_sims, prob_bits, wo
                                            (active0, jnp.array(True), jnp.int32(0)))
     active = active & valid_c[None, :]
     per_node = jax.lax.population_count(active).astype(jnp.int32)  # [N, wc]
-    return active, per_node, _spread_bits(active, valid_c), rounds
+    return per_node, _spread_bits(active, valid_c), rounds
 
-  _, per_node, spread_bits, rounds = jax.lax.map(
+  per_node, spread_bits, rounds = jax.lax.map(
       run_chunk, (jnp.arange(n_chunks, dtype=jnp.int32), valid, owner))
   per_node = jnp.moveaxis(per_node, 0, 1).reshape(n, w_pad)[:, :w_total].reshape(n, b_sets, wb)
   counts = jnp.sum(per_node, axis=2).T  # [B, N] in position order
   probs = counts[:, graph.rank].astype(jnp.float32) / np.float32(num_sims)
   spread = spread_bits.reshape(w_pad * 32)[:w_total * 32].reshape(b_sets, wb * 32)[:, :num_sims]
   return ICResult(spread=spread, activation_prob=probs, rounds=jnp.max(rounds))
+
+
+@functools.partial(jax.jit, static_argnames=("num_sims", "prob_bits", "frontier_cap", "item_cap"))
+def _simulate_frontier(graph: ICGraph, seeds, key, *, num_sims, prob_bits, frontier_cap, item_cap):
+  """Frontier (push) engine: expands only (node, word) pairs with newly active bits.
+
+  Same live-edge masks as `_simulate` (same hash of (key, edge id, global word)), so for the same key
+  both engines return identical samples; this one does work proportional to the active pairs' out-edges
+  instead of to all edges x rounds. Each loop iteration takes up to `frontier_cap` pending pairs (in
+  flat order), expands the out-edges of those whose edges fit in `item_cap` slots, and ORs the newly
+  live bits into the state. XLA has no OR scatter, so the OR is a short loop of scatter-sets of
+  (new | current) by the items whose bits are still missing: each pass strictly grows every target
+  written, and it ends when every item's bits are in (usually after one pass).
+  """
+  n = graph.perm.shape[0]
+  n_edges = graph.senders.shape[0]
+  b_sets, _ = seeds.shape
+  wb = -(-num_sims // 32)
+  w_total = b_sets * wb
+  last = num_sims - 32 * (wb - 1)
+  set_valid = np.full(wb, 0xFFFFFFFF, np.uint32)
+  set_valid[-1] = np.uint32(0xFFFFFFFF) if last == 32 else np.uint32((1 << last) - 1)
+  valid = jnp.asarray(np.tile(set_valid, b_sets))
+  owner = jnp.asarray(np.repeat(np.arange(b_sets), wb).astype(np.int32))
+  rows = jnp.broadcast_to(jnp.arange(b_sets)[:, None], seeds.shape)
+  is_seed = jnp.zeros((b_sets, n), bool).at[rows, jnp.where(seeds >= 0, seeds, n)].set(True, mode="drop")
+  active0 = jnp.where(is_seed[owner].T, valid[None, :], jnp.uint32(0))  # [N, W], node-id order
+
+  kw = jax.random.bits(key, (2,), jnp.uint32)
+  steps = jnp.arange(prob_bits, dtype=jnp.uint32)
+  q_e = jnp.round(graph.probs * np.float32(1 << prob_bits)).astype(jnp.uint32)
+  e_hash = _mix(_mix(jnp.arange(n_edges, dtype=jnp.uint32) ^ kw[0])[:, None] + (steps * _GOLD)[None, :])
+  gw = jnp.arange(w_total, dtype=jnp.uint32)
+  w_hash = _mix(_mix(gw ^ kw[1])[:, None] * _ODD + (steps * _GOLD + kw[0])[None, :])
+  nw = n * w_total
+  blk = 64  # pending pairs are found block-wise: a cumsum over NW elements is slow on XLA:CPU
+  n_blk = -(-nw // blk)
+  k_blk = max(1, frontier_cap // blk)
+  f_cap, m_cap = k_blk * blk, item_cap
+
+  def body(state):
+    flat_a, flat_p, it, _ = state
+    # The first k_blk blocks holding pending bits; every pair in them is a candidate (empty ones
+    # expand nothing).
+    padded = jnp.pad(flat_p, (0, n_blk * blk - nw)).reshape(n_blk, blk)
+    c_blk = jnp.cumsum(jnp.any(padded != 0, axis=1).astype(jnp.int32))
+    sel = jnp.searchsorted(c_blk, jnp.arange(1, k_blk + 1, dtype=jnp.int32), side="left")
+    idx = (sel[:, None] * blk + jnp.arange(blk)[None, :]).reshape(-1)
+    ok = idx < nw
+    idx_c = jnp.minimum(idx, nw - 1)
+    u, w = idx_c // w_total, idx_c % w_total
+    bits = jnp.where(ok, flat_p[idx_c], jnp.uint32(0))
+    deg = jnp.where(bits != 0, graph.out_offsets[u + 1] - graph.out_offsets[u], 0)
+    cum = jnp.cumsum(deg)
+    fits = (bits != 0) & (cum <= m_cap)  # a prefix; item_cap >= max degree ensures progress
+    total = jnp.sum(jnp.where(fits, deg, 0))
+    flat_p = flat_p.at[jnp.where(fits, idx, nw)].set(jnp.uint32(0), mode="drop")
+    j = jnp.arange(m_cap, dtype=cum.dtype)
+    pair = jnp.minimum(jnp.searchsorted(cum, j, side="right"), f_cap - 1)
+    item_ok = j < total
+    slot = graph.out_offsets[u[pair]] + j - (cum[pair] - deg[pair])
+    e = graph.out_order[jnp.clip(slot, 0, n_edges - 1)]
+    ww = w[pair]
+    live = _live_items(q_e[e], e_hash[e], w_hash[ww], prob_bits) & bits[pair]
+    t = graph.receivers[e] * w_total + ww
+    new = jnp.where(item_ok, live & ~flat_a[t], jnp.uint32(0))
+
+    def or_body(c):
+      # Scatter-set of (new | current) by the items whose bits are not all in yet: one writer per
+      # target wins, and every winner strictly grows its target, so this ends (usually in one pass).
+      fa, fp, _ = c
+      fa = fa.at[jnp.where((new & ~fa[t]) != 0, t, nw)].set(new | fa[t], mode="drop")
+      fp = fp.at[jnp.where((new & ~fp[t]) != 0, t, nw)].set(new | fp[t], mode="drop")
+      missing = jnp.any((new & ~fa[t]) != 0) | jnp.any((new & ~fp[t]) != 0)
+      return fa, fp, missing
+
+    flat_a, flat_p, _ = jax.lax.while_loop(lambda c: c[2], or_body, (flat_a, flat_p, jnp.array(True)))
+    return flat_a, flat_p, it + 1, c_blk[-1] > 0
+
+  flat0 = active0.reshape(-1)
+  if n_edges:
+    flat_a, _, iters, _ = jax.lax.while_loop(lambda s: s[3], body,
+                                             (flat0, flat0, jnp.int32(0), jnp.array(True)))
+  else:
+    flat_a, iters = flat0, jnp.int32(0)
+  active = flat_a.reshape(n, w_total)
+  per_node = jax.lax.population_count(active).astype(jnp.int32).reshape(n, b_sets, wb)
+  probs = jnp.sum(per_node, axis=2).T.astype(jnp.float32) / np.float32(num_sims)
+  spread = _spread_bits(active, valid).reshape(b_sets, wb * 32)[:, :num_sims]
+  return ICResult(spread=spread, activation_prob=probs, rounds=iters)
 
 
 def check_seeds(seeds, num_nodes: int) -> np.ndarray:
@@ -217,16 +322,20 @@ def check_seeds(seeds, num_nodes: int) -> np.ndarray:
   return s.astype(np.int32)
 
 
-def simulate_ic(graph: ICGraph, seeds, key: jax.Array, num_sims: int, *, prob_bits: int = 16,
-                words_per_chunk: int = 4096, max_rounds: int | None = None,
-                max_active=None) -> ICResult:
+def simulate_ic(graph: ICGraph, seeds, key: jax.Array, num_sims: int, *, method: str = "dense",
+                prob_bits: int = 16, words_per_chunk: int = 4096, max_rounds: int | None = None,
+                max_active=None, frontier_cap: int = 1024, item_cap: int = 16384) -> ICResult:
   """Runs `num_sims` Independent Cascade simulations per seed set in one jitted call.
 
   Args:
     graph: from `popdiff_jax.simulate.build_graph`.
     seeds: int [K] (one seed set) or [B, K] (a batch; -1 pads shorter sets). Validated on the host
       when concrete (`check_seeds`); under an outer jit the caller must validate.
-    key: PRNG key; the same key gives the same samples (independent of `words_per_chunk`).
+    key: PRNG key; the same key gives the same samples (independent of `words_per_chunk`, and the
+      same for both methods).
+    method: "dense" (bit-parallel pull over all edges each round; best when many runs are active,
+      e.g. on a GPU or at high p) or "frontier" (push from newly active (node, word) pairs only; work
+      proportional to the touched edges, best at low p and on a CPU). Both give identical samples.
     num_sims: S, runs per seed set (any positive integer; rounded up to a multiple of 32
       internally, the extra bits are ignored).
     prob_bits: k; probabilities are quantised to multiples of 2^-k (1 <= k <= 31); cost is linear in
@@ -238,7 +347,10 @@ def simulate_ic(graph: ICGraph, seeds, key: jax.Array, num_sims: int, *, prob_bi
     max_active: optional int [B]; a run stops growing after the first round in which it has at least
       this many active nodes (seeds included). Activations of that last round are all kept (IC
       activates a round's nodes together), so a run can overshoot the cap within one round. Used by
-      the NDM evaluation protocol ("stop at |G| infected users").
+      the NDM evaluation protocol ("stop at |G| infected users"). Dense method only.
+    frontier_cap: frontier method: pending (node, word) pairs taken per loop iteration.
+    item_cap: frontier method: out-edge slots expanded per iteration (raised to the largest
+      out-degree if smaller).
 
   Returns:
     `ICResult` with spread [B, S], activation_prob [B, N] and rounds.
@@ -259,6 +371,14 @@ def simulate_ic(graph: ICGraph, seeds, key: jax.Array, num_sims: int, *, prob_bi
     seeds = seeds[None, :]
   if max_active is not None:
     max_active = jnp.broadcast_to(jnp.asarray(max_active, jnp.int32), (seeds.shape[0],))
+  if method == "frontier":
+    if max_active is not None or max_rounds is not None:
+      raise ValueError("max_active and max_rounds need method='dense'")
+    max_deg = int(np.max(np.diff(np.asarray(graph.out_offsets)), initial=0))
+    return _simulate_frontier(graph, seeds, key, num_sims=int(num_sims), prob_bits=prob_bits,
+                              frontier_cap=int(frontier_cap), item_cap=max(int(item_cap), max_deg, 1))
+  if method != "dense":
+    raise ValueError(f"method must be 'dense' or 'frontier', got {method!r}")
   return _simulate(graph, seeds, key, max_active, num_sims=int(num_sims), prob_bits=prob_bits,
                    words_per_chunk=int(words_per_chunk), max_rounds=max_rounds)
 
