@@ -89,18 +89,21 @@ def bench_ndlib(edges, n, p, seeds, max_sims, max_seconds):
   return len(spreads) / dt, np.asarray(spreads)
 
 
-def bench_popdiff(graph, seeds, sims, repeats, words_per_chunk, prob_bits):
+def bench_popdiff(graph, seeds, sims, repeats, words_per_chunk, prob_bits, method="dense"):
   """Median wall time of one jitted call of simulate_ic. Returns (sims/s, spreads, info)."""
   times, spread, rounds = [], None, 0
+  kw = {"method": method, "prob_bits": prob_bits}
+  if method == "dense":
+    kw["words_per_chunk"] = words_per_chunk
+  else:
+    kw.update(frontier_cap=max(1024, sims // 2), item_cap=max(4096, 4 * sims))
   t0 = time.perf_counter()
-  res = simulate_ic(graph, seeds, jax.random.key(0), sims, words_per_chunk=words_per_chunk,
-                    prob_bits=prob_bits)
+  res = simulate_ic(graph, seeds, jax.random.key(0), sims, **kw)
   jax.block_until_ready(res)
   compile_s = time.perf_counter() - t0
   for r in range(repeats):
     t0 = time.perf_counter()
-    res = simulate_ic(graph, seeds, jax.random.key(r + 1), sims, words_per_chunk=words_per_chunk,
-                      prob_bits=prob_bits)
+    res = simulate_ic(graph, seeds, jax.random.key(r + 1), sims, **kw)
     jax.block_until_ready(res)
     times.append(time.perf_counter() - t0)
     spread, rounds = res.spread, int(res.rounds)
@@ -163,6 +166,9 @@ def main(argv=None):
   ap.add_argument("--anchor-seconds", type=float, default=3.0)
   ap.add_argument("--ndlib-seconds", type=float, default=4.0)
   ap.add_argument("--no-ndlib", action="store_true")
+  ap.add_argument("--methods", default="dense,frontier")
+  ap.add_argument("--frontier-max-p", type=float, default=0.05,
+                  help="run the frontier engine only for p up to this (it is slow at high p)")
   ap.add_argument("--out", default=str(ROOT / "benchmarks/results/ic_simulation.json"))
   ap.add_argument("--note", default="")
   args = ap.parse_args(argv)
@@ -196,16 +202,20 @@ def main(argv=None):
                      "sims": int(nd_spreads.size), "sims_per_s": nd_rate,
                      "mean_spread": float(nd_spreads.mean()), "ratio_vs_cynetdiff": nd_rate / cyn_rate})
         print(f"[{n}/{e} p={p}] ndlib {nd_rate:,.1f} sims/s mean {nd_spreads.mean():.2f}", flush=True)
-      for s in sims_here:
-        rate, spreads, info = bench_popdiff(graph, seeds, s, args.repeats, args.words_per_chunk,
-                                            args.prob_bits)
-        test = two_sample(spreads, cyn_spreads)
-        rows.append({**base, "impl": "popdiff_jax", "device": device, "sims": s, "sims_per_s": rate,
-                     "mean_spread": float(spreads.mean()), "ratio_vs_cynetdiff": rate / cyn_rate,
-                     "padded_edges": graph.padded_edges, **info, "vs_cynetdiff": test})
-        print(f"[{n}/{e} p={p}] popdiff_jax S={s}: {rate:,.0f} sims/s ({rate / cyn_rate:.2f}x cynetdiff) "
-              f"mean {spreads.mean():.2f} rounds {info['rounds']} KS p={test['ks_pvalue']:.3g} "
-              f"chi2 p={test['chi2_pvalue']:.3g}", flush=True)
+      for method in args.methods.split(","):
+        if method == "frontier" and p > args.frontier_max_p:
+          continue
+        for s in sims_here:
+          rate, spreads, info = bench_popdiff(graph, seeds, s, args.repeats, args.words_per_chunk,
+                                              args.prob_bits, method)
+          test = two_sample(spreads, cyn_spreads)
+          rows.append({**base, "impl": f"popdiff_jax[{method}]", "method": method, "device": device,
+                       "sims": s, "sims_per_s": rate,
+                       "mean_spread": float(spreads.mean()), "ratio_vs_cynetdiff": rate / cyn_rate,
+                       "padded_edges": graph.padded_edges, **info, "vs_cynetdiff": test})
+          print(f"[{n}/{e} p={p}] popdiff_jax[{method}] S={s}: {rate:,.0f} sims/s ({rate / cyn_rate:.2f}x cynetdiff) "
+                f"mean {spreads.mean():.2f} rounds {info['rounds']} KS p={test['ks_pvalue']:.3g} "
+                f"chi2 p={test['chi2_pvalue']:.3g}", flush=True)
   out = {
       "benchmark": "ic_simulation",
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
