@@ -27,6 +27,10 @@ proportional to E' x rounds, not to the number of edges the runs actually touch;
 touch ~1e-3 of the edges, which is why a single CPU core is far behind cynetdiff (which does work
 proportional to touched edges); on a GPU the bandwidth makes up for it.
 
+A second engine (`method="frontier"`, `_simulate_frontier`) pushes from the (node, word) pairs with
+newly active bits along an out-edge CSR, so its work follows the touched edges; it draws the same
+masks (same hash inputs) and returns bit-identical samples for the same key.
+
 Deviation from a plain IC sampler: probabilities are quantised to `prob_bits` bits (see above).
 """
 
