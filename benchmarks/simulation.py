@@ -96,7 +96,7 @@ def bench_popdiff(graph, seeds, sims, repeats, words_per_chunk, prob_bits, metho
   if method == "dense":
     kw["words_per_chunk"] = words_per_chunk
   else:
-    kw.update(frontier_cap=max(1024, sims // 2), item_cap=max(4096, 4 * sims))
+    kw.update(frontier_cap=max(8192, 2 * sims), item_cap=max(8192, 2 * sims))
   t0 = time.perf_counter()
   res = simulate_ic(graph, seeds, jax.random.key(0), sims, **kw)
   jax.block_until_ready(res)

@@ -328,7 +328,7 @@ def check_seeds(seeds, num_nodes: int) -> np.ndarray:
 
 def simulate_ic(graph: ICGraph, seeds, key: jax.Array, num_sims: int, *, method: str = "dense",
                 prob_bits: int = 16, words_per_chunk: int = 4096, max_rounds: int | None = None,
-                max_active=None, frontier_cap: int = 1024, item_cap: int = 16384) -> ICResult:
+                max_active=None, frontier_cap: int = 8192, item_cap: int = 8192) -> ICResult:
   """Runs `num_sims` Independent Cascade simulations per seed set in one jitted call.
 
   Args:
