@@ -98,7 +98,6 @@ class _CascadeBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   RELEASE_NOTES = {"1.0.0": "popdiff_jax.data.cascades readers, split='files'."}
   # The manual dir holds one folder per dataset of the family (``irvine/``, ``twitter/``, ...), or
   # the dataset's files themselves for a family of one folder (``topolstm_twitter``).
-  FAMILY_FOLDER = ""
   MANUAL_DOWNLOAD_INSTRUCTIONS = ("Point manual_dir at the family's folder of shared/data "
                                   "(see shared/data/README.md).")
 
@@ -110,14 +109,13 @@ class _CascadeBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     return self.dataset_info_from_configs(
         features=tfds.features.FeaturesDict({
             "users": tfds.features.Tensor(shape=(None,), dtype=np.int32),
-            # tf.train.Example floats are float32 (Unix seconds would lose ~1 minute): raw bytes.
+            # tf.train.Example floats are float32 (Unix seconds would round to 64 s): raw bytes.
             "times": tfds.features.Tensor(shape=(None,), dtype=np.float64, encoding="bytes"),
             "cascade_id": tfds.features.Scalar(np.int64),
         }),
         supervised_keys=None,
         disable_shuffling=True,
         metadata=tfds.core.MetadataDict(),
-        homepage="https://github.com/popdiff_jax",
     )
 
   def _load(self, manual_dir: pathlib.Path) -> CascadeDataset:
