@@ -8,7 +8,6 @@ epoch by validation loss and returns the test metrics as one results row.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import pathlib
 import time
 from typing import Any, Callable
