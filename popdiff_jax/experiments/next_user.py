@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import json
+import tempfile
 import time
 from typing import Any, Callable
 
@@ -19,12 +21,14 @@ import optax
 from flax import nnx
 
 from popdiff_jax.data.batching import CascadeBatch, make_batches
-from popdiff_jax.data.cascades import CascadeDataset, default_f_init, warn_if_truncated
+from popdiff_jax.data.cascades import (CascadeDataset, default_f_init, load_dataset,
+                                       warn_if_truncated)
 from popdiff_jax.metrics.ranking import finalize, ranking_sums
 from popdiff_jax.models.lstm import LSTMNextUser
 from popdiff_jax.models.ndm import NDM
 from popdiff_jax.models.next_user import mask_infected, next_user_nll, shift_targets
 from popdiff_jax.models.popularity_baseline import popularity_logits, popularity_scores
+from popdiff_jax.train.checkpoint import Checkpointer, abstract_like
 from popdiff_jax.train.loop import fit
 from popdiff_jax.train.state import TrainState, apply_gradients, create_train_state
 
@@ -47,9 +51,11 @@ class NextUserConfig:
     num_epochs: maximum epochs (authors' code: 20).
     patience: early stopping on validation loss.
     schedule: ``"noam"`` (authors' code: Adam b=(0.9, 0.98), eps=1e-9, lr = d^-0.5 min(s^-0.5,
-      s w^-1.5), w = ``warmup``) or ``"constant"`` (Adam at ``learning_rate``).
+      s w^-1.5), w = warm-up steps) or ``"constant"`` (Adam at ``learning_rate``).
     learning_rate: for ``"constant"``.
-    warmup: warm-up steps of ``"noam"`` (authors' code: 1000).
+    warmup: warm-up steps of ``"noam"`` (authors' code: 1000). Deviation: capped at two epochs of
+      steps, so that a small dataset (Irvine: 12 steps an epoch) is not still warming up after its
+      20 epochs.
     eval_batch_size: rows per evaluation batch.
     seed: initialisation, shuffling and dropout seed.
   """
@@ -82,11 +88,16 @@ def build_model(config: NextUserConfig, num_items: int, f_init: int = 0) -> nnx.
   raise ValueError(f"unknown trainable model {config.model!r}; choose from {MODELS}")
 
 
-def make_optimizer(config: NextUserConfig) -> optax.GradientTransformation:
+def make_optimizer(config: NextUserConfig,
+                   steps_per_epoch: int | None = None) -> optax.GradientTransformation:
+  """Adam with the schedule of ``config`` (see ``NextUserConfig.schedule``)."""
   if config.schedule == "noam":
+    warmup = config.warmup if steps_per_epoch is None else min(config.warmup, 2 * steps_per_epoch)
+    warmup = max(warmup, 1)
+
     def noam(step):
       s = jnp.maximum(step, 1).astype(jnp.float32)
-      return config.dim ** -0.5 * jnp.minimum(s ** -0.5, s * config.warmup ** -1.5)
+      return config.dim ** -0.5 * jnp.minimum(s ** -0.5, s * warmup ** -1.5)
     return optax.adam(noam, b1=0.9, b2=0.98, eps=1e-9)
   if config.schedule == "constant":
     return optax.adam(config.learning_rate)
@@ -144,59 +155,123 @@ def evaluate(eval_step: Callable, params: Any, batches: list[CascadeBatch]) -> d
   return finalize(jax.device_get(total))
 
 
-def run(dataset: CascadeDataset, config: NextUserConfig, workdir: str | pathlib.Path | None = None,
-        *, progress: bool = True) -> dict:
-  """Trains ``config.model`` on ``dataset`` and returns its test metrics.
+@dataclasses.dataclass
+class Trained:
+  """A trained next-user model.
 
-  Args:
-    dataset: a loaded ``CascadeDataset``.
-    config: hyperparameters.
-    workdir: where checkpoints and ``metrics.jsonl`` go (a rerun resumes); None: a temporary dir.
-    progress: show progress bars.
+  Attributes:
+    config: its hyperparameters.
+    graphdef: the flax graph definition (None for the popularity baseline).
+    params: the best parameters on validation (the score vector for the popularity baseline).
+    f_init: the F_init used.
+    info: training facts for the results row (epochs, best epoch, validation metrics, seconds).
+  """
 
-  Returns:
-    A results row: ``dataset``, ``model``, ``split``, ``hits@k``, ``map@k`` (k = 10, 50, 100),
-    ``nll``, ``train_seconds``, ``epochs``, ``device``, and the validation metrics of the chosen epoch.
+  config: NextUserConfig
+  graphdef: nnx.GraphDef | None
+  params: Any
+  f_init: int
+  info: dict
+
+  def logits_fn(self) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """``(users, mask) -> raw scores [B, L, U]`` in evaluation mode (pure, jit-able)."""
+    if self.graphdef is None:
+      return lambda params, users, mask: popularity_logits(params, users)
+    graphdef = self.graphdef
+    return lambda params, users, mask: nnx.merge(graphdef, params)(users, mask, None)
+
+
+def _resolve_f_init(dataset_name: str, config: NextUserConfig) -> int:
+  return default_f_init(dataset_name) if config.f_init is None else config.f_init
+
+
+def train(dataset: CascadeDataset, config: NextUserConfig,
+          workdir: str | pathlib.Path | None = None, *, progress: bool = True) -> Trained:
+  """Trains ``config.model`` on ``dataset.train``, selecting the epoch by validation NLL.
+
+  Writes ``config.json`` beside the checkpoints, so ``load_trained(workdir)`` can rebuild the model.
+  A rerun with the same workdir resumes after the last finished epoch.
   """
   max_len = config.max_len
-  train, valid, test = dataset.train, dataset.valid, dataset.test
-  for part, what in ((train, "training"), (valid, "validation"), (test, "test")):
+  for part, what in ((dataset.train, "training"), (dataset.valid, "validation"),
+                     (dataset.test, "test")):
     warn_if_truncated(part, max_len, f"{what} cascades of {dataset.name}")
-  valid_batches = make_batches(valid, config.eval_batch_size, max_len=max_len)
-  test_batches = make_batches(test, config.eval_batch_size, max_len=max_len)
   num_items = len(dataset.vocab)
+  t0 = time.perf_counter()
+  f_init = _resolve_f_init(dataset.name, config)
+  if config.model == "popularity":
+    params = jnp.asarray(popularity_scores(dataset.train, num_items))
+    return Trained(config, None, params, f_init, {"epochs": 0,
+                                                  "train_seconds": time.perf_counter() - t0})
+  if workdir is None:
+    workdir = tempfile.mkdtemp(prefix="popdiff_")
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / "config.json").write_text(json.dumps(
+      {"dataset": dataset.name, "config": dataclasses.asdict(config)}, indent=1))
+  model = build_model(config, num_items, f_init)
+  graphdef, params = nnx.split(model)
+  steps_per_epoch = len(make_batches(dataset.train, config.batch_size, max_len=max_len))
+  tx = make_optimizer(config, steps_per_epoch)
+  eval_step = make_eval_step(graphdef)
+  valid_batches = make_batches(dataset.valid, config.eval_batch_size, max_len=max_len)
+  result = fit(
+      create_train_state(params, tx), train_step=make_train_step(graphdef, tx),
+      train_batches=lambda epoch: make_batches(dataset.train, config.batch_size, max_len=max_len,
+                                               shuffle=True, seed=config.seed, epoch=epoch),
+      evaluate=lambda s: evaluate(eval_step, s.params, valid_batches),
+      workdir=workdir, num_epochs=config.num_epochs, base_key=jax.random.key(config.seed),
+      monitor="val_nll", mode="min", patience=config.patience,
+      desc=f"{config.model} {dataset.name}", progress=progress,
+      batch_size_of=lambda b: b.num_cascades)
+  info = {"epochs": len(result.history), "best_epoch": result.best.get("epoch"),
+          "train_seconds": time.perf_counter() - t0}
+  if result.resumed_from is not None:
+    info["resumed_after_epoch"] = result.resumed_from
+  info.update({k: v for k, v in result.best.items() if k.startswith("val_")})
+  return Trained(config, graphdef, result.state.params, f_init, info)
+
+
+def load_trained(workdir: str | pathlib.Path, dataset: CascadeDataset | None = None,
+                 data_dir: str | None = None) -> tuple[CascadeDataset, Trained]:
+  """Rebuilds a model trained by ``train`` from its workdir (best parameters on validation)."""
+  workdir = pathlib.Path(workdir)
+  meta = json.loads((workdir / "config.json").read_text())
+  config = NextUserConfig(**meta["config"])
+  if dataset is None:
+    dataset = load_dataset(meta["dataset"], data_dir)
+  f_init = _resolve_f_init(dataset.name, config)
+  graphdef, params = nnx.split(build_model(config, len(dataset.vocab), f_init))
+  state = create_train_state(params, make_optimizer(config))
+  restored, ckpt_meta, _ = Checkpointer(workdir).restore(
+      abstract_like({"state": state, "best_params": params}))
+  history = ckpt_meta.get("history", [])
+  best = [r for r in history if r.get("best")]
+  info = {"epochs": len(history), "best_epoch": best[-1]["epoch"] if best else None}
+  return dataset, Trained(config, graphdef, restored["best_params"], f_init, info)
+
+
+def test_metrics(dataset: CascadeDataset, trained: Trained, split: str = "test") -> dict[str, float]:
+  """Hits@k, MAP@k (k = 10, 50, 100) and NLL per prediction on a split."""
+  batches = make_batches(getattr(dataset, split), trained.config.eval_batch_size,
+                         max_len=trained.config.max_len)
+  return evaluate(make_eval_step(trained.graphdef), trained.params, batches)
+
+
+def run(dataset: CascadeDataset, config: NextUserConfig, workdir: str | pathlib.Path | None = None,
+        *, progress: bool = True) -> dict:
+  """Trains ``config.model`` on ``dataset`` and returns its test metrics as one results row.
+
+  Returns:
+    ``dataset``, ``model``, ``split``, ``hits@k``, ``map@k`` (k = 10, 50, 100), ``nll``,
+    ``train_seconds``, ``epochs``, ``device`` and the validation metrics of the chosen epoch.
+  """
+  trained = train(dataset, config, workdir, progress=progress)
   row = {"dataset": dataset.name, "model": config.model, "split": dataset.split,
          "device": jax.devices()[0].device_kind}
-  t0 = time.perf_counter()
-  if config.model == "popularity":
-    params = jnp.asarray(popularity_scores(train, num_items))
-    eval_step = make_eval_step(None)
-    row["epochs"] = 0
-  else:
-    f_init = default_f_init(dataset.name) if config.f_init is None else config.f_init
-    model = build_model(config, num_items, f_init)
-    graphdef, params = nnx.split(model)
-    tx = make_optimizer(config)
-    state = create_train_state(params, tx)
-    eval_step = make_eval_step(graphdef)
-    if workdir is None:
-      import tempfile
-      workdir = tempfile.mkdtemp(prefix="popdiff_")
-    result = fit(
-        state, train_step=make_train_step(graphdef, tx),
-        train_batches=lambda epoch: make_batches(train, config.batch_size, max_len=max_len,
-                                                 shuffle=True, seed=config.seed, epoch=epoch),
-        evaluate=lambda s: evaluate(eval_step, s.params, valid_batches),
-        workdir=workdir, num_epochs=config.num_epochs, base_key=jax.random.key(config.seed),
-        monitor="val_nll", mode="min", patience=config.patience,
-        desc=f"{config.model} {dataset.name}", progress=progress,
-        batch_size_of=lambda b: b.num_cascades)
-    params = result.state.params
-    row["epochs"] = len(result.history)
-    row["best_epoch"] = result.best.get("epoch")
-    row.update({k: v for k, v in result.best.items() if k.startswith("val_")})
-    if f_init:
-      row["f_init"] = f_init
-  row["train_seconds"] = round(time.perf_counter() - t0, 2)
-  row.update(evaluate(eval_step, params, test_batches))
+  row.update(trained.info)
+  row["train_seconds"] = round(row["train_seconds"], 2)
+  if trained.f_init:
+    row["f_init"] = trained.f_init
+  row.update(test_metrics(dataset, trained))
   return row

@@ -22,6 +22,7 @@ import time
 from typing import Any, Callable, Iterable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -104,7 +105,8 @@ def fit(
   log_path = workdir / "metrics.jsonl"
 
   history: list[dict] = []
-  best_params = state.params
+  # The step may donate its input state: the best parameters must be a copy, not a reference.
+  best_params = None
   best_value: float | None = None
   bad_epochs = 0
   start_epoch = 0
@@ -161,14 +163,15 @@ def fit(
       raise KeyError(f"monitor {monitor!r} not among the epoch metrics {sorted(row)}")
     value = float(row[monitor])
     if _is_better(value, best_value, mode):
-      best_value, best_params, bad_epochs = value, state.params, 0
+      best_value, best_params, bad_epochs = value, jax.tree.map(jnp.copy, state.params), 0
       row["best"] = True
     else:
       bad_epochs += 1
     history.append(row)
     with log_path.open("a") as f:
       f.write(json.dumps(row) + "\n")
-    ckpt.save(host_step, {"state": state, "best_params": best_params},
+    ckpt.save(host_step, {"state": state,
+                          "best_params": state.params if best_params is None else best_params},
               metadata={"epoch": epoch, "history": history, "best_value": best_value,
                         "bad_epochs": bad_epochs})
     if progress:
@@ -180,5 +183,6 @@ def fit(
 
   best_rows = [r for r in history if r.get("best")]
   best = best_rows[-1] if best_rows else (history[-1] if history else {})
-  return FitResult(state=state._replace(params=best_params), history=history, best=best,
+  final = state if best_params is None else state._replace(params=best_params)
+  return FitResult(state=final, history=history, best=best,
                    resumed_from=resumed_from)
