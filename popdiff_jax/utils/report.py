@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -40,6 +41,9 @@ def versions(packages: Iterable[str] = ("jax", "jaxlib", "flax", "optax", "orbax
 
 
 def git_commit() -> str | None:
+  """The checkout's commit ($POPDIFF_COMMIT wins: a copied tree on a GPU machine has no .git)."""
+  if os.environ.get("POPDIFF_COMMIT"):
+    return os.environ["POPDIFF_COMMIT"]
   try:
     return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                           check=True, timeout=10).stdout.strip() or None
