@@ -30,20 +30,24 @@ def main(argv=None) -> int:
   p.add_argument("--models", nargs="+", default=list(MODELS))
   p.add_argument("--data-dir", default=None)
   p.add_argument("--epochs", type=int, default=20)
+  p.add_argument("--max-train-seconds", type=float, default=None,
+                  help="time budget per (dataset, model) training run (for CPU runs)")
   p.add_argument("--workdir", default="/tmp/popdiff_bench_next_user")
   p.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" /
                                       "ndm_next_user.json"))
   p.add_argument("--no-progress", action="store_true")
   a = p.parse_args(argv)
   meta = run_metadata()
-  meta.update({"epochs_max": a.epochs, "command": " ".join(sys.argv)})
+  meta.update({"epochs_max": a.epochs, "max_train_seconds": a.max_train_seconds,
+               "command": " ".join(sys.argv)})
   rows = []
   out = pathlib.Path(a.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   t0 = time.perf_counter()
   for name in a.datasets:
     rows += reproduce_next_user([name], a.models, workdir=a.workdir, data_dir=a.data_dir,
-                                progress=not a.no_progress, num_epochs=a.epochs)
+                                progress=not a.no_progress, num_epochs=a.epochs,
+                                max_train_seconds=a.max_train_seconds)
     meta["wall_seconds"] = round(time.perf_counter() - t0, 1)
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))  # keep partial results
     print(format_table(rows[-len(a.models):], NEXT_USER_COLUMNS), flush=True)

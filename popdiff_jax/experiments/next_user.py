@@ -57,6 +57,7 @@ class NextUserConfig:
       steps, so that a small dataset (Irvine: 12 steps an epoch) is not still warming up after its
       20 epochs.
     eval_batch_size: rows per evaluation batch.
+    max_train_seconds: optional time budget: training stops after the first epoch past it.
     seed: initialisation, shuffling and dropout seed.
   """
 
@@ -74,6 +75,7 @@ class NextUserConfig:
   learning_rate: float = 1e-3
   warmup: int = 1000
   eval_batch_size: int = 64
+  max_train_seconds: float | None = None
   seed: int = 0
 
 
@@ -223,9 +225,9 @@ def train(dataset: CascadeDataset, config: NextUserConfig,
       workdir=workdir, num_epochs=config.num_epochs, base_key=jax.random.key(config.seed),
       monitor="val_nll", mode="min", patience=config.patience,
       desc=f"{config.model} {dataset.name}", progress=progress,
-      batch_size_of=lambda b: b.num_cascades)
+      batch_size_of=lambda b: b.num_cascades, max_seconds=config.max_train_seconds)
   info = {"epochs": len(result.history), "best_epoch": result.best.get("epoch"),
-          "train_seconds": time.perf_counter() - t0}
+          "stopped_by": result.stopped_by, "train_seconds": time.perf_counter() - t0}
   if result.resumed_from is not None:
     info["resumed_after_epoch"] = result.resumed_from
   info.update({k: v for k, v in result.best.items() if k.startswith("val_")})

@@ -11,7 +11,7 @@ from popdiff_jax.experiments import next_user
 
 EMBEDDED_NDM_DATASETS = ("ndm/irvine", "ndm/memetracker", "ndm/lastfm")
 NEXT_USER_COLUMNS = ("dataset", "model", "hits@10", "hits@50", "hits@100", "map@10", "map@50",
-                     "map@100", "epochs", "train_seconds")
+                     "map@100", "epochs", "stopped_by", "train_seconds")
 
 
 def reproduce_next_user(datasets: Sequence[str] = EMBEDDED_NDM_DATASETS,

@@ -45,6 +45,7 @@ class FitResult:
   history: list[dict]
   best: dict
   resumed_from: int | None = None
+  stopped_by: str = "epochs"
 
 
 def _to_py(tree: Any) -> Any:
@@ -73,6 +74,7 @@ def fit(
     batch_size_of: Callable[[Any], int] | None = None,
     progress: bool = True,
     keep_checkpoints: int = 2,
+    max_seconds: float | None = None,
 ) -> FitResult:
   """Trains for up to ``num_epochs`` epochs with validation-based early stopping.
 
@@ -93,6 +95,8 @@ def fit(
     batch_size_of: number of real examples in a batch, for the examples/s figure.
     progress: show tqdm bars.
     keep_checkpoints: checkpoints kept on disk.
+    max_seconds: stop after the first epoch that ends past this many seconds of this call
+      (a time budget; ``FitResult.stopped_by`` says ``"time"``).
 
   Returns:
     A ``FitResult`` whose state carries the best parameters.
@@ -127,6 +131,8 @@ def fit(
 
   host_step = int(state.step)
   stopped = patience is not None and bad_epochs >= patience
+  stopped_by = "patience" if stopped else "epochs"
+  call_start = time.perf_counter()
   for epoch in range(start_epoch, num_epochs):
     if stopped:
       break
@@ -179,10 +185,14 @@ def fit(
                if k not in ("step",)}
       tqdm.write(f"{desc}: {shown}")
     stopped = patience is not None and bad_epochs >= patience
+    if stopped:
+      stopped_by = "patience"
+    elif max_seconds is not None and time.perf_counter() - call_start > max_seconds:
+      stopped, stopped_by = True, "time"
   ckpt.close()
 
   best_rows = [r for r in history if r.get("best")]
   best = best_rows[-1] if best_rows else (history[-1] if history else {})
   final = state if best_params is None else state._replace(params=best_params)
   return FitResult(state=final, history=history, best=best,
-                   resumed_from=resumed_from)
+                   resumed_from=resumed_from, stopped_by=stopped_by)
