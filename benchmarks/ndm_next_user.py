@@ -29,7 +29,7 @@ def main(argv=None) -> int:
   p.add_argument("--datasets", nargs="+", default=list(DATASETS))
   p.add_argument("--models", nargs="+", default=list(MODELS))
   p.add_argument("--data-dir", default=None)
-  p.add_argument("--epochs", type=int, default=20)
+  p.add_argument("--epochs", type=int, default=50)
   p.add_argument("--max-train-seconds", type=float, default=None,
                   help="time budget per (dataset, model) training run (for CPU runs)")
   p.add_argument("--workdir", default="/tmp/popdiff_bench_next_user")

@@ -36,19 +36,7 @@ class LSTMNextUser(nnx.Module):
 
   def hidden_states(self, users: jax.Array) -> jax.Array:
     """LSTM outputs float [B, L, d] (a position sees only itself and earlier positions)."""
-    gates_x = self.embedding[...][users] @ self.w_x[...] + self.b[...][None, None, :]  # [B, L, 4d]
-    w_h = self.w_h[...]
-
-    def step(carry, gx):
-      h, c = carry
-      i, f, g, o = jnp.split(gx + h @ w_h, 4, axis=-1)  # [B, d] each
-      c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-      h = jax.nn.sigmoid(o) * jnp.tanh(c)
-      return (h, c), h
-
-    zeros = jnp.zeros((users.shape[0], self.dim), gates_x.dtype)
-    _, hs = jax.lax.scan(step, (zeros, zeros), jnp.swapaxes(gates_x, 0, 1))
-    return jnp.swapaxes(hs, 0, 1)
+    return self._states(users)[0]
 
   def __call__(self, users: jax.Array, mask: jax.Array,
                dropout_key: jax.Array | None = None) -> jax.Array:
@@ -56,3 +44,36 @@ class LSTMNextUser(nnx.Module):
     del mask  # causal by construction; padded positions come after the real ones
     hs = dropout(self.hidden_states(users), self.dropout_rate, dropout_key)
     return self.out(hs)
+
+  # ------------------------------------------------------------------ incremental decoding (sampling)
+
+  def decode_init(self, users: jax.Array, mask: jax.Array, max_len: int) -> dict:
+    """Cache after a left-aligned prefix (int32 [N, P], bool [N, P]): the LSTM state there."""
+    del max_len
+    hs, cs = self._states(users)
+    last = (mask.sum(-1) - 1).astype(jnp.int32)
+    take = lambda x: jnp.take_along_axis(x, last[:, None, None], axis=1)[:, 0]
+    return {"h": take(hs), "c": take(cs)}
+
+  def decode_logits(self, cache: dict) -> jax.Array:
+    """Raw scores float [N, U] of the next user."""
+    return self.out(cache["h"])
+
+  def decode_step(self, cache: dict, user: jax.Array) -> dict:
+    """Feeds one user per row (int32 [N])."""
+    gx = self.embedding[...][user] @ self.w_x[...] + self.b[...][None, :]
+    (h, c), _ = self._cell((cache["h"], cache["c"]), gx)
+    return {"h": h, "c": c}
+
+  def _cell(self, carry, gx):
+    h, c = carry
+    i, f, g, o = jnp.split(gx + h @ self.w_h[...], 4, axis=-1)
+    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    h = jax.nn.sigmoid(o) * jnp.tanh(c)
+    return (h, c), (h, c)
+
+  def _states(self, users: jax.Array) -> tuple[jax.Array, jax.Array]:
+    gates_x = self.embedding[...][users] @ self.w_x[...] + self.b[...][None, None, :]
+    zeros = jnp.zeros((users.shape[0], self.dim), gates_x.dtype)
+    _, (hs, cs) = jax.lax.scan(self._cell, (zeros, zeros), jnp.swapaxes(gates_x, 0, 1))
+    return jnp.swapaxes(hs, 0, 1), jnp.swapaxes(cs, 0, 1)

@@ -127,3 +127,63 @@ class NDM(nnx.Module):
     if self.bias is not None:
       logits = logits + self.bias[...][None, None, :]
     return logits
+
+  # ------------------------------------------------------------------ incremental decoding (sampling)
+
+  def decode_init(self, users: jax.Array, mask: jax.Array, max_len: int) -> dict:
+    """A decoding cache after reading a prefix, for sampling continuations one user at a time.
+
+    The attention of a new user needs only the keys and values of earlier users, and Eq. 7 only the
+    last ``win`` active embeddings (and ``act(u_0)``), so each sampled step costs one attention row
+    and one projection instead of a full forward pass.
+
+    Args:
+      users: int32 [N, P] prefixes (left-aligned, at least one real user each).
+      mask: bool [N, P] real prefix positions.
+      max_len: capacity of the cache in users (prefix plus sampled).
+
+    Returns:
+      A pytree: keys/values [N, h, max_len, d], ``recent`` acts [N, win, d] (newest first),
+      ``act0`` [N, d], ``length`` int32 [N].
+    """
+    n, p = users.shape
+    act = self.active_embeddings(users, mask, None)
+    emb = self.embedding[...][users]
+    k = jnp.einsum("bld,hde->bhle", emb, self.w_k[...])
+    v = jnp.einsum("bld,hde->bhle", emb, self.w_v[...])
+    pad = ((0, 0), (0, 0), (0, max_len - p), (0, 0))
+    length = mask.sum(-1).astype(jnp.int32)
+    # recent[:, n] = act at position length - 1 - n (zeros before the start, as in the forward pass).
+    pos = length[:, None] - 1 - jnp.arange(self.window)[None, :]
+    recent = jnp.take_along_axis(act, jnp.clip(pos, 0, p - 1)[..., None], axis=1)
+    recent = jnp.where((pos >= 0)[..., None], recent, 0.0)
+    return {"k": jnp.pad(k, pad), "v": jnp.pad(v, pad), "recent": recent, "act0": act[:, 0],
+            "length": length}
+
+  def decode_logits(self, cache: dict) -> jax.Array:
+    """Raw scores float [N, U] of the next user given the cache (Eq. 7 at the last position)."""
+    stacked = cache["recent"].reshape(cache["recent"].shape[0], self.window * self.dim)
+    logits = stacked @ self.w_c[...].reshape(self.window * self.dim, self.num_items)
+    if self.w_c_init is not None:
+      logits = logits + (cache["act0"] @ self.w_c_init[...]) * self.f_init
+    if self.bias is not None:
+      logits = logits + self.bias[...][None, :]
+    return logits
+
+  def decode_step(self, cache: dict, user: jax.Array) -> dict:
+    """Appends one infected user per row (int32 [N]) to the cache (Eqs. 3-5 for that position)."""
+    emb = self.embedding[...][user]  # [N, d]
+    q = jnp.einsum("nd,hde->nhe", emb, self.w_q[...])
+    k_new = jnp.einsum("nd,hde->nhe", emb, self.w_k[...])
+    v_new = jnp.einsum("nd,hde->nhe", emb, self.w_v[...])
+    pos = cache["length"]
+    rows = jnp.arange(user.shape[0])
+    k = cache["k"].at[rows, :, pos].set(k_new)
+    v = cache["v"].at[rows, :, pos].set(v_new)
+    scores = jnp.einsum("nhe,nhle->nhl", q, k) * self.attention_scale
+    visible = jnp.arange(k.shape[2])[None, :] <= pos[:, None]  # [N, max_len]
+    scores = jnp.where(visible[:, None, :], scores, -jnp.inf)
+    heads = jnp.einsum("nhl,nhle->nhe", jax.nn.softmax(scores, axis=-1), v)
+    act = self.layer_norm(emb + heads.reshape(user.shape[0], -1) @ self.w_o[...])
+    recent = jnp.concatenate([act[:, None, :], cache["recent"][:, :-1]], axis=1)
+    return {"k": k, "v": v, "recent": recent, "act0": cache["act0"], "length": pos + 1}
