@@ -74,8 +74,8 @@ def simulate(graphdef: nnx.GraphDef, params: Any, prefix_users: jax.Array, prefi
   prefix = jnp.zeros((n, num_items), bool).at[rows[:, None], jnp.where(mask, users, PAD)].set(True)
   blocked0 = prefix.at[:, PAD].set(True)
 
-  def step(carry, t):
-    cache, blocked, count, done = carry
+  def step(carry):
+    t, cache, blocked, count, done, seq = carry
     logits = model.decode_logits(cache)
     logits = jnp.where(blocked, -jnp.inf, logits)
     user = jax.random.categorical(jax.random.fold_in(key, t), logits, axis=-1).astype(jnp.int32)
@@ -85,10 +85,18 @@ def simulate(graphdef: nnx.GraphDef, params: Any, prefix_users: jax.Array, prefi
     count = count + infects.astype(jnp.int32)
     done = done | (user == TERMINATE) | (count >= budget)
     cache = model.decode_step(cache, jnp.where(user == PAD, TERMINATE, user))
-    return (cache, blocked, count, done), user
+    if return_sequences:
+      seq = jax.lax.dynamic_update_index_in_dim(seq, user, t, axis=0)
+    return t + 1, cache, blocked, count, done, seq
 
-  init = (cache, blocked0, jnp.zeros(n, jnp.int32), budget <= 0)
-  (_, blocked, count, _), seq = jax.lax.scan(step, init, jnp.arange(num_steps))
+  # Stop as soon as every run has stopped: most cascades end long before the longest budget.
+  def not_finished(carry):
+    t, *_, done, _ = carry
+    return (t < num_steps) & ~jnp.all(done)
+
+  seq0 = jnp.full((num_steps if return_sequences else 0, n), PAD, jnp.int32)
+  init = (jnp.int32(0), cache, blocked0, jnp.zeros(n, jnp.int32), budget <= 0, seq0)
+  _, _, blocked, count, _, seq = jax.lax.while_loop(not_finished, step, init)
   infected = blocked & ~blocked0
   infected = infected.at[:, TERMINATE].set(False)
   counts = infected.reshape(c, num_runs, num_items).sum(1).astype(jnp.float32)
