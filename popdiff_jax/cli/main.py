@@ -38,7 +38,7 @@ def _add_hparams(p: argparse.ArgumentParser) -> None:
   p.add_argument("--f-init", type=int, choices=(0, 1), default=None,
                  help="NDM F_init (default: 1 on Twitter datasets, else 0, as in the paper)")
   p.add_argument("--schedule", choices=("noam", "constant"), default=d.schedule,
-                 help="learning-rate schedule (%(default)s: the authors' warm-up schedule)")
+                 help="learning-rate schedule (%(default)s; noam: the authors' warm-up schedule)")
   p.add_argument("--lr", type=float, default=d.learning_rate,
                  help="learning rate for --schedule constant (%(default)s)")
   p.add_argument("--seed", type=int, default=d.seed, help="(%(default)s)")
