@@ -104,10 +104,11 @@ def simulate(graphdef: nnx.GraphDef, params: Any, prefix_users: jax.Array, prefi
   return Simulation(counts, count.reshape(c, num_runs), seqs)
 
 
-def _steps_bucket(steps: int) -> int:
+def _bucket(n: int, base: int) -> int:
+  """The smallest power of ``base`` that is >= n (``base`` 4 for steps: few compiles; 2 for rows)."""
   b = 1
-  while b < steps:
-    b *= 2
+  while b < n:
+    b *= base
   return b
 
 
@@ -138,14 +139,15 @@ def simulate_dataset(graphdef: nnx.GraphDef, params: Any, cascades: Sequence[Cas
   freq = np.zeros((c, num_items), np.float32)
   mean_new = np.zeros(c, np.float32)
   budgets = np.asarray(budgets, np.int64)
-  steps = np.array([_steps_bucket(max(int(b), 1)) for b in budgets])
+  steps = np.array([_bucket(max(int(b), 1), 4) for b in budgets])
   per_chunk = max(1, min(max_rows, max_elements // num_items) // num_runs)
   chunks = []
   for s in sorted(set(steps.tolist())):
     idx = np.flatnonzero(steps == s)
     chunks += [(s, idx[i:i + per_chunk]) for i in range(0, len(idx), per_chunk)]
   for chunk_id, (s, idx) in enumerate(tqdm(chunks, desc=desc, disable=not progress, leave=False)):
-    rows = per_chunk  # pad every chunk to the same number of cascades: one compile per bucket
+    # Pad the chunk to a power of two of cascades: few shapes to compile, little padded work.
+    rows = min(per_chunk, _bucket(len(idx), 2))
     users = np.zeros((rows, num_given), np.int32)
     mask = np.zeros((rows, num_given), bool)
     bud = np.zeros(rows, np.int32)
