@@ -71,6 +71,9 @@ def test_baseline_recovers_planted_edges_and_evaluates(fit):
   f1_s, _ = icb.evaluate_ic_baseline(shuffled, _TEST, U, jax.random.key(1), num_sims=256)
   assert float(f1.macro_f1) > float(f1_s.macro_f1)
   assert 0 < float(f1.micro_f1) <= 1
+  err, pred, true = icb.ic_size_msle(model, _TEST, U, jax.random.key(2), num_sims=64)
+  assert np.isfinite(float(err)) and pred.shape == true.shape
+  assert np.all(np.asarray(pred) >= np.minimum(true, 5) - 1e-6)  # the given users are always active
 
 
 def test_netrate_likelihood_matches_numpy_on_one_cascade():

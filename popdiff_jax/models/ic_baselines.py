@@ -45,7 +45,7 @@ import numpy as np
 import optax
 
 from popdiff_jax._errors import DataError
-from popdiff_jax.metrics.infection import infection_f1, truth_masks
+from popdiff_jax.metrics.infection import infection_f1, msle, truth_masks
 from popdiff_jax.simulate.graph import build_graph
 from popdiff_jax.simulate.ic import simulate_ic
 
@@ -327,3 +327,22 @@ def evaluate_ic_baseline(model: FittedIC, test_cascades: Sequence, num_users: in
   truth, exclude = truth_masks(test_cascades, num_users, first_k=first_k)
   probs = res.activation_prob
   return infection_f1(probs, truth, exclude), probs
+
+
+def ic_size_msle(model: FittedIC, test_cascades: Sequence, num_users: int, key, *, num_sims: int = 1000,
+                 num_given: int = 5, method: str = "dense"):
+  """NDM Sec. 5.5 cascade-size identification for an IC model: seed each test cascade with its first
+  `num_given` users, predict its final size as the mean IC spread, score by MSLE.
+
+  Returns:
+    (msle float32 [], predicted sizes float32 [C], true sizes int [C]).
+  """
+  graph, _ = build_graph(model.edges, model.probs, num_users)
+  given = [_users(c)[:num_given] for c in test_cascades]
+  seeds = np.full((len(given), num_given), -1, np.int32)
+  for i, g in enumerate(given):
+    seeds[i, :len(g)] = g
+  res = simulate_ic(graph, seeds, key, num_sims, method=method)
+  pred = jnp.mean(res.spread.astype(jnp.float32), axis=1)
+  true = np.array([len(_users(c)) for c in test_cascades])
+  return msle(true, pred), pred, true
