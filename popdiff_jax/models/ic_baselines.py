@@ -3,7 +3,9 @@
 Both learn pairwise transmission parameters from training cascades and are then evaluated with NDM's
 protocol (`evaluate_ic_baseline`): per test cascade, seed u_0, `num_sims` IC runs each stopped once
 it has |G^c| + 1 active users (round granularity, see `simulate_ic`'s `max_active`), P^c_u = share of
-runs infecting u, then Macro/Micro-F1 (`popdiff_jax.metrics.infection`).
+runs infecting u, then Macro/Micro-F1 (`popdiff_jax.metrics.infection`). `ic_size_msle` does
+Sec. 5.5's cascade-size identification: the first five users given, the mean IC spread as the
+predicted size, MSLE.
 
 Candidate edges (`candidate_edges`): NDM Sec. 5 "we assume that there exists a link between two users
 if they appear in the same cascade"; we keep ordered pairs (u_i -> u_j, i < j) with j - i <= `max_lag`
