@@ -84,7 +84,7 @@ class FeatureSet(NamedTuple):
     env_topic: float32 [N, K] mean ``lda`` of the author's training posts.
     numeric: float32 [N, 10] Ding et al.'s numerical features (``NUMERIC_NAMES``), z-scored.
     smp: float32 [N, 14] Meghawat et al.'s CON-SOC features (``SMP_NAMES``), z-scored.
-    image_score: float32 [N] image-model score (standardised; out-of-fold on training rows).
+    image_score: float32 [N] image-model prediction of ``score`` (out-of-fold on training rows).
     score: float32 [N] popularity log(1 + likes).
     label: int32 [N] per-user top/bottom-quarter label in {-1, 0, 1}.
     user: int32 [N].
@@ -170,7 +170,7 @@ def build_features(table: PostTable, train_idx: np.ndarray, *, max_len: int = 48
     table: the posts.
     train_idx: int [n_train] training rows: the only rows any statistic is fitted on.
     max_len: caption tokens kept (static sequence length T).
-    n_topics: LDA topics (paper: 400).
+    n_topics: LDA topics (paper: 400); 0 skips LDA (``lda`` and ``env_topic`` get width 0).
     lda_iter: LDA passes.
     lsa_dim: LSA text vector size.
     seed: seed of the LDA and SVD fits.
@@ -212,14 +212,17 @@ def build_features(table: PostTable, train_idx: np.ndarray, *, max_len: int = 48
   text_mean, text_std = _zscore_fit(txt_raw[train_idx])
   txt = ((txt_raw - text_mean) / text_std).astype(np.float32)
 
-  lda, lda_info = topics.fit_transform_lda(train_docs, docs, n_topics=n_topics, max_iter=lda_iter,
-                                           seed=seed, cache_dir=cache_dir)
+  if n_topics > 0:
+    lda, lda_info = topics.fit_transform_lda(train_docs, docs, n_topics=n_topics,
+                                             max_iter=lda_iter, seed=seed, cache_dir=cache_dir)
+  else:  # topics not needed (the regressors): skip the costly fit
+    lda, lda_info = np.zeros((n, 0), np.float32), {"vocab_size": 0, "components_sum": 0.0}
 
   # User environment: means over the author's training posts; training mean for unseen users.
   env_i = _user_means(table.user, img, train_idx, table.num_users)
   env_t = _user_means(table.user, lda.astype(np.float64), train_idx, table.num_users)
   env_i = np.where(np.isnan(env_i), img[train_idx].mean(0), env_i)
-  env_t = np.where(np.isnan(env_t), lda[train_idx].mean(0), env_t)
+  env_t = np.where(np.isnan(env_t), lda[train_idx].astype(np.float64).mean(0), env_t)
   env_image = env_i[table.user].astype(np.float32)
   env_topic = env_t[table.user].astype(np.float32)
 
@@ -281,8 +284,7 @@ def build_features(table: PostTable, train_idx: np.ndarray, *, max_len: int = 48
       m = Ridge(alpha=10.0).fit(img[train_idx[tr]], y[tr])
       oof[va] = m.predict(img[train_idx[va]])
     image_score[train_idx] = oof
-  is_mean, is_std = float(image_score[train_idx].mean()), float(image_score[train_idx].std() or 1.0)
-  image_score = ((image_score - is_mean) / is_std).astype(np.float32)
+  image_score = image_score.astype(np.float32)
 
   feats = FeatureSet(
       tokens=tokens, token_mask=token_mask, image=img, text=txt, lda=lda.astype(np.float32),

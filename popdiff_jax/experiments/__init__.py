@@ -1,0 +1,1 @@
+"""Experiment drivers: one function per experiment, returning result rows."""
