@@ -98,7 +98,8 @@ class FeatureCache:
       t0 = time.perf_counter()
       feats, _ = build_features(self.table, split.train, n_topics=n_topics,
                                 lda_iter=self.args.lda_iter, lsa_dim=self.args.lsa_dim, seed=seed,
-                                cache_dir=pathlib.Path(self.args.workdir) / "lda_cache")
+                                cache_dir=pathlib.Path(self.args.workdir) / "lda_cache",
+                                n_jobs=self.args.n_jobs)
       self.seconds[f"{kind}/seed{seed}/topics{n_topics}"] = round(time.perf_counter() - t0, 1)
       self.cache = {k: v for k, v in self.cache.items() if k[2] == n_topics}
       self.cache[key] = (split, feats)
@@ -120,7 +121,7 @@ def aggregate(paper, model, split, per_seed, metrics):
   return row
 
 
-def run_smp(fc, args, seeds, log):
+def run_smp(fc, args, seeds, log, flush):
   rows = []
   cfg = ex.SMPConfig(epochs=args.smp_epochs, patience=args.smp_patience, rf_trees=args.rf_trees)
   for kind in args.splits:
@@ -128,7 +129,7 @@ def run_smp(fc, args, seeds, log):
     for seed in seeds:
       split, feats = fc.get(kind, seed, 0)
       t0 = time.perf_counter()
-      trees = ex.run_smp_trees(feats, split, seed=seed, config=cfg, n_jobs=1)
+      trees = ex.run_smp_trees(feats, split, seed=seed, config=cfg, n_jobs=args.n_jobs)
       for name, r in trees.items():
         per.setdefault(name, []).append(r)
       for name, with_image in (("conv1d", False), ("conv1d_multimodal", True)):
@@ -139,10 +140,11 @@ def run_smp(fc, args, seeds, log):
           + ", ".join(f"{k} srcc={v[-1]['srcc']:.3f}" for k, v in per.items()))
     for name, rs in per.items():
       rows.append(aggregate("multimodal_smp", name, kind, rs, REG_METRICS))
+    flush(rows)
   return rows
 
 
-def run_fusion(fc, args, seeds, log):
+def run_fusion(fc, args, seeds, log, flush):
   rows = []
   cfg = ex.FusionConfig(epochs=args.fusion_epochs)
   jobs = [(kind, "fusion_dnn", None, None) for kind in args.splits]
@@ -159,10 +161,11 @@ def run_fusion(fc, args, seeds, log):
       rs.append(r)
       log(f"fusion {kind} {name} seed {seed}: {time.perf_counter() - t0:.0f}s srcc={r['srcc']:.3f}")
     rows.append(aggregate("fusion_dnn", name, kind, rs, REG_METRICS))
+    flush(rows)
   return rows
 
 
-def run_dual(fc, args, seeds, log):
+def run_dual(fc, args, seeds, log, flush):
   rows = []
   cfg = ex.DualAttentionConfig(embed_dim=args.da_dim, hidden_dim=args.da_dim,
                                out_dim=args.da_dim, epochs=args.da_epochs, patience=args.da_epochs)
@@ -177,6 +180,8 @@ def run_dual(fc, args, seeds, log):
         per.setdefault(variant, []).append(r)
         log(f"dual {kind} {variant} seed {seed}: {time.perf_counter() - t0:.0f}s "
             f"acc={r['accuracy']:.3f} f1={r['f1']:.3f}")
+        # Provisional rows after every run, so a cut-off run leaves what it finished.
+        flush(rows + [aggregate("dual_attention", v, kind, rs, CLS_METRICS) for v, rs in per.items()])
     for name, rs in per.items():
       rows.append(aggregate("dual_attention", name, kind, rs, CLS_METRICS))
   return rows
@@ -201,8 +206,14 @@ def main(argv=None):
   p.add_argument("--smp-patience", type=int, default=4)
   p.add_argument("--rf-trees", type=int, default=200)
   p.add_argument("--skip-studies", action="store_true")
+  p.add_argument("--n-jobs", type=int, default=1, help="scikit-learn workers (LDA, forests)")
   p.add_argument("--out", default=str(RESULT))
+  p.add_argument("--merge", nargs="+", default=None,
+                 help="merge result files of separate runs (e.g. one per seed) into --out and exit")
   args = p.parse_args(argv)
+  if args.merge:
+    merge(args.merge, args.out)
+    return
 
   import jax
   import flax
@@ -220,7 +231,10 @@ def main(argv=None):
   runners = {"multimodal_smp": run_smp, "fusion_dnn": run_fusion, "dual_attention": run_dual}
   for paper in args.papers:
     t0 = time.perf_counter()
-    rows = runners[paper](fc, args, args.seeds, log)
+    def flush(partial, done=list(new_rows)):
+      write(args, done + partial, report, fc, jax, flax, sklearn, t_start)
+
+    rows = runners[paper](fc, args, args.seeds, log, flush)
     log(f"{paper}: {len(rows)} rows in {time.perf_counter() - t0:.0f}s")
     new_rows += rows
     # Write after each paper so a long run leaves its finished parts behind.
@@ -270,6 +284,45 @@ def write(args, new_rows, report, fc, jax, flax, sklearn, t_start):
   }
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+
+
+def merge(paths, out):
+  """Merges result files of runs over disjoint seeds: per-seed values are pooled per
+  (paper, model, split) and mean/std recomputed; run records are kept per input file."""
+  docs = [json.loads(pathlib.Path(p).read_text()) for p in paths]
+  pooled, order = {}, []
+  runs = {}
+  for path, doc in zip(paths, docs):
+    runs[pathlib.Path(path).name] = doc.get("runs", {})
+    for r in doc["rows"]:
+      key = (r["paper"], r["model"], r["split"])
+      if key not in pooled:
+        pooled[key] = {"rows": [], "row": r}
+        order.append(key)
+      pooled[key]["rows"].append(r)
+  rows = []
+  for key in order:
+    rs = pooled[key]["rows"]
+    metrics = CLS_METRICS if key[0] == "dual_attention" else REG_METRICS
+    out_row = {"paper": key[0], "model": key[1], "split": key[2]}
+    seeds = []
+    for m in metrics:
+      vals = [v for r in rs for v in r[f"{m}_per_seed"]]
+      out_row[m] = round(float(np.mean(vals)), 4)
+      out_row[f"{m}_std"] = round(float(np.std(vals, ddof=1)), 4) if len(vals) > 1 else 0.0
+      out_row[f"{m}_per_seed"] = vals
+      seeds = vals
+    out_row["seeds"] = len(seeds)
+    for k in ("n_train", "n_test"):
+      if k in rs[0]:
+        out_row[k] = int(np.mean([r[k] for r in rs]))
+    out_row["paper_reported"] = rs[0].get("paper_reported")
+    rows.append(out_row)
+  doc = dict(docs[0])
+  doc["rows"] = rows
+  doc["runs"] = runs
+  pathlib.Path(out).write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+  print_table(rows)
 
 
 def print_table(rows):

@@ -163,7 +163,7 @@ def build_features(table: PostTable, train_idx: np.ndarray, *, max_len: int = 48
                    cache_dir: str | pathlib.Path | None = None,
                    image_features: np.ndarray | None = None,
                    text_features: np.ndarray | None = None,
-                   scrape_time: int = SCRAPE_TIME) -> tuple[FeatureSet, FittedStats]:
+                   scrape_time: int = SCRAPE_TIME, n_jobs: int = 1) -> tuple[FeatureSet, FittedStats]:
   """All features of every post of ``table``, with every statistic fitted on ``train_idx`` rows.
 
   Args:
@@ -178,6 +178,7 @@ def build_features(table: PostTable, train_idx: np.ndarray, *, max_len: int = 48
     image_features: optional float [N, Di] precomputed image vectors replacing the alt-text input.
     text_features: optional float [N, Dt] precomputed caption vectors replacing LSA.
     scrape_time: Unix time the ages are measured from (the data was scraped in April 2019).
+    n_jobs: scikit-learn workers for LDA.
 
   Returns:
     (features, fitted statistics).
@@ -214,7 +215,8 @@ def build_features(table: PostTable, train_idx: np.ndarray, *, max_len: int = 48
 
   if n_topics > 0:
     lda, lda_info = topics.fit_transform_lda(train_docs, docs, n_topics=n_topics,
-                                             max_iter=lda_iter, seed=seed, cache_dir=cache_dir)
+                                             max_iter=lda_iter, seed=seed, cache_dir=cache_dir,
+                                             n_jobs=n_jobs)
   else:  # topics not needed (the regressors): skip the costly fit
     lda, lda_info = np.zeros((n, 0), np.float32), {"vocab_size": 0, "components_sum": 0.0}
 

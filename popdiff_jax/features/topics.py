@@ -34,7 +34,8 @@ def _key(*parts) -> str:
 
 def fit_transform_lda(train_docs: Sequence[Sequence[str]], all_docs: Sequence[Sequence[str]], *,
                       n_topics: int = 400, max_iter: int = 5, seed: int = 0, min_df: int = 2,
-                      cache_dir: str | pathlib.Path | None = None) -> tuple[np.ndarray, dict]:
+                      cache_dir: str | pathlib.Path | None = None, n_jobs: int = 1,
+                      ) -> tuple[np.ndarray, dict]:
   """Fits LDA on ``train_docs`` only and returns the topic mixture of every doc of ``all_docs``.
 
   Args:
@@ -45,6 +46,7 @@ def fit_transform_lda(train_docs: Sequence[Sequence[str]], all_docs: Sequence[Se
     seed: random_state of the fit.
     min_df: tokens in fewer training posts are dropped.
     cache_dir: where to cache the result (``lda_<key>.npz``); None disables caching.
+    n_jobs: scikit-learn workers for the E-step (does not change the result).
 
   Returns:
     (theta float32 [len(all_docs), n_topics] rows summing to 1, info dict with the vocabulary size,
@@ -63,7 +65,7 @@ def fit_transform_lda(train_docs: Sequence[Sequence[str]], all_docs: Sequence[Se
   cv = CountVectorizer(analyzer=_identity, min_df=min_df)
   x_train = cv.fit_transform(train_docs)
   lda = LatentDirichletAllocation(n_components=n_topics, learning_method="batch", max_iter=max_iter,
-                                  random_state=seed, n_jobs=1)
+                                  random_state=seed, n_jobs=n_jobs)
   lda.fit(x_train)
   theta = lda.transform(cv.transform(all_docs)).astype(np.float32)
   info = {"vocab_size": int(x_train.shape[1]), "components_sum": float(lda.components_.sum()),
