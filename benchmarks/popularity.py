@@ -9,6 +9,8 @@ Rows are merged into ``benchmarks/results/popularity.json`` (a paper's old rows 
 it is rerun), so the papers can be run one after the other. Each row: ``paper``, ``model``,
 ``split``, the metrics (``accuracy``/``precision``/``recall``/``f1`` or ``mae``/``mse``/``srcc``)
 as mean and std over seeds, the per-seed values, and the paper's own number where it has one.
+The committed results came from ``benchmarks/popularity_device.sh`` (one process per paper and
+seed on a GPU machine, merged with ``--merge``) with the defaults below.
 The seed draws the split (random and user splits; the time split's tie order) and initialises the
 model. Reduced settings for a shared 2-core CPU are recorded under ``settings``.
 """
@@ -199,7 +201,7 @@ def main(argv=None):
   p.add_argument("--topics", type=int, default=400)
   p.add_argument("--lda-iter", type=int, default=5)
   p.add_argument("--lsa-dim", type=int, default=128)
-  p.add_argument("--da-dim", type=int, default=128)
+  p.add_argument("--da-dim", type=int, default=512, help="paper: 512; reduce on a CPU")
   p.add_argument("--da-epochs", type=int, default=5)
   p.add_argument("--fusion-epochs", type=int, default=10)
   p.add_argument("--smp-epochs", type=int, default=20)

@@ -10,8 +10,11 @@
 The neural models train through :func:`popdiff_jax.train.loop.fit` with pure jitted
 ``train_step(state, batch, key) -> (state, metrics)`` steps built here; BatchNorm statistics of the
 fusion DNN travel in ``TrainState.extra``. Note that ``fit`` keeps the best epoch's ``params`` but
-the *final* ``extra``; for the fusion DNN we therefore monitor nothing and keep the last epoch
-(the paper trains a fixed 10 epochs), so parameters and running statistics always match.
+the *final* ``extra``; for the fusion DNN (a fixed 10 epochs in the paper) we therefore monitor the
+training loss with no early stopping, so the kept epoch is the one with the lowest training loss
+(normally the last one, under the decaying learning rate; the epoch is not recorded in the rows) and its parameters match
+the final running statistics. A non-final best epoch would pair its parameters with the last
+epoch's statistics; ``fit`` would need to keep ``extra`` with the best params to avoid that.
 
 Targets of the regressors are standardised with the training mean and standard deviation (the
 paper regresses raw log views with PyTorch over ~2k steps per epoch; with ~100 steps per epoch here

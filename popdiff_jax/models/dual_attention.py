@@ -33,8 +33,7 @@ Deviations and choices where the paper is silent: F1 is followed by ReLU and F2 
 lives in the LSTM's space like Q̂); O1 has ``out_dim`` units (default 256); FC of Eq. (5) is
 ReLU(Linear) to ``env_dim``; attention over padded words is masked (logit -inf before the
 softmax); biases are kept (the paper omits them in notation only). The paper uses 512-D word
-embeddings and LSTM states (the defaults here); the CPU benchmark uses smaller ones (documented in
-benchmarks/results/popularity.json).
+embeddings and LSTM states (the defaults here, also used by benchmarks/popularity.py on the device).
 """
 
 from __future__ import annotations
