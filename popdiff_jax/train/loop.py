@@ -95,8 +95,9 @@ def fit(
     batch_size_of: number of real examples in a batch, for the examples/s figure.
     progress: show tqdm bars.
     keep_checkpoints: checkpoints kept on disk.
-    max_seconds: stop after the first epoch that ends past this many seconds of this call
-      (a time budget; ``FitResult.stopped_by`` says ``"time"``).
+    max_seconds: a time budget for this call: once it has passed, the current epoch ends early
+      (its row says ``partial``), is evaluated and checkpointed, and training stops
+      (``FitResult.stopped_by == "time"``).
 
   Returns:
     A ``FitResult`` whose state carries the best parameters.
@@ -142,7 +143,11 @@ def fit(
     n_examples = 0
     bar = tqdm(train_batches(epoch), desc=f"{desc} epoch {epoch + 1}/{num_epochs}",
                disable=not progress, leave=False, unit="batch")
+    partial = False
     for batch in bar:
+      if max_seconds is not None and n_steps and time.perf_counter() - call_start > max_seconds:
+        partial = True
+        break
       key = jax.random.fold_in(base_key, host_step)
       state, metrics = train_step(state, batch, key)
       host_step += 1
@@ -157,7 +162,9 @@ def fit(
     bar.close()
     jax.block_until_ready(state)
     seconds = time.perf_counter() - t0
-    row = {"epoch": epoch, "step": host_step, "seconds": round(seconds, 3)}
+    row = {"epoch": epoch, "step": host_step, "seconds": round(seconds, 3), "steps": n_steps}
+    if partial:
+      row["partial"] = True
     if n_steps:
       row.update({f"train_{k}": v / n_steps for k, v in _to_py(sums).items()})
     if n_examples:
