@@ -1,6 +1,36 @@
-"""popdiff_jax: functional JAX models of information diffusion and social-media popularity."""
+"""popdiff_jax: functional JAX models of information diffusion and social-media popularity.
+
+The flat public API: data (cascade readers and batches), models (flax NNX modules used as pure
+functions through ``nnx.split`` / ``nnx.merge``), training, metrics and simulation. Everything here
+imports without tensorflow-datasets (the TFDS builders live in ``popdiff_jax.data.tfds_builders``).
+"""
 
 from popdiff_jax._errors import DataError
+from popdiff_jax.data.batching import CascadeBatch, bucket_lengths, make_batches
+from popdiff_jax.data.cascades import (DATASETS, PAD, TERMINATE, Cascade, CascadeDataset, UserVocab,
+                                       load_dataset, split_cascades)
+from popdiff_jax.experiments.next_user import NextUserConfig, Trained, load_trained
+from popdiff_jax.experiments.next_user import run as run_next_user
+from popdiff_jax.experiments.next_user import train as train_next_user
+from popdiff_jax.experiments.ndm_protocol import evaluate_protocol
+from popdiff_jax.metrics.infection import infection_f1, msle, truth_masks
+from popdiff_jax.metrics.ranking import ranking_sums
+from popdiff_jax.models.lstm import LSTMNextUser
+from popdiff_jax.models.ndm import NDM
+from popdiff_jax.models.next_user import mask_infected, next_user_nll
+from popdiff_jax.models.popularity_baseline import popularity_scores
+from popdiff_jax.simulate.sampler import Simulation, simulate, simulate_dataset
+from popdiff_jax.train.checkpoint import Checkpointer, CheckpointError
+from popdiff_jax.train.loop import FitResult, fit
+from popdiff_jax.train.state import TrainState, apply_gradients, create_train_state
 
-__all__ = ["DataError"]
+__all__ = [
+    "DataError", "CascadeBatch", "bucket_lengths", "make_batches", "DATASETS", "PAD", "TERMINATE",
+    "Cascade", "CascadeDataset", "UserVocab", "load_dataset", "split_cascades", "NextUserConfig",
+    "Trained", "load_trained", "run_next_user", "train_next_user", "evaluate_protocol",
+    "infection_f1", "msle", "truth_masks", "ranking_sums", "LSTMNextUser", "NDM", "mask_infected",
+    "next_user_nll", "popularity_scores", "Simulation", "simulate", "simulate_dataset",
+    "Checkpointer", "CheckpointError", "FitResult", "fit", "TrainState", "apply_gradients",
+    "create_train_state",
+]
 __version__ = "0.1.0"

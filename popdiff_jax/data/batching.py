@@ -88,7 +88,7 @@ def make_batches(cascades: Sequence[Cascade], batch_size: int, *, max_len: int =
   permuted by ``(seed, epoch)``, deterministically, so a resumed run sees the same batches.
 
   Args:
-    cascades: cascades already cut to ``max_len`` users (see ``cascades.truncate``) or shorter.
+    cascades: the cascades, uncut: one longer than ``max_len`` is cut here, without Terminate.
     batch_size: rows per batch (B).
     max_len: the longest cascade in users.
     buckets: token lengths; default ``bucket_lengths(max_len)``.

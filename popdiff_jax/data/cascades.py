@@ -149,7 +149,9 @@ def _read_lines(path: pathlib.Path) -> list[str]:
   except UnicodeDecodeError as e:
     line = raw[: e.start].count(b"\n") + 1
     raise DataError("not UTF-8 text", path, line) from e
-  lines = text.splitlines()
+  # Only "\n" ends a line (str.splitlines would also split at form feeds, \x1c-\x1e, \u2028...,
+  # silently turning one cascade into two and shifting every reported line number).
+  lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
   while lines and not lines[-1].strip():
     lines.pop()  # trailing blank lines are harmless
   if not lines:
@@ -227,6 +229,9 @@ def read_seed_then_pairs(path: str | os.PathLike, relative_times: bool) -> list[
     if len(tokens) % 2 != 1:
       raise DataError("expected a seed user then 'user time' pairs (odd number of fields)", path, n)
     users = [tokens[0]] + tokens[1::2]
+    bad = [u for u in users if "," in u]
+    if bad:
+      raise DataError(f"user id {bad[0]!r} contains a comma: not a 'seed user time ...' line", path, n)
     times = [_parse_time(t, path, n) for t in tokens[2::2]]
     seed_time = min(0.0, times[0]) if (relative_times and times) else (times[0] if times else 0.0)
     out.append(RawCascade(users, [seed_time] + times, str(path), n))
@@ -423,10 +428,17 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, split:
   return CascadeDataset(name, vocab, train, valid, test, graph, how, report)
 
 
-def truncate(cascades: Sequence[Cascade], max_len: int, what: str = "cascades") -> list[Cascade]:
-  """Cuts cascades to ``max_len`` users, warning once with the count."""
+def warn_if_truncated(cascades: Sequence[Cascade], max_len: int, what: str = "cascades") -> int:
+  """Warns once, with the count, that cascades longer than ``max_len`` will be cut.
+
+  The cut itself happens in ``batching.pack``, which must see the uncut length to know that a cut
+  cascade did not end (and so gets no Terminate).
+
+  Returns:
+    The number of cascades longer than ``max_len``.
+  """
   n_long = sum(len(c.users) > max_len for c in cascades)
   if n_long:
-    warnings.warn(f"{n_long} {what} longer than max_len={max_len} were truncated to {max_len} users",
-                  stacklevel=2)
-  return [Cascade(c.users[:max_len], c.times[:max_len]) for c in cascades]
+    warnings.warn(f"{n_long} {what} longer than max_len={max_len} are truncated to their first "
+                  f"{max_len} users (no Terminate is appended to a cut cascade)", stacklevel=2)
+  return n_long

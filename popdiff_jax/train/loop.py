@@ -22,6 +22,7 @@ import time
 from typing import Any, Callable, Iterable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -44,6 +45,7 @@ class FitResult:
   history: list[dict]
   best: dict
   resumed_from: int | None = None
+  stopped_by: str = "epochs"
 
 
 def _to_py(tree: Any) -> Any:
@@ -72,6 +74,7 @@ def fit(
     batch_size_of: Callable[[Any], int] | None = None,
     progress: bool = True,
     keep_checkpoints: int = 2,
+    max_seconds: float | None = None,
 ) -> FitResult:
   """Trains for up to ``num_epochs`` epochs with validation-based early stopping.
 
@@ -92,6 +95,9 @@ def fit(
     batch_size_of: number of real examples in a batch, for the examples/s figure.
     progress: show tqdm bars.
     keep_checkpoints: checkpoints kept on disk.
+    max_seconds: a time budget for this call: once it has passed, the current epoch ends early
+      (its row says ``partial``), is evaluated and checkpointed, and training stops
+      (``FitResult.stopped_by == "time"``).
 
   Returns:
     A ``FitResult`` whose state carries the best parameters.
@@ -104,7 +110,8 @@ def fit(
   log_path = workdir / "metrics.jsonl"
 
   history: list[dict] = []
-  best_params = state.params
+  # The step may donate its input state: the best parameters must be a copy, not a reference.
+  best_params = None
   best_value: float | None = None
   bad_epochs = 0
   start_epoch = 0
@@ -125,6 +132,8 @@ def fit(
 
   host_step = int(state.step)
   stopped = patience is not None and bad_epochs >= patience
+  stopped_by = "patience" if stopped else "epochs"
+  call_start = time.perf_counter()
   for epoch in range(start_epoch, num_epochs):
     if stopped:
       break
@@ -134,7 +143,11 @@ def fit(
     n_examples = 0
     bar = tqdm(train_batches(epoch), desc=f"{desc} epoch {epoch + 1}/{num_epochs}",
                disable=not progress, leave=False, unit="batch")
+    partial = False
     for batch in bar:
+      if max_seconds is not None and n_steps and time.perf_counter() - call_start > max_seconds:
+        partial = True
+        break
       key = jax.random.fold_in(base_key, host_step)
       state, metrics = train_step(state, batch, key)
       host_step += 1
@@ -149,7 +162,9 @@ def fit(
     bar.close()
     jax.block_until_ready(state)
     seconds = time.perf_counter() - t0
-    row = {"epoch": epoch, "step": host_step, "seconds": round(seconds, 3)}
+    row = {"epoch": epoch, "step": host_step, "seconds": round(seconds, 3), "steps": n_steps}
+    if partial:
+      row["partial"] = True
     if n_steps:
       row.update({f"train_{k}": v / n_steps for k, v in _to_py(sums).items()})
     if n_examples:
@@ -161,14 +176,15 @@ def fit(
       raise KeyError(f"monitor {monitor!r} not among the epoch metrics {sorted(row)}")
     value = float(row[monitor])
     if _is_better(value, best_value, mode):
-      best_value, best_params, bad_epochs = value, state.params, 0
+      best_value, best_params, bad_epochs = value, jax.tree.map(jnp.copy, state.params), 0
       row["best"] = True
     else:
       bad_epochs += 1
     history.append(row)
     with log_path.open("a") as f:
       f.write(json.dumps(row) + "\n")
-    ckpt.save(host_step, {"state": state, "best_params": best_params},
+    ckpt.save(host_step, {"state": state,
+                          "best_params": state.params if best_params is None else best_params},
               metadata={"epoch": epoch, "history": history, "best_value": best_value,
                         "bad_epochs": bad_epochs})
     if progress:
@@ -176,9 +192,14 @@ def fit(
                if k not in ("step",)}
       tqdm.write(f"{desc}: {shown}")
     stopped = patience is not None and bad_epochs >= patience
+    if stopped:
+      stopped_by = "patience"
+    elif max_seconds is not None and time.perf_counter() - call_start > max_seconds:
+      stopped, stopped_by = True, "time"
   ckpt.close()
 
   best_rows = [r for r in history if r.get("best")]
   best = best_rows[-1] if best_rows else (history[-1] if history else {})
-  return FitResult(state=state._replace(params=best_params), history=history, best=best,
-                   resumed_from=resumed_from)
+  final = state if best_params is None else state._replace(params=best_params)
+  return FitResult(state=final, history=history, best=best,
+                   resumed_from=resumed_from, stopped_by=stopped_by)

@@ -1,0 +1,66 @@
+"""Next-user prediction table (Hits@k, MAP@k) for NDM, LSTM and popularity on seven datasets.
+
+Writes ``benchmarks/results/ndm_next_user.json``: ``{"meta": {...}, "rows": [...]}`` with one row per
+(dataset, model) and keys ``dataset``, ``model``, ``split``, ``hits@10/50/100``, ``map@10/50/100``,
+``train_seconds``, ``device`` (plus epochs, best epoch and validation metrics).
+
+  python benchmarks/ndm_next_user.py --data-dir ../shared/data            # everything, ~minutes on a GPU
+  python benchmarks/ndm_next_user.py --datasets ndm/irvine --epochs 2     # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+
+from popdiff_jax.experiments.next_user import MODELS
+from popdiff_jax.experiments.reproduce import NEXT_USER_COLUMNS, reproduce_next_user
+from popdiff_jax.utils.report import format_table, run_metadata
+
+DATASETS = ("ndm/memetracker", "ndm/irvine", "ndm/lastfm", "forest/twitter", "forest/memetracker",
+            "infvae/christianity", "infvae/android")
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--datasets", nargs="+", default=list(DATASETS))
+  p.add_argument("--models", nargs="+", default=list(MODELS))
+  p.add_argument("--data-dir", default=None)
+  p.add_argument("--epochs", type=int, default=50)
+  p.add_argument("--max-train-seconds", type=float, default=None,
+                  help="time budget per (dataset, model) training run (for CPU runs)")
+  p.add_argument("--workdir", default="/tmp/popdiff_bench_next_user")
+  p.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" /
+                                      "ndm_next_user.json"))
+  p.add_argument("--merge", action="store_true",
+                 help="keep the rows of other datasets already in --out (replace only these)")
+  p.add_argument("--no-progress", action="store_true")
+  a = p.parse_args(argv)
+  meta = run_metadata()
+  meta.update({"epochs_max": a.epochs, "max_train_seconds": a.max_train_seconds,
+               "command": " ".join(sys.argv)})
+  rows = []
+  out = pathlib.Path(a.out)
+  kept = []
+  if a.merge and out.exists():
+    old = json.loads(out.read_text())
+    kept = [r for r in old["rows"] if r["dataset"] not in a.datasets]
+    meta["merged_from"] = old["meta"]
+  out.parent.mkdir(parents=True, exist_ok=True)
+  t0 = time.perf_counter()
+  for name in a.datasets:
+    rows += reproduce_next_user([name], a.models, workdir=a.workdir, data_dir=a.data_dir,
+                                progress=not a.no_progress, num_epochs=a.epochs,
+                                max_train_seconds=a.max_train_seconds)
+    meta["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    out.write_text(json.dumps({"meta": meta, "rows": kept + rows}, indent=1))  # keep partial results
+    print(format_table(rows[-len(a.models):], NEXT_USER_COLUMNS), flush=True)
+  print("\n" + format_table(kept + rows, NEXT_USER_COLUMNS))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,87 @@
+"""NDM's Monte Carlo protocol (paper Tables 2-3, Sec. 5.5) for trained NDM and LSTM models.
+
+Writes ``benchmarks/results/ndm_paper_protocol.json``: ``{"meta": ..., "rows": [...]}``, one row per
+(dataset, model) with ``macro_f1``, ``micro_f1``, ``macro_f1_first5``, ``micro_f1_first5``, ``msle``,
+``runs_per_cascade``, ``device`` and the paper's numbers beside them (``paper_*``).
+
+Models are loaded from the workdirs of ``benchmarks/ndm_next_user.py`` (same ``--workdir``) when
+present, else trained here.
+
+  python benchmarks/ndm_paper_protocol.py --data-dir ../shared/data --workdir /tmp/popdiff_bench_next_user
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import sys
+
+from popdiff_jax.data.cascades import load_dataset
+from popdiff_jax.experiments import next_user
+from popdiff_jax.experiments.ndm_protocol import PAPER_TABLES, evaluate_protocol
+from popdiff_jax.utils.report import format_table, run_metadata
+
+COLUMNS = ("dataset", "model", "macro_f1", "paper_macro_f1", "micro_f1", "paper_micro_f1",
+           "macro_f1_first5", "paper_macro_f1_first5", "micro_f1_first5", "paper_micro_f1_first5",
+           "msle", "runs_per_cascade")
+
+
+def _runs(spec: str) -> dict[str, int]:
+  out = {}
+  for item in spec.split(","):
+    name, n = item.split("=")
+    out[name] = int(n)
+  return out
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--datasets", nargs="+", default=list(PAPER_TABLES))
+  p.add_argument("--models", nargs="+", default=["ndm", "lstm"])
+  p.add_argument("--data-dir", default=None)
+  p.add_argument("--runs", type=int, default=1000, help="runs per cascade (paper: 1000)")
+  p.add_argument("--runs-override", type=_runs, default={},
+                 help="per-dataset runs, e.g. ndm/lastfm=200,forest/twitter=50 (CPU budgets)")
+  p.add_argument("--size-runs", type=int, default=100, help="runs per cascade for the size MSLE")
+  p.add_argument("--max-train-seconds", type=float, default=None)
+  p.add_argument("--workdir", default="/tmp/popdiff_bench_next_user")
+  p.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" /
+                                      "ndm_paper_protocol.json"))
+  p.add_argument("--no-progress", action="store_true")
+  a = p.parse_args(argv)
+  meta = run_metadata()
+  meta["command"] = " ".join(sys.argv)
+  out = pathlib.Path(a.out)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  rows = []
+  for name in a.datasets:
+    data = load_dataset(name, a.data_dir)
+    for model in a.models:
+      run_dir = pathlib.Path(a.workdir) / name.replace("/", "_") / model
+      if (run_dir / "config.json").exists():
+        _, trained = next_user.load_trained(run_dir, dataset=data)
+        source = f"loaded from {run_dir}"
+      else:
+        config = dataclasses.replace(next_user.NextUserConfig(model=model),
+                                     max_train_seconds=a.max_train_seconds)
+        trained = next_user.train(data, config, run_dir, progress=not a.no_progress)
+        source = "trained here"
+      runs = a.runs_override.get(name, a.runs)
+      row = {"dataset": name, "model": model.upper(),
+             "device": meta["device"], "f_init": trained.f_init, "model_source": source,
+             "epochs": trained.info.get("epochs")}
+      row.update(evaluate_protocol(data, trained, runs=runs, size_runs=min(a.size_runs, runs),
+                                   progress=not a.no_progress))
+      if model == "ndm":
+        row.update({f"paper_{k}": v for k, v in PAPER_TABLES.get(name, {}).items()})
+      rows.append(row)
+      out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+      print(format_table([row], COLUMNS), flush=True)
+  print("\n" + format_table(rows, COLUMNS, floatfmt=".3f"))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,234 @@
+"""Independent Cascade simulation throughput: popdiff_jax against cynetdiff and ndlib (issue 3, item 5).
+
+Graphs: seeded random directed graphs (distinct loop-free edges drawn uniformly) of 10k nodes and
+100k edges, and 100k nodes and 1M edges, every edge with probability p in {0.01, 0.1}; 10 seeds
+(nodes 0..9); S in {1k, 10k, 100k} runs. The anchors run on this machine's CPU in the same run:
+cynetdiff (Cython, one core) and ndlib (pure Python; a few runs only). The spread distribution of
+popdiff_jax is compared with cynetdiff's by a two-sample Kolmogorov-Smirnov test and a chi-square
+test on a shared histogram.
+
+Usage:
+  python benchmarks/simulation.py                      # full run, writes benchmarks/results/ic_simulation.json
+  python benchmarks/simulation.py --sims 1000,10000 --no-big --out benchmarks/results/ic_simulation_cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import datetime
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import jax  # noqa: E402
+
+from popdiff_jax.simulate import random_graph, simulate_ic  # noqa: E402
+
+
+def _csr(edges, n):
+  order = np.lexsort((edges[:, 1], edges[:, 0]))
+  e = edges[order]
+  starts = np.searchsorted(e[:, 0], np.arange(n)).astype(np.uint32)
+  return starts, e[:, 1].astype(np.uint32)
+
+
+def bench_cynetdiff(edges, n, p, seeds, max_sims, max_seconds):
+  """Runs cynetdiff's IC model one run at a time, as its documentation does. Returns (sims/s, spreads)."""
+  from cynetdiff.models import IndependentCascadeModel
+  starts, targets = _csr(edges, n)
+  model = IndependentCascadeModel(array.array("I", starts.tolist()), array.array("I", targets.tolist()),
+                                  activation_prob=float(p), rng=12345)
+  model.set_seeds([int(s) for s in seeds])
+  for _ in range(20):  # warm-up
+    model.reset_model()
+    model.advance_until_completion()
+  spreads = []
+  t0 = time.perf_counter()
+  while len(spreads) < max_sims and (len(spreads) < 100 or time.perf_counter() - t0 < max_seconds):
+    model.reset_model()
+    model.advance_until_completion()
+    spreads.append(model.get_num_activated_nodes())
+  dt = time.perf_counter() - t0
+  return len(spreads) / dt, np.asarray(spreads)
+
+
+def bench_ndlib(edges, n, p, seeds, max_sims, max_seconds):
+  """ndlib's IndependentCascadesModel with the per-edge threshold p. Returns (sims/s, spreads)."""
+  import networkx as nx
+  import ndlib.models.ModelConfig as mc
+  from ndlib.models.epidemics import IndependentCascadesModel
+  g = nx.DiGraph()
+  g.add_nodes_from(range(n))
+  g.add_edges_from(map(tuple, edges.tolist()))
+  config = mc.Configuration()
+  config.add_model_initial_configuration("Infected", [int(s) for s in seeds])
+  for u, v in g.edges():
+    config.add_edge_configuration("threshold", (u, v), float(p))
+  np.random.seed(0)
+  spreads = []
+  t0 = time.perf_counter()
+  while len(spreads) < max_sims and (len(spreads) < 2 or time.perf_counter() - t0 < max_seconds):
+    model = IndependentCascadesModel(g)
+    model.set_initial_status(config)
+    while True:
+      it = model.iteration(node_status=False)
+      if it["node_count"].get(1, 0) == 0:
+        break
+    spreads.append(it["node_count"].get(1, 0) + it["node_count"].get(2, 0))
+  dt = time.perf_counter() - t0
+  return len(spreads) / dt, np.asarray(spreads)
+
+
+def bench_popdiff(graph, seeds, sims, repeats, words_per_chunk, prob_bits):
+  """Median wall time of one jitted call of simulate_ic. Returns (sims/s, spreads, info)."""
+  times, spread, rounds = [], None, 0
+  t0 = time.perf_counter()
+  res = simulate_ic(graph, seeds, jax.random.key(0), sims, words_per_chunk=words_per_chunk,
+                    prob_bits=prob_bits)
+  jax.block_until_ready(res)
+  compile_s = time.perf_counter() - t0
+  for r in range(repeats):
+    t0 = time.perf_counter()
+    res = simulate_ic(graph, seeds, jax.random.key(r + 1), sims, words_per_chunk=words_per_chunk,
+                      prob_bits=prob_bits)
+    jax.block_until_ready(res)
+    times.append(time.perf_counter() - t0)
+    spread, rounds = res.spread, int(res.rounds)
+  med = float(np.median(times))
+  return sims / med, np.asarray(spread[0]), {"median_s": med, "compile_and_first_s": compile_s,
+                                             "rounds": rounds, "times_s": times}
+
+
+def two_sample(a, b):
+  """KS and chi-square (shared histogram, bins with >= 5 expected) between two spread samples."""
+  from scipy import stats
+  ks = stats.ks_2samp(a, b)
+  hi = int(max(a.max(), b.max())) + 1
+  edges = np.unique(np.quantile(np.concatenate([a, b]), np.linspace(0, 1, 21)).astype(int))
+  edges = np.concatenate([edges, [hi + 1]])
+  ca, _ = np.histogram(a, edges)
+  cb, _ = np.histogram(b, edges)
+  keep = (ca + cb) > 0
+  table = np.stack([ca[keep], cb[keep]])
+  if table.shape[1] < 2:
+    chi_p = 1.0
+  else:
+    chi_p = float(stats.chi2_contingency(table)[1])
+  return {"ks_stat": float(ks.statistic), "ks_pvalue": float(ks.pvalue), "chi2_pvalue": chi_p,
+          "n_popdiff": int(a.size), "n_anchor": int(b.size)}
+
+
+def _git_commit():
+  try:
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=10).stdout.strip() or None
+  except Exception:  # noqa: BLE001 - no git on the device machine
+    return os.environ.get("POPDIFF_COMMIT")
+
+
+def _versions():
+  out = {"python": platform.python_version(), "jax": jax.__version__, "numpy": np.__version__}
+  for name in ("cynetdiff", "ndlib", "networkx", "scipy", "jaxlib"):
+    try:
+      from importlib.metadata import version
+      out[name] = version(name)
+    except Exception:  # noqa: BLE001
+      out[name] = None
+  return out
+
+
+def main(argv=None):
+  ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  ap.add_argument("--sims", default="1000,10000,100000")
+  ap.add_argument("--ps", default="0.01,0.1")
+  ap.add_argument("--nodes", type=int, default=10_000)
+  ap.add_argument("--edges", type=int, default=100_000)
+  ap.add_argument("--big-nodes", type=int, default=100_000)
+  ap.add_argument("--big-edges", type=int, default=1_000_000)
+  ap.add_argument("--no-big", action="store_true")
+  ap.add_argument("--big-sims", default=None, help="S values for the big graph (default: --sims)")
+  ap.add_argument("--repeats", type=int, default=5)
+  ap.add_argument("--words-per-chunk", type=int, default=4096)
+  ap.add_argument("--prob-bits", type=int, default=16)
+  ap.add_argument("--anchor-seconds", type=float, default=3.0)
+  ap.add_argument("--ndlib-seconds", type=float, default=4.0)
+  ap.add_argument("--no-ndlib", action="store_true")
+  ap.add_argument("--out", default=str(ROOT / "benchmarks/results/ic_simulation.json"))
+  ap.add_argument("--note", default="")
+  args = ap.parse_args(argv)
+
+  dev = jax.devices()[0]
+  device = f"{dev.platform}:{getattr(dev, 'device_kind', '')}"
+  cpu_info = platform.processor() or platform.machine()
+  try:
+    cpu_count = len(os.sched_getaffinity(0))
+  except AttributeError:
+    cpu_count = os.cpu_count()
+  seeds = np.arange(10)
+  sims_list = [int(s) for s in args.sims.split(",")]
+  graphs = [(args.nodes, args.edges, sims_list)]
+  if not args.no_big:
+    big_sims = sims_list if args.big_sims is None else [int(s) for s in args.big_sims.split(",")]
+    graphs.append((args.big_nodes, args.big_edges, big_sims))
+  rows, checks = [], []
+  for n, e, sims_here in graphs:
+    for p in [float(x) for x in args.ps.split(",")]:
+      graph, edges = random_graph(n, e, p, seed=0)
+      cyn_rate, cyn_spreads = bench_cynetdiff(edges, n, p, seeds, 200_000, args.anchor_seconds)
+      base = {"nodes": n, "edges": e, "seeds": 10, "p": p}
+      rows.append({**base, "impl": "cynetdiff", "device": f"cpu (1 core; {cpu_info})", "sims": int(cyn_spreads.size),
+                   "sims_per_s": cyn_rate, "mean_spread": float(cyn_spreads.mean()),
+                   "ratio_vs_cynetdiff": 1.0})
+      print(f"[{n}/{e} p={p}] cynetdiff {cyn_rate:,.0f} sims/s mean {cyn_spreads.mean():.2f}", flush=True)
+      if not args.no_ndlib and e <= 100_000:
+        nd_rate, nd_spreads = bench_ndlib(edges, n, p, seeds, 50, args.ndlib_seconds)
+        rows.append({**base, "impl": "ndlib", "device": f"cpu (1 core; {cpu_info})",
+                     "sims": int(nd_spreads.size), "sims_per_s": nd_rate,
+                     "mean_spread": float(nd_spreads.mean()), "ratio_vs_cynetdiff": nd_rate / cyn_rate})
+        print(f"[{n}/{e} p={p}] ndlib {nd_rate:,.1f} sims/s mean {nd_spreads.mean():.2f}", flush=True)
+      for s in sims_here:
+        rate, spreads, info = bench_popdiff(graph, seeds, s, args.repeats, args.words_per_chunk,
+                                            args.prob_bits)
+        test = two_sample(spreads, cyn_spreads)
+        rows.append({**base, "impl": "popdiff_jax", "device": device, "sims": s, "sims_per_s": rate,
+                     "mean_spread": float(spreads.mean()), "ratio_vs_cynetdiff": rate / cyn_rate,
+                     "padded_edges": graph.padded_edges, **info, "vs_cynetdiff": test})
+        print(f"[{n}/{e} p={p}] popdiff_jax S={s}: {rate:,.0f} sims/s ({rate / cyn_rate:.2f}x cynetdiff) "
+              f"mean {spreads.mean():.2f} rounds {info['rounds']} KS p={test['ks_pvalue']:.3g} "
+              f"chi2 p={test['chi2_pvalue']:.3g}", flush=True)
+  out = {
+      "benchmark": "ic_simulation",
+      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+      "git_commit": _git_commit(),
+      "device": device,
+      "cpu": cpu_info,
+      "cpu_cores_visible": cpu_count,
+      "versions": _versions(),
+      "settings": {"words_per_chunk": args.words_per_chunk, "prob_bits": args.prob_bits,
+                   "repeats": args.repeats, "seeds": seeds.tolist(), "graph_seed": 0,
+                   "anchor_seconds": args.anchor_seconds, "note": args.note},
+      "rows": rows,
+  }
+  path = pathlib.Path(args.out)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(out, indent=1))
+  print("\n| graph | p | impl | device | S | sims/s | mean spread | x cynetdiff |")
+  print("|---|---|---|---|---|---|---|---|")
+  for r in rows:
+    print(f"| {r['nodes']}/{r['edges']} | {r['p']} | {r['impl']} | {r['device']} | {r['sims']} | "
+          f"{r['sims_per_s']:,.0f} | {r['mean_spread']:.2f} | {r['ratio_vs_cynetdiff']:.2f} |")
+  print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,156 @@
+"""The ``popdiff`` command: train, evaluate and reproduce; each command ends with a results table.
+
+Errors are one clear line (exit 2); ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import warnings
+
+from popdiff_jax._errors import DataError
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+  p.add_argument("--data-dir", default=None,
+                 help="folder holding the dataset folders (default: $POPDIFF_DATA_DIR, else "
+                      "../shared/data beside a checkout; the ndm/ sets are embedded)")
+  p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+  p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+
+
+def _add_hparams(p: argparse.ArgumentParser) -> None:
+  from popdiff_jax.experiments.next_user import NextUserConfig
+
+  d = NextUserConfig()
+  p.add_argument("--epochs", type=int, default=d.num_epochs, help="maximum epochs (%(default)s)")
+  p.add_argument("--patience", type=int, default=d.patience,
+                 help="early stopping patience on validation NLL (%(default)s)")
+  p.add_argument("--batch-size", type=int, default=d.batch_size, help="(%(default)s)")
+  p.add_argument("--max-len", type=int, default=d.max_len,
+                 help="cascades are cut to this many users (%(default)s)")
+  p.add_argument("--dim", type=int, default=d.dim, help="embedding size d (%(default)s)")
+  p.add_argument("--heads", type=int, default=d.num_heads, help="NDM attention heads h (%(default)s)")
+  p.add_argument("--window", type=int, default=d.window, help="NDM window win (%(default)s)")
+  p.add_argument("--f-init", type=int, choices=(0, 1), default=None,
+                 help="NDM F_init (default: 1 on Twitter datasets, else 0, as in the paper)")
+  p.add_argument("--schedule", choices=("noam", "constant"), default=d.schedule,
+                 help="learning-rate schedule (%(default)s; noam: the authors' warm-up schedule)")
+  p.add_argument("--lr", type=float, default=d.learning_rate,
+                 help="learning rate for --schedule constant (%(default)s)")
+  p.add_argument("--max-train-seconds", type=float, default=None,
+                 help="time budget per training run (ends the epoch in progress early)")
+  p.add_argument("--seed", type=int, default=d.seed, help="(%(default)s)")
+  p.add_argument("--split", choices=("files", "random", "time"), default="files",
+                 help="the dataset's own split files (default), or a seeded random / time-ordered "
+                      "re-split 80/10/10")
+
+
+def _overrides(a: argparse.Namespace) -> dict:
+  return {"num_epochs": a.epochs, "patience": a.patience, "batch_size": a.batch_size,
+          "max_len": a.max_len, "dim": a.dim, "num_heads": a.heads, "window": a.window,
+          "f_init": a.f_init, "schedule": a.schedule, "learning_rate": a.lr, "seed": a.seed,
+          "max_train_seconds": a.max_train_seconds}
+
+
+def build_parser() -> argparse.ArgumentParser:
+  from popdiff_jax.data.cascades import DATASETS
+  from popdiff_jax.experiments.next_user import MODELS
+  from popdiff_jax.experiments.reproduce import EMBEDDED_NDM_DATASETS
+
+  parser = argparse.ArgumentParser(prog="popdiff", description=__doc__.splitlines()[0])
+  sub = parser.add_subparsers(dest="command", required=True)
+
+  p = sub.add_parser("train", help="train one next-user model on one dataset and test it")
+  p.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+  p.add_argument("--model", default="ndm", choices=MODELS)
+  p.add_argument("--workdir", required=True, help="checkpoints and metrics.jsonl; reused = resumed")
+  _add_hparams(p)
+  _add_common(p)
+
+  p = sub.add_parser("evaluate", help="test the best checkpoint of a training workdir")
+  p.add_argument("--workdir", required=True)
+  p.add_argument("--on", choices=("test", "valid", "train"), default="test",
+                 help="which split to score (%(default)s)")
+  _add_common(p)
+
+  p = sub.add_parser("reproduce", help="run a paper's experiments and print the results table")
+  p.add_argument("paper", choices=("ndm",), help="which paper")
+  p.add_argument("--datasets", nargs="+", default=list(EMBEDDED_NDM_DATASETS),
+                 choices=sorted(DATASETS), help="(default: the embedded NDM datasets)")
+  p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+  p.add_argument("--workdir", default="runs/reproduce_ndm", help="(%(default)s)")
+  p.add_argument("--out", default=None, help="also write the rows as JSON to this file")
+  _add_hparams(p)
+  _add_common(p)
+
+  p = sub.add_parser("data", help="dataset summaries")
+  p.add_argument("action", choices=("summary",))
+  p.add_argument("names", nargs="*", default=sorted(DATASETS), help="(default: all)")
+  _add_common(p)
+  return parser
+
+
+def _print_rows(rows: list[dict]) -> None:
+  from popdiff_jax.experiments.reproduce import NEXT_USER_COLUMNS
+  from popdiff_jax.utils.report import format_table
+
+  print(format_table(rows, NEXT_USER_COLUMNS))
+
+
+def _dispatch(a: argparse.Namespace) -> int:
+  import dataclasses
+
+  from popdiff_jax.data.cascades import load_dataset
+  from popdiff_jax.experiments import next_user
+  from popdiff_jax.experiments.reproduce import reproduce_next_user
+  from popdiff_jax.utils.report import format_table
+
+  if a.command == "train":
+    data = load_dataset(a.dataset, a.data_dir, split=a.split)
+    config = dataclasses.replace(next_user.NextUserConfig(model=a.model), **_overrides(a))
+    row = next_user.run(data, config, a.workdir, progress=not a.no_progress)
+    pathlib.Path(a.workdir).mkdir(parents=True, exist_ok=True)
+    (pathlib.Path(a.workdir) / "results.json").write_text(json.dumps(row, indent=1))
+    _print_rows([row])
+  elif a.command == "evaluate":
+    data, trained = next_user.load_trained(a.workdir, data_dir=a.data_dir)
+    row = {"dataset": data.name, "model": trained.config.model, "on": a.on, **trained.info}
+    row.update(next_user.test_metrics(data, trained, a.on))
+    _print_rows([row])
+  elif a.command == "reproduce":
+    overrides = _overrides(a)
+    rows = reproduce_next_user(a.datasets, a.models, workdir=a.workdir, data_dir=a.data_dir,
+                               split=a.split, progress=not a.no_progress, **overrides)
+    if a.out:
+      pathlib.Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+      pathlib.Path(a.out).write_text(json.dumps(rows, indent=1))
+    print("\nNext-user prediction (test split; Hits@k and MAP@k over all users, infected masked)")
+    _print_rows(rows)
+  elif a.command == "data":
+    rows = [load_dataset(n, a.data_dir).summary() for n in a.names]
+    print(format_table(rows, ("dataset", "users", "train", "valid", "test", "avg_len", "max_len",
+                              "graph_edges", "split"), floatfmt=".2f"))
+  return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = build_parser()
+  a = parser.parse_args(argv)
+  if not a.debug:
+    warnings.simplefilter("default")
+  try:
+    return _dispatch(a)
+  except (DataError, KeyError, ValueError, FileNotFoundError) as e:
+    if a.debug:
+      raise
+    msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+    print(f"popdiff: error: {msg}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+  sys.exit(main())

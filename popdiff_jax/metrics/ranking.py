@@ -1,0 +1,79 @@
+"""Next-user ranking metrics (the protocol of FOREST / MS-HGAT): Hits@k and MAP@k over all users.
+
+At every step the model ranks all users not yet infected (already-infected users and padding are
+masked to ``-inf``); the metrics score the rank of the user actually infected next (or Terminate).
+MAP@k with one relevant item is the mean of ``1/rank`` when ``rank <= k``, else 0.
+
+Ties are broken uniformly at random *in expectation*: with ``g`` users scored above the target and
+``e`` others scored equal, the target's rank is uniform on ``g+1 .. g+e+1`` and the metrics are their
+exact expectations. Models with continuous scores have no ties, so this equals the usual strict rank;
+for the popularity baseline (many users share a count) it avoids crediting ties optimistically.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+
+_EULER_GAMMA = 0.5772156649015329
+
+
+def _harmonic(n: jax.Array) -> jax.Array:
+  """H(n) = sum_{r=1}^n 1/r for real n >= 0 (via the digamma function)."""
+  return jax.scipy.special.digamma(n + 1.0) + _EULER_GAMMA
+
+
+def target_rank_counts(masked_logits: jax.Array, targets: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """How many users score above, and equal to, each target (the target itself excluded).
+
+  Args:
+    masked_logits: float [..., U] scores with impossible users at ``-inf``.
+    targets: int32 [...] the true next user.
+
+  Returns:
+    ``(greater, equal)``: float [...] counts.
+  """
+  t = jnp.take_along_axis(masked_logits, targets[..., None], axis=-1)
+  greater = (masked_logits > t).sum(-1)
+  equal = (masked_logits == t).sum(-1) - 1
+  return greater.astype(jnp.float32), equal.astype(jnp.float32)
+
+
+def hits_and_map(greater: jax.Array, equal: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+  """Expected Hits@k and AP@k of a target with ``greater`` users above and ``equal`` tied with it."""
+  n_tied = equal + 1.0
+  hits = jnp.clip((k - greater) / n_tied, 0.0, 1.0)
+  top = jnp.minimum(jnp.float32(k), greater + n_tied)
+  ap = jnp.where(top > greater, (_harmonic(top) - _harmonic(greater)) / n_tied, 0.0)
+  return hits, ap
+
+
+def ranking_sums(masked_logits: jax.Array, targets: jax.Array, target_mask: jax.Array,
+                 ks: Sequence[int] = (10, 50, 100)) -> dict[str, jax.Array]:
+  """Sums of Hits@k and MAP@k over the real targets of a batch, plus their count.
+
+  Args:
+    masked_logits: float [B, L, U].
+    targets: int32 [B, L].
+    target_mask: bool [B, L] steps that have a target.
+    ks: cut-offs.
+
+  Returns:
+    dict with ``hits@k``, ``map@k`` sums (float []) and ``count`` (float []).
+  """
+  greater, equal = target_rank_counts(masked_logits, targets)
+  w = target_mask.astype(jnp.float32)
+  out = {"count": w.sum()}
+  for k in ks:
+    hits, ap = hits_and_map(greater, equal, k)
+    out[f"hits@{k}"] = (hits * w).sum()
+    out[f"map@{k}"] = (ap * w).sum()
+  return out
+
+
+def finalize(sums: dict) -> dict[str, float]:
+  """Turns accumulated sums into means (``count`` is dropped; ``nll`` becomes per prediction)."""
+  count = max(float(sums["count"]), 1.0)
+  return {k: float(v) / count for k, v in sums.items() if k != "count"}

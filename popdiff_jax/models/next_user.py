@@ -1,0 +1,98 @@
+"""Pieces shared by every next-user model: masking infected users and the NLL loss (NDM Eq. 7-8).
+
+Every next-user model maps a batch of cascades ``users: int32 [B, L]`` (with ``mask: bool [B, L]``)
+to raw scores ``logits: float [B, L, U]`` where row ``j`` scores the user infected at step ``j + 1``.
+The functions here turn raw scores into the paper's distribution: users already infected at or before
+step ``j`` (and padding) can never be predicted; Terminate (index 1) always can.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from popdiff_jax.data.cascades import PAD
+
+
+def infection_step(users: jax.Array, mask: jax.Array, num_items: int) -> jax.Array:
+  """The step at which each user was infected in each cascade (``L`` if never).
+
+  A scatter of ``B * L`` entries: the dense ``[B, L, U]`` mask of infected users is then the
+  comparison ``infection_step[b, None, u] <= j``, which XLA fuses into whatever consumes it.
+
+  Args:
+    users: int32 [B, L] vocabulary indices.
+    mask: bool [B, L] real positions.
+    num_items: U.
+
+  Returns:
+    int32 [B, U].
+  """
+  b, length = users.shape
+  steps = jnp.where(mask, jnp.arange(length, dtype=jnp.int32)[None, :], length)
+  first = jnp.full((b, num_items), length, jnp.int32)
+  return first.at[jnp.arange(b)[:, None], users].min(steps)
+
+
+def infected_before(users: jax.Array, mask: jax.Array, num_items: int,
+                    user_offset: int = 0, chunk: int | None = None) -> jax.Array:
+  """bool [B, L, C]: is user ``user_offset + c`` infected at or before step ``j`` (or padding)?
+
+  ``C`` is ``chunk`` (default: all ``num_items`` users); chunks let memory-lean code build the mask
+  for one slice of users at a time.
+  """
+  length = users.shape[1]
+  chunk = num_items if chunk is None else chunk
+  first = infection_step(users, mask, num_items)
+  first = jax.lax.dynamic_slice_in_dim(first, user_offset, chunk, axis=1)
+  infected = first[:, None, :] <= jnp.arange(length, dtype=jnp.int32)[None, :, None]
+  is_pad = (jnp.arange(chunk) + user_offset) == PAD
+  return infected | is_pad[None, None, :]
+
+
+def mask_infected(logits: jax.Array, users: jax.Array, mask: jax.Array) -> jax.Array:
+  """Sets the scores of padding and of already-infected users to ``-inf`` (NDM Sec. 4.5).
+
+  Args:
+    logits: float [B, L, U] raw scores; row ``j`` predicts the user after step ``j``.
+    users: int32 [B, L].
+    mask: bool [B, L].
+
+  Returns:
+    float [B, L, U] with ``-inf`` at padding and at every user in ``users[b, :j + 1]``.
+  """
+  blocked = infected_before(users, mask, logits.shape[-1])
+  return jnp.where(blocked, jnp.asarray(-jnp.inf, logits.dtype), logits)
+
+
+def shift_targets(users: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Targets of each step: the next user (or Terminate), and where a target exists.
+
+  Returns:
+    ``(targets int32 [B, L], target_mask bool [B, L])``; the last step never has a target.
+  """
+  targets = jnp.concatenate([users[:, 1:], jnp.full_like(users[:, :1], PAD)], axis=1)
+  target_mask = jnp.concatenate([mask[:, 1:], jnp.zeros_like(mask[:, :1])], axis=1)
+  return targets, target_mask & mask
+
+
+def next_user_nll(logits: jax.Array, users: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Summed negative log-likelihood of the observed next users (NDM Eq. 8, negated).
+
+  ``-sum_j log pre_j[u_{j+1}]`` with ``pre_j = softmax`` over users not yet infected (Eq. 7).
+
+  Args:
+    logits: float [B, L, U] raw scores (before masking).
+    users: int32 [B, L].
+    mask: bool [B, L].
+
+  Returns:
+    ``(nll_sum, num_targets)``: float [] and float []; divide for the mean per prediction.
+  """
+  targets, target_mask = shift_targets(users, mask)
+  masked = mask_infected(logits, users, mask)
+  log_probs = jax.nn.log_softmax(masked, axis=-1)
+  picked = jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+  # Padded steps pick the -inf padding column: zero them before summing (NaN-safe).
+  nll = jnp.where(target_mask, -picked, 0.0)
+  return nll.sum(), target_mask.sum().astype(logits.dtype)

@@ -1,0 +1,1 @@
+"""Small shared utilities: result tables and run metadata."""
