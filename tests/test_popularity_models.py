@@ -27,7 +27,7 @@ def _inputs(seed=0, vocab=30):
 
 
 def _np(x):
-  return np.asarray(x[...] if hasattr(x, "value") else x, np.float64)
+  return np.asarray(x[...] if isinstance(x, nnx.Variable) else x, np.float64)
 
 
 def _sigmoid(x):

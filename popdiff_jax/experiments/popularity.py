@@ -81,6 +81,7 @@ class SMPConfig:
   patience: int = 5
   rf_trees: int = 200
   rf_min_leaf: int = 3
+  gb_iter: int = 300
 
 
 class PostBatch(NamedTuple):
@@ -444,7 +445,8 @@ def run_smp_trees(feats: FeatureSet, split, *, seed: int, config: SMPConfig = SM
   rows["random_forest_no_comments"] = regression_metrics(y[split.test], rf_nc.predict(no_c[split.test]))
   rows["image_model"] = regression_metrics(y[split.test], feats.image_score[split.test])
   x15 = smp_features(feats, split, with_image=True)
-  gb = HistGradientBoostingRegressor(random_state=seed, early_stopping=False, max_iter=300,
+  gb = HistGradientBoostingRegressor(random_state=seed, early_stopping=False,
+                                     max_iter=config.gb_iter,
                                      learning_rate=0.05).fit(x15[split.train], y[split.train])
   rows["gradient_boosting"] = regression_metrics(y[split.test], gb.predict(x15[split.test]))
   for r in rows.values():
