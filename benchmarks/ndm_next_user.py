@@ -35,6 +35,8 @@ def main(argv=None) -> int:
   p.add_argument("--workdir", default="/tmp/popdiff_bench_next_user")
   p.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" /
                                       "ndm_next_user.json"))
+  p.add_argument("--merge", action="store_true",
+                 help="keep the rows of other datasets already in --out (replace only these)")
   p.add_argument("--no-progress", action="store_true")
   a = p.parse_args(argv)
   meta = run_metadata()
@@ -42,6 +44,11 @@ def main(argv=None) -> int:
                "command": " ".join(sys.argv)})
   rows = []
   out = pathlib.Path(a.out)
+  kept = []
+  if a.merge and out.exists():
+    old = json.loads(out.read_text())
+    kept = [r for r in old["rows"] if r["dataset"] not in a.datasets]
+    meta["merged_from"] = old["meta"]
   out.parent.mkdir(parents=True, exist_ok=True)
   t0 = time.perf_counter()
   for name in a.datasets:
@@ -49,9 +56,9 @@ def main(argv=None) -> int:
                                 progress=not a.no_progress, num_epochs=a.epochs,
                                 max_train_seconds=a.max_train_seconds)
     meta["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))  # keep partial results
+    out.write_text(json.dumps({"meta": meta, "rows": kept + rows}, indent=1))  # keep partial results
     print(format_table(rows[-len(a.models):], NEXT_USER_COLUMNS), flush=True)
-  print("\n" + format_table(rows, NEXT_USER_COLUMNS))
+  print("\n" + format_table(kept + rows, NEXT_USER_COLUMNS))
   return 0
 
 

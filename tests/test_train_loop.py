@@ -97,3 +97,37 @@ def test_corrupt_latest_checkpoint_falls_back(tmp_path):
 def test_restore_from_empty_dir_raises(tmp_path):
   with pytest.raises(CheckpointError):
     Checkpointer(tmp_path).restore({"w": jax.ShapeDtypeStruct((2,), jnp.float32)})
+
+
+def test_time_budget_ends_the_epoch_early(tmp_path):
+  x, y, batches = _problem()
+  state = create_train_state(jnp.zeros(3, jnp.float32), _TX)
+  result = fit(state, train_step=_step, train_batches=lambda e: batches * 50, evaluate=None,
+               monitor="train_loss", workdir=tmp_path, num_epochs=5, base_key=jax.random.key(0),
+               progress=False, max_seconds=0.0)
+  assert result.stopped_by == "time" and len(result.history) == 1
+  assert result.history[0]["partial"] and result.history[0]["steps"] == 1
+
+
+def test_best_epoch_keeps_its_non_trainable_state_and_resumes(tmp_path):
+  """BatchNorm-like ``extra`` state comes from the best epoch, like the params, also after resume."""
+  _, _, batches = _problem()
+
+  @jax.jit
+  def step(state, batch, key):
+    del batch, key
+    return state._replace(step=state.step + 1, extra={"seen": state.extra["seen"] + 1.0}), {
+        "loss": jnp.float32(0.0)}
+
+  def make():
+    return create_train_state(jnp.zeros(3, jnp.float32), _TX, extra={"seen": jnp.float32(0.0)})
+
+  scores = [3.0, 1.0, 2.0, 2.5, 2.7]
+  evaluate = lambda s: {"loss": scores[int(s.step) // len(batches) - 1]}
+  kw = dict(train_step=step, train_batches=lambda e: batches, evaluate=evaluate,
+            base_key=jax.random.key(0), progress=False, patience=None)
+  straight = fit(make(), workdir=tmp_path / "a", num_epochs=5, **kw)
+  assert float(straight.state.extra["seen"]) == 2 * len(batches)  # the best epoch is the second
+  fit(make(), workdir=tmp_path / "b", num_epochs=3, **kw)
+  resumed = fit(make(), workdir=tmp_path / "b", num_epochs=5, **kw)
+  chex.assert_trees_all_equal(straight.state, resumed.state)

@@ -41,6 +41,8 @@ def _add_hparams(p: argparse.ArgumentParser) -> None:
                  help="learning-rate schedule (%(default)s; noam: the authors' warm-up schedule)")
   p.add_argument("--lr", type=float, default=d.learning_rate,
                  help="learning rate for --schedule constant (%(default)s)")
+  p.add_argument("--max-train-seconds", type=float, default=None,
+                 help="time budget per training run (ends the epoch in progress early)")
   p.add_argument("--seed", type=int, default=d.seed, help="(%(default)s)")
   p.add_argument("--split", choices=("files", "random", "time"), default="files",
                  help="the dataset's own split files (default), or a seeded random / time-ordered "
@@ -50,7 +52,8 @@ def _add_hparams(p: argparse.ArgumentParser) -> None:
 def _overrides(a: argparse.Namespace) -> dict:
   return {"num_epochs": a.epochs, "patience": a.patience, "batch_size": a.batch_size,
           "max_len": a.max_len, "dim": a.dim, "num_heads": a.heads, "window": a.window,
-          "f_init": a.f_init, "schedule": a.schedule, "learning_rate": a.lr, "seed": a.seed}
+          "f_init": a.f_init, "schedule": a.schedule, "learning_rate": a.lr, "seed": a.seed,
+          "max_train_seconds": a.max_train_seconds}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -35,7 +35,8 @@ class FitResult:
   """What ``fit`` returns.
 
   Attributes:
-    state: the final state with ``params`` replaced by the best parameters seen on validation.
+    state: the final state with ``params`` and ``extra`` (e.g. BatchNorm statistics) replaced by
+      those of the best epoch on validation.
     history: one dict per epoch (train loss, validation metrics, seconds, examples/s).
     best: the history row of the best epoch.
     resumed_from: the epoch a resumed run continued after, or None for a fresh run.
@@ -50,6 +51,16 @@ class FitResult:
 
 def _to_py(tree: Any) -> Any:
   return jax.tree.map(lambda x: float(np.asarray(x)), tree)
+
+
+def _snapshot(state: TrainState, best: tuple[Any, Any] | None) -> dict:
+  """What a checkpoint holds: the state and the best (params, extra); ``best_extra`` only when the
+  state has non-trainable leaves (so runs without them keep the plain two-key layout)."""
+  best_params, best_extra = (state.params, state.extra) if best is None else best
+  out = {"state": state, "best_params": best_params}
+  if jax.tree.leaves(state.extra):
+    out["best_extra"] = best_extra
+  return out
 
 
 def _is_better(value: float, best: float | None, mode: str) -> bool:
@@ -95,8 +106,9 @@ def fit(
     batch_size_of: number of real examples in a batch, for the examples/s figure.
     progress: show tqdm bars.
     keep_checkpoints: checkpoints kept on disk.
-    max_seconds: stop after the first epoch that ends past this many seconds of this call
-      (a time budget; ``FitResult.stopped_by`` says ``"time"``).
+    max_seconds: a time budget for this call: once it has passed, the current epoch ends early
+      (its row says ``partial``), is evaluated and checkpointed, and training stops
+      (``FitResult.stopped_by == "time"``).
 
   Returns:
     A ``FitResult`` whose state carries the best parameters.
@@ -116,9 +128,9 @@ def fit(
   start_epoch = 0
   resumed_from = None
   if ckpt.latest_step() is not None:
-    template = {"state": state, "best_params": state.params}
-    restored, meta, _ = ckpt.restore(abstract_like(template))
-    state, best_params = restored["state"], restored["best_params"]
+    restored, meta, _ = ckpt.restore(abstract_like(_snapshot(state, (state.params, state.extra))))
+    state = restored["state"]
+    best_params = (restored["best_params"], restored.get("best_extra", state.extra))
     history = list(meta.get("history", []))
     best_value = meta.get("best_value")
     bad_epochs = int(meta.get("bad_epochs", 0))
@@ -142,7 +154,11 @@ def fit(
     n_examples = 0
     bar = tqdm(train_batches(epoch), desc=f"{desc} epoch {epoch + 1}/{num_epochs}",
                disable=not progress, leave=False, unit="batch")
+    partial = False
     for batch in bar:
+      if max_seconds is not None and n_steps and time.perf_counter() - call_start > max_seconds:
+        partial = True
+        break
       key = jax.random.fold_in(base_key, host_step)
       state, metrics = train_step(state, batch, key)
       host_step += 1
@@ -157,7 +173,9 @@ def fit(
     bar.close()
     jax.block_until_ready(state)
     seconds = time.perf_counter() - t0
-    row = {"epoch": epoch, "step": host_step, "seconds": round(seconds, 3)}
+    row = {"epoch": epoch, "step": host_step, "seconds": round(seconds, 3), "steps": n_steps}
+    if partial:
+      row["partial"] = True
     if n_steps:
       row.update({f"train_{k}": v / n_steps for k, v in _to_py(sums).items()})
     if n_examples:
@@ -169,15 +187,15 @@ def fit(
       raise KeyError(f"monitor {monitor!r} not among the epoch metrics {sorted(row)}")
     value = float(row[monitor])
     if _is_better(value, best_value, mode):
-      best_value, best_params, bad_epochs = value, jax.tree.map(jnp.copy, state.params), 0
+      best_value, bad_epochs = value, 0
+      best_params = jax.tree.map(jnp.copy, (state.params, state.extra))
       row["best"] = True
     else:
       bad_epochs += 1
     history.append(row)
     with log_path.open("a") as f:
       f.write(json.dumps(row) + "\n")
-    ckpt.save(host_step, {"state": state,
-                          "best_params": state.params if best_params is None else best_params},
+    ckpt.save(host_step, _snapshot(state, best_params),
               metadata={"epoch": epoch, "history": history, "best_value": best_value,
                         "bad_epochs": bad_epochs})
     if progress:
@@ -193,6 +211,7 @@ def fit(
 
   best_rows = [r for r in history if r.get("best")]
   best = best_rows[-1] if best_rows else (history[-1] if history else {})
-  final = state if best_params is None else state._replace(params=best_params)
+  final = state if best_params is None else state._replace(params=best_params[0],
+                                                           extra=best_params[1])
   return FitResult(state=final, history=history, best=best,
                    resumed_from=resumed_from, stopped_by=stopped_by)

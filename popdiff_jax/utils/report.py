@@ -61,3 +61,16 @@ def run_metadata(extra_packages: Iterable[str] = ()) -> dict:
                                 "chex", *extra_packages)),
           "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
           "commit": git_commit(), "host": platform.node()}
+
+
+def markdown_table(rows: Sequence[dict], columns: Sequence[str], floatfmt: str = ".3f") -> str:
+  """The same table as ``format_table`` in Markdown (for READMEs built from result files)."""
+
+  def cell(v):
+    if v is None:
+      return "–"
+    return format(v, floatfmt) if isinstance(v, float) else str(v)
+
+  out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+  out += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
+  return "\n".join(out)

@@ -1,0 +1,239 @@
+"""Dual-attention popularity classifier (Zhang, Li, Chen, Zhou & Luo 2019), its baselines and ablations.
+
+Inputs per post: image feature V (d1; the paper's ResNet-50 pool vector, here the alt-text concept
+vector or any precomputed dense vector), caption tokens, and the user environment: image
+environment I_e (mean V of the user's posts) and topic environment T_e (mean LDA vector).
+
+Full model (``variant="dual_attention"``):
+
+* Caption: word embedding -> one-layer LSTM -> Qᵉ = (q₁ᵉ … q_Tᵉ), d2 per word.
+* Explicit attention, Eq. (1)-(3): A = tanh((Qᵉ)ᵀ W_a V) (T × 1);
+  Hq = tanh(W_q Qᵉ + A · W_v V) (k per word, k = 128); aq = softmax_t(W_h Hq);
+  V̂ = F2(F1(V)); Q̂ = Σ_t aq_t qᵉ_t.
+* Implicit attention, Eq. (4)-(5): F = relu(W_i I_e) ⊙ relu(W_t T_e);
+  H = W_i2 I_e + W_t2 T_e + F; e_w = FC(H).
+* Output, Eq. (6)-(7): h_w = V̂ + Q̂; O1 = relu(W1 [h_w, e_w]); O2 = sigmoid(W2 O1); BCE.
+
+Baselines (Table I) and ablations (Table II), all with the same encoders:
+
+* ``visual``: V̂ -> O1 -> O2.   ``textual``: last LSTM state q_T -> O1 -> O2.
+* ``early_fusion``: [V̂, q_T] -> O1 -> O2.
+* ``late_fusion``: the mean of the visual and the textual towers' probabilities.
+* ``ccr`` (You et al. 2016): visual, textual and fused heads, each with BCE, plus the KL divergence
+  from the fused prediction to each single-modality prediction (weight ``ccr_weight``); the fused
+  head predicts.
+* ``similarity`` (after Fang et al. 2015): the element-wise product of the L2-normalised V̂ and q_T
+  (whose sum is their cosine) -> O1 -> O2.
+* ``e_attn``: h_w = V̂ + Q̂ -> O1 -> O2 (explicit attention alone).
+* ``env``: [V̂, q_T] with the environment concatenated through one FC layer, e = relu(FC([I_e, T_e])).
+* ``env_iattn``: [V̂, q_T] with the implicit-attention environment e_w.
+* ``e_attn_env``: h_w = V̂ + Q̂ with the concatenated environment.
+
+Deviations and choices where the paper is silent: F1 is followed by ReLU and F2 is linear (so V̂
+lives in the LSTM's space like Q̂); O1 has ``out_dim`` units (default 256); FC of Eq. (5) is
+ReLU(Linear) to ``env_dim``; attention over padded words is masked (logit -inf before the
+softmax); biases are kept (the paper omits them in notation only). The paper uses 512-D word
+embeddings and LSTM states (the defaults here, also used by benchmarks/popularity.py on the device).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from popdiff_jax.models._popularity_common import MaskedLSTM
+
+VARIANTS = ("visual", "textual", "early_fusion", "late_fusion", "ccr", "similarity", "e_attn",
+            "env", "env_iattn", "e_attn_env", "dual_attention")
+_USES_EXPLICIT = ("e_attn", "e_attn_env", "dual_attention")
+_ENV = {"env": "concat", "e_attn_env": "concat", "env_iattn": "implicit",
+        "dual_attention": "implicit"}
+
+
+class ExplicitAttention(nnx.Module):
+  """Eq. (1)-(2): word attention weights conditioned on the image."""
+
+  def __init__(self, image_dim: int, word_dim: int, attn_dim: int = 128, *, rngs: nnx.Rngs):
+    self.w_a = nnx.Linear(image_dim, word_dim, use_bias=False, rngs=rngs)  # W_a V
+    self.w_q = nnx.Linear(word_dim, attn_dim, rngs=rngs)
+    self.w_v = nnx.Linear(image_dim, attn_dim, use_bias=False, rngs=rngs)
+    self.w_h = nnx.Linear(attn_dim, 1, rngs=rngs)
+
+  def __call__(self, v: jax.Array, q: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Attention weights and attended caption.
+
+    Args:
+      v: float [B, d1] image feature V.
+      q: float [B, T, d2] word features Qᵉ.
+      mask: bool [B, T] valid words.
+
+    Returns:
+      (aq float [B, T] summing to 1 over valid words, Q̂ float [B, d2]).
+    """
+    affinity = jnp.tanh(jnp.einsum("btd,bd->bt", q, self.w_a(v)))            # Eq. (1), A
+    hq = jnp.tanh(self.w_q(q) + affinity[:, :, None] * self.w_v(v)[:, None, :])  # Eq. (2), Hq
+    logits = self.w_h(hq)[:, :, 0]
+    logits = jnp.where(mask, logits, jnp.full_like(logits, -1e9))
+    aq = jax.nn.softmax(logits, axis=-1)
+    aq = jnp.where(mask, aq, jnp.zeros_like(aq))
+    return aq, jnp.einsum("bt,btd->bd", aq, q)                                 # Eq. (3), Q̂
+
+
+class ImplicitAttention(nnx.Module):
+  """Eq. (4)-(5): environment representation through a joint residual function."""
+
+  def __init__(self, image_dim: int, topic_dim: int, env_dim: int, *, rngs: nnx.Rngs):
+    self.w_i = nnx.Linear(image_dim, env_dim, rngs=rngs)
+    self.w_t = nnx.Linear(topic_dim, env_dim, rngs=rngs)
+    self.w_i2 = nnx.Linear(image_dim, env_dim, rngs=rngs)
+    self.w_t2 = nnx.Linear(topic_dim, env_dim, rngs=rngs)
+    self.fc = nnx.Linear(env_dim, env_dim, rngs=rngs)
+
+  def __call__(self, env_image: jax.Array, env_topic: jax.Array) -> jax.Array:
+    f = jax.nn.relu(self.w_i(env_image)) * jax.nn.relu(self.w_t(env_topic))   # Eq. (4)
+    h = self.w_i2(env_image) + self.w_t2(env_topic) + f                        # Eq. (5)
+    return jax.nn.relu(self.fc(h))                                             # e_w = F(H)
+
+
+class DualAttention(nnx.Module):
+  """Dual-attention classifier or one of its baselines/ablations (``variant`` in ``VARIANTS``)."""
+
+  def __init__(self, vocab_size: int, image_dim: int, topic_dim: int, *,
+               variant: str = "dual_attention", embed_dim: int = 512, hidden_dim: int = 512,
+               attn_dim: int = 128, env_dim: int | None = None, out_dim: int = 256,
+               rngs: nnx.Rngs):
+    if variant not in VARIANTS:
+      raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+    self.variant = variant
+    env_dim = hidden_dim if env_dim is None else env_dim
+    uses_text = variant != "visual"
+    uses_image = variant != "textual"
+    if uses_text:
+      self.embed = nnx.Embed(vocab_size, embed_dim, rngs=rngs)
+      self.lstm = MaskedLSTM(embed_dim, hidden_dim, rngs=rngs)
+    if uses_image:
+      self.f1 = nnx.Linear(image_dim, hidden_dim, rngs=rngs)
+      self.f2 = nnx.Linear(hidden_dim, hidden_dim, rngs=rngs)
+    if variant in _USES_EXPLICIT:
+      self.attention = ExplicitAttention(image_dim, hidden_dim, attn_dim, rngs=rngs)
+    env = _ENV.get(variant)
+    if env == "implicit":
+      self.environment = ImplicitAttention(image_dim, topic_dim, env_dim, rngs=rngs)
+    elif env == "concat":
+      self.environment = nnx.Linear(image_dim + topic_dim, env_dim, rngs=rngs)
+    if variant in ("visual", "textual", "e_attn", "similarity"):
+      h_dim = hidden_dim
+    elif variant in _ENV:
+      h_dim = (hidden_dim if variant in _USES_EXPLICIT else 2 * hidden_dim) + env_dim
+    else:  # early_fusion, ccr (fused head); late_fusion uses two towers below
+      h_dim = 2 * hidden_dim
+    if variant in ("late_fusion", "ccr"):
+      self.o1_v = nnx.Linear(hidden_dim, out_dim, rngs=rngs)
+      self.o2_v = nnx.Linear(out_dim, 1, rngs=rngs)
+      self.o1_t = nnx.Linear(hidden_dim, out_dim, rngs=rngs)
+      self.o2_t = nnx.Linear(out_dim, 1, rngs=rngs)
+    if variant != "late_fusion":
+      self.o1 = nnx.Linear(h_dim, out_dim, rngs=rngs)
+      self.o2 = nnx.Linear(out_dim, 1, rngs=rngs)
+
+  def __call__(self, tokens: jax.Array, token_mask: jax.Array, image: jax.Array,
+               env_image: jax.Array, env_topic: jax.Array) -> dict:
+    """Forward pass.
+
+    Args:
+      tokens: int32 [B, T] caption token ids.
+      token_mask: bool [B, T].
+      image: float [B, d1] image feature V.
+      env_image: float [B, d1] image environment I_e.
+      env_topic: float [B, K] topic environment T_e.
+
+    Returns:
+      dict with ``logit`` float [B] (log-odds of "popular"), ``prob`` float [B], ``attention``
+      float [B, T] (explicit attention weights; zeros for variants without it) and ``aux_logits``
+      float [B, 3] (visual, textual, fused logits; ``ccr`` and ``late_fusion`` only, else zeros).
+    """
+    b, t = tokens.shape
+    v = image
+    attention = jnp.zeros((b, t), image.dtype)
+    aux = jnp.zeros((b, 3), image.dtype)
+    if self.variant != "visual":
+      qe, q_last = self.lstm(self.embed(tokens), token_mask)
+    if self.variant != "textual":
+      v_hat = self.f2(jax.nn.relu(self.f1(v)))                                 # Eq. (3), V̂
+    variant = self.variant
+
+    def head(o1, o2, h):
+      return o2(jax.nn.relu(o1(h)))[:, 0]                                      # Eq. (6)
+
+    if variant == "late_fusion":
+      lv = head(self.o1_v, self.o2_v, v_hat)
+      lt = head(self.o1_t, self.o2_t, q_last)
+      prob = 0.5 * (jax.nn.sigmoid(lv) + jax.nn.sigmoid(lt))
+      logit = jnp.log(prob) - jnp.log1p(-prob)
+      aux = jnp.stack([lv, lt, logit], axis=-1)
+      return {"logit": logit, "prob": prob, "attention": attention, "aux_logits": aux}
+    if variant == "visual":
+      h = v_hat
+    elif variant == "textual":
+      h = q_last
+    elif variant == "similarity":
+      def unit(x):
+        return x / jnp.sqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), 1e-12))
+      h = unit(v_hat) * unit(q_last)
+    elif variant in _USES_EXPLICIT:
+      attention, q_hat = self.attention(v, qe, token_mask)
+      h = v_hat + q_hat                                                        # h_w
+    else:  # early_fusion, ccr, env, env_iattn
+      h = jnp.concatenate([v_hat, q_last], axis=-1)
+    env = _ENV.get(variant)
+    if env == "implicit":
+      h = jnp.concatenate([h, self.environment(env_image, env_topic)], axis=-1)
+    elif env == "concat":
+      e = jax.nn.relu(self.environment(jnp.concatenate([env_image, env_topic], axis=-1)))
+      h = jnp.concatenate([h, e], axis=-1)
+    logit = head(self.o1, self.o2, h)
+    if variant == "ccr":
+      aux = jnp.stack([head(self.o1_v, self.o2_v, v_hat), head(self.o1_t, self.o2_t, q_last), logit],
+                      axis=-1)
+    return {"logit": logit, "prob": jax.nn.sigmoid(logit), "attention": attention,
+            "aux_logits": aux}
+
+
+def _bce_logits(logit: jax.Array, y: jax.Array) -> jax.Array:
+  return jnp.maximum(logit, 0) - logit * y + jnp.log1p(jnp.exp(-jnp.abs(logit)))
+
+
+def _bernoulli_kl(p_logit: jax.Array, q_logit: jax.Array) -> jax.Array:
+  """KL(Bern(σ(p)) || Bern(σ(q))), computed from logits without log(0)."""
+  p = jax.nn.sigmoid(p_logit)
+  return (p * (jax.nn.log_sigmoid(p_logit) - jax.nn.log_sigmoid(q_logit))
+          + (1 - p) * (jax.nn.log_sigmoid(-p_logit) - jax.nn.log_sigmoid(-q_logit)))
+
+
+def classification_loss(outputs: dict, labels: jax.Array, mask: jax.Array, variant: str,
+                        ccr_weight: float = 0.5) -> jax.Array:
+  """Masked mean binary cross-entropy, Eq. (7) (with the CCR and late-fusion forms).
+
+  Args:
+    outputs: the model's output dict.
+    labels: float [B] in {0, 1}.
+    mask: bool [B] real examples (padding excluded).
+    variant: the model variant.
+    ccr_weight: weight of the CCR consistency (KL) terms.
+
+  Returns:
+    float [] loss; finite for an all-padding batch (divides by max(sum(mask), 1)).
+  """
+  y = labels.astype(outputs["logit"].dtype)
+  if variant == "late_fusion":
+    p = jnp.clip(outputs["prob"], 1e-7, 1 - 1e-7)
+    per = -(y * jnp.log(p) + (1 - y) * jnp.log1p(-p))
+  elif variant == "ccr":
+    lv, lt, lc = outputs["aux_logits"][:, 0], outputs["aux_logits"][:, 1], outputs["aux_logits"][:, 2]
+    per = (_bce_logits(lc, y) + _bce_logits(lv, y) + _bce_logits(lt, y)
+           + ccr_weight * (_bernoulli_kl(lc, lv) + _bernoulli_kl(lc, lt)))
+  else:
+    per = _bce_logits(outputs["logit"], y)
+  per = jnp.where(mask, per, jnp.zeros_like(per))
+  return jnp.sum(per) / jnp.maximum(jnp.sum(mask), 1).astype(per.dtype)
