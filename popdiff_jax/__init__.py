@@ -12,13 +12,27 @@ from popdiff_jax.data.cascades import (DATASETS, PAD, TERMINATE, Cascade, Cascad
 from popdiff_jax.experiments.next_user import NextUserConfig, Trained, load_trained
 from popdiff_jax.experiments.next_user import run as run_next_user
 from popdiff_jax.experiments.next_user import train as train_next_user
+from popdiff_jax.data.instagram import (LoaderReport, PostTable, Split, load_instagram, make_split,
+                                        quartile_labels)
 from popdiff_jax.experiments.ndm_protocol import evaluate_protocol
-from popdiff_jax.metrics.infection import infection_f1, msle, truth_masks
+from popdiff_jax.experiments.popularity import (DualAttentionConfig, FusionConfig, SMPConfig,
+                                                run_dual_attention, run_fusion_dnn,
+                                                run_smp_conv1d, run_smp_trees)
+from popdiff_jax.features import FeatureSet, build_features
+from popdiff_jax.metrics.infection import InfectionF1, infection_f1, msle, truth_masks
+from popdiff_jax.metrics.popularity import classification_metrics, regression_metrics, spearman
 from popdiff_jax.metrics.ranking import ranking_sums
+from popdiff_jax.models.dual_attention import DualAttention
+from popdiff_jax.models.fusion_dnn import FusionDNN
+from popdiff_jax.models.ic_baselines import (FittedIC, candidate_edges, evaluate_ic_baseline,
+                                             fit_embedded_ic, fit_netrate, ic_size_msle)
 from popdiff_jax.models.lstm import LSTMNextUser
 from popdiff_jax.models.ndm import NDM
 from popdiff_jax.models.next_user import mask_infected, next_user_nll
 from popdiff_jax.models.popularity_baseline import popularity_scores
+from popdiff_jax.models.smp import SMPConv1d
+from popdiff_jax.simulate.graph import GraphReport, ICGraph, build_graph, random_graph
+from popdiff_jax.simulate.ic import ICResult, exact_ic, simulate_ic
 from popdiff_jax.simulate.sampler import Simulation, simulate, simulate_dataset
 from popdiff_jax.train.checkpoint import Checkpointer, CheckpointError
 from popdiff_jax.train.loop import FitResult, fit
@@ -31,6 +45,12 @@ __all__ = [
     "infection_f1", "msle", "truth_masks", "ranking_sums", "LSTMNextUser", "NDM", "mask_infected",
     "next_user_nll", "popularity_scores", "Simulation", "simulate", "simulate_dataset",
     "Checkpointer", "CheckpointError", "FitResult", "fit", "TrainState", "apply_gradients",
-    "create_train_state",
+    "create_train_state", "LoaderReport", "PostTable", "Split", "load_instagram", "make_split",
+    "quartile_labels", "DualAttentionConfig", "FusionConfig", "SMPConfig", "run_dual_attention",
+    "run_fusion_dnn", "run_smp_conv1d", "run_smp_trees", "FeatureSet", "build_features",
+    "InfectionF1", "classification_metrics", "regression_metrics", "spearman", "DualAttention",
+    "FusionDNN", "FittedIC", "candidate_edges", "evaluate_ic_baseline", "fit_embedded_ic",
+    "fit_netrate", "ic_size_msle", "SMPConv1d", "GraphReport", "ICGraph", "build_graph",
+    "random_graph", "ICResult", "exact_ic", "simulate_ic",
 ]
 __version__ = "0.1.0"
