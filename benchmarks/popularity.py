@@ -18,12 +18,10 @@ model. Reduced settings for a shared 2-core CPU are recorded under ``settings``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import json
 import pathlib
 import platform
-import subprocess
 import sys
 import time
 
@@ -35,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from popdiff_jax.data import instagram as ig  # noqa: E402
 from popdiff_jax.experiments import popularity as ex  # noqa: E402
 from popdiff_jax.features import build_features  # noqa: E402
+from popdiff_jax.utils import report  # noqa: E402
 
 RESULT = ROOT / "benchmarks" / "results" / "popularity.json"
 
@@ -81,10 +80,7 @@ def paper_number(paper, model, split):
 
 
 def git_commit() -> str:
-  try:
-    return subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=ROOT, text=True).strip()
-  except Exception:  # noqa: BLE001
-    return "unknown"
+  return report.git_commit() or "unknown"
 
 
 class FeatureCache:

@@ -186,7 +186,7 @@ def main(argv=None):
   if not args.no_big:
     big_sims = sims_list if args.big_sims is None else [int(s) for s in args.big_sims.split(",")]
     graphs.append((args.big_nodes, args.big_edges, big_sims))
-  rows, checks = [], []
+  rows = []
 
   def write(partial):
     out = {

@@ -2,7 +2,6 @@
 
 import functools
 import json
-import shutil
 
 import chex
 import jax

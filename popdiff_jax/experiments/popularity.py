@@ -25,7 +25,6 @@ back before any metric is computed.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import pathlib
 import shutil
 from typing import NamedTuple, Sequence

@@ -11,7 +11,6 @@ live in ``popdiff_jax.experiments.popularity`` (they are not JAX code).
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from popdiff_jax.models._popularity_common import dropout
