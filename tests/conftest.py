@@ -9,8 +9,17 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
-jax.config.update("jax_numpy_dtype_promotion", "strict")
+# Rank promotion is an error everywhere. Strict dtype promotion cannot be global: optax's Adam bias
+# correction mixes a Python float with its int32 step count, which "strict" rejects. Tests of our own
+# functions opt in with the `strict_dtypes` fixture instead.
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture
+def strict_dtypes():
+  """Runs the test under jax_numpy_dtype_promotion='strict' (no implicit dtype promotion)."""
+  with jax.numpy_dtype_promotion("strict"):
+    yield
 
 
 def pytest_addoption(parser):
