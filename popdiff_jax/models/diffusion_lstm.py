@@ -325,25 +325,39 @@ class DiffusionLSTM(nnx.Module):
       else:
         child = jax.random.uniform(kd, (w_cap, k), p.dtype) < p[:, :k]
       flat = (child & expand[:, None]).reshape(-1)
-      rank = jnp.cumsum(flat.astype(jnp.int32)) - 1
+      csum = jnp.cumsum(flat.astype(jnp.int32))
       budget = jnp.minimum(w_cap, max_size - size)
-      keep = flat & (rank < budget)
-      dest = jnp.where(keep, rank, w_cap)
-      new_par = jnp.zeros(w_cap, jnp.int32).at[dest].set(src_parent, mode="drop")
-      new_proto = jnp.zeros(w_cap, jnp.int32).at[dest].set(src_proto, mode="drop")
-      n_new = keep.sum().astype(jnp.int32)
-      new_alive = jnp.arange(w_cap) < n_new
+      n_new = jnp.minimum(csum[-1], budget).astype(jnp.int32)
+      # Compaction without a scatter: output slot s takes the (s+1)-th selected (parent, proto)
+      # pair in parent-major order, found by binary search in the running count.
+      slots = jnp.arange(w_cap, dtype=jnp.int32)
+      src = jnp.minimum(jnp.searchsorted(csum, slots + 1, side="left"), w_cap * k - 1)
+      new_par = src_parent[src]
+      new_proto = src_proto[src]
+      new_alive = slots < n_new
       x_new = proto_x[new_proto]
       h_new, c_new = node_state(x_new, h[new_par], c[new_par])
       counts = jnp.zeros(k, dt).at[new_proto].add(new_alive.astype(dt))
       return (h_new, c_new, x_new, new_alive, size + n_new), (n_new, counts)
 
-    init = (h, c, x, alive, jnp.ones((), jnp.int32))
-    (_, _, _, _, size), (widths, counts) = jax.lax.scan(level, init, keys)
+    # A while loop, not a scan: generation stops as soon as no node is alive (under vmap, when
+    # no tree of the batch has a live node), which is most levels for realistic thresholds.
+    def cond(st):
+      d, carry, _, _ = st
+      return (d < max_depth) & carry[3].any()
+
+    def body(st):
+      d, carry, widths, counts = st
+      carry, (n_new, cnt) = level(carry, keys[d])
+      return d + 1, carry, widths.at[d].set(n_new), counts + cnt
+
+    init = (jnp.zeros((), jnp.int32), (h, c, x, alive, jnp.ones((), jnp.int32)),
+            jnp.zeros((max_depth,), jnp.int32), jnp.zeros((k,), dt))
+    _, (_, _, _, _, size), widths, counts = jax.lax.while_loop(cond, body, init)
     depth = (widths > 0).sum().astype(jnp.int32)
     return GeneratedTrees(depth=depth, size=size,
                           widths=jnp.concatenate([jnp.ones((1,), jnp.int32), widths]),
-                          proto_counts=counts.sum(0))
+                          proto_counts=counts)
 
 
 # ------------------------------------------------------------------------------------------------

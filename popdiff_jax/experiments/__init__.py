@@ -1,0 +1,1 @@
+"""Experiment drivers: data preparation, training, evaluation, one module per paper."""
