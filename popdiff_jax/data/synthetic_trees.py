@@ -76,10 +76,10 @@ def make_synthetic_trees(cfg: SyntheticTreesConfig = SyntheticTreesConfig()) -> 
   alpha[np.arange(u), dom] = 3.0
   cat = np.stack([rng.dirichlet(a) for a in alpha]).astype(np.float32)
   activity = rng.normal(size=u)
-  counts = np.stack([np.exp(7 + 1.5 * activity + 0.5 * rng.normal(size=u)),
-                     np.exp(5 + 0.8 * rng.normal(size=u)),
-                     np.exp(4 + 1.0 * activity + 0.7 * rng.normal(size=u)),
-                     np.exp(6 + 1.2 * activity + 0.6 * rng.normal(size=u))], axis=1)
+  counts = np.stack([np.exp(7 + 0.6 * activity + 0.2 * rng.normal(size=u)),
+                     np.exp(5 + 0.3 * rng.normal(size=u)),
+                     np.exp(4 + 0.4 * activity + 0.2 * rng.normal(size=u)),
+                     np.exp(6 + 0.5 * activity + 0.2 * rng.normal(size=u))], axis=1)
   logc = np.log1p(counts)
   social = np.concatenate([logc / logc.max(0), cat / 4.0], axis=1).astype(np.float32)
   influence = np.exp(0.5 * activity)

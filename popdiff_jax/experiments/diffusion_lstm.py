@@ -63,6 +63,7 @@ class DiffusionLSTMConfig:
   hidden: int = 128
   head_hidden: int = 128
   dropout: float = 0.5
+  optimizer: str = "sgd"
   lr: float = 0.2
   lr_low: float = 0.02
   epochs_high: int = 30
@@ -371,7 +372,7 @@ def train_model(prepared: PreparedTrees, variant: str, cfg: DiffusionLSTMConfig,
                                             (cfg.lr_low, cfg.epochs_low, k_fit2))):
     if epochs <= 0:
       continue
-    tx = optax.sgd(lr)
+    tx = optax.sgd(lr) if cfg.optimizer == "sgd" else optax.adam(lr)
     step = make_train_step(graphdef, tx, w_pos, w_neg)
     state = create_train_state(params if state is None else state.params, tx)
     res = fit(state, train_step=step, train_batches=train_batches, evaluate=evaluate,
