@@ -73,6 +73,8 @@ def timeit(fn, repeats: int, warmup: int = 2) -> float:
 
 
 def git_commit() -> str:
+  if os.environ.get("GIT_COMMIT"):
+    return os.environ["GIT_COMMIT"]
   try:
     return subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=ROOT, text=True).strip()
   except Exception:  # noqa: BLE001
@@ -90,6 +92,8 @@ def main():
                   help="JAX chunk widths; 0 = the widest level (one step per depth)")
   ap.add_argument("--repeats", type=int, default=10)
   ap.add_argument("--node_min", type=int, default=1500)
+  ap.add_argument("--max_pad_ratio", type=float, default=12.0,
+                  help="skip a JAX chunk width whose padded slots exceed this many times the nodes")
   ap.add_argument("--out", default=str(ROOT / "benchmarks/results/tree_lstm_speed.json"))
   args = ap.parse_args()
 
@@ -236,6 +240,9 @@ def main():
                            np.zeros(p.shape[0], np.int32), np.zeros(1, np.float32))
              for p, d, o in zip(parents, depths, offs[:-1])]
       k = T.num_chunks_needed([e.depth for e in exs], chunk)
+      if k * chunk > args.max_pad_ratio * n_nodes:
+        print(f"skip C={chunk}: {k * chunk} padded slots for {n_nodes} nodes", flush=True)
+        continue
       batch = T.make_tree_batch(exs, num_protos=1, chunk=chunk, num_chunks=k, batch_trees=n_trees)
       slot_of = np.empty(n_nodes, np.int64)
       # make_tree_batch places node (tree j, index i) at the slot where tree==j and BFS order.
@@ -253,11 +260,12 @@ def main():
                                        p["u"], k)
           return h
 
-      def loss(p, bb):
-        return jnp.sum(states(p, bb) * bb["r"])
+      def loss(p, x, c0, bb):
+        return jnp.sum(states(p, dict(bb, x=x, c0=c0)) * bb["r"])
 
       f_fwd = jax.jit(states)
-      f_bwd = jax.jit(jax.grad(loss, argnums=(0, 1)))
+      g_fn = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
+      f_bwd = lambda p, bb: g_fn(p, bb["x"], bb["c0"], bb)
       h_jax = np.asarray(f_fwd(jp, jb))[slot_of]
       err = float(np.max(np.abs(h_jax - h_torch)))
       t_f = timeit(lambda: jax.block_until_ready(f_fwd(jp, jb)), args.repeats)
