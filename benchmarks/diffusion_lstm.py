@@ -59,6 +59,8 @@ CUTS = {
 
 
 def git_commit() -> str:
+  if os.environ.get("GIT_COMMIT"):
+    return os.environ["GIT_COMMIT"]
   try:
     return subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=ROOT, text=True).strip()
   except Exception:  # noqa: BLE001
@@ -71,7 +73,14 @@ def main():
   ap.add_argument("--models", nargs="+", default=list(MODELS))
   ap.add_argument("--data_dir", default=None, help="folder with twitter15_tree.tar.gz")
   ap.add_argument("--out", default=str(ROOT / "benchmarks/results/diffusion_lstm.json"))
+  ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                  help="override config fields for all datasets, e.g. epochs_high=20 optimizer=sgd")
   args = ap.parse_args()
+  for kv in args.set:
+    key, val = kv.split("=", 1)
+    for ds, c in CONFIGS.items():
+      typ = type(getattr(c, key))
+      CONFIGS[ds] = dataclasses.replace(c, **{key: val if typ is str else typ(val)})
   out = pathlib.Path(args.out)
   rows, infos, seconds = [], {}, {}
   for ds in args.datasets:
@@ -98,7 +107,7 @@ def main():
     "versions": {"jax": jax.__version__, "flax": flax.__version__, "numpy": np.__version__,
                  "python": platform.python_version()},
     "configs": {ds: dataclasses.asdict(CONFIGS[ds]) for ds in args.datasets},
-    "cuts": CUTS, "datasets": infos, "seconds": seconds,
+    "cuts": CUTS, "overrides": args.set, "datasets": infos, "seconds": seconds,
     "paper_table1_full_model": {"ap_terminal": 0.932, "map_prototypes": 0.214, "map_all": 0.221},
     "paper_table2_full_model": {"depth_mae": 1.85, "hist_intersection": 0.708},
     "rows": rows,

@@ -234,8 +234,12 @@ def main():
 
     # ---- JAX level-wise (the library code).
     widest = int(max(np.bincount(all_depth)))
+    done = set()
     for chunk_req in args.chunks:
       chunk = widest if chunk_req == 0 else min(chunk_req, widest)
+      if chunk in done:
+        continue
+      done.add(chunk)
       exs = [T.TreeExample("t", p, d.astype(np.int32), x_all[o:o + p.shape[0]],
                            np.zeros(p.shape[0], np.int32), np.zeros(1, np.float32))
              for p, d, o in zip(parents, depths, offs[:-1])]

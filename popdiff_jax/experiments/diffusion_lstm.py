@@ -84,7 +84,7 @@ class DiffusionLSTMConfig:
   max_depth: int = 10
   max_width: int = 100
   max_size: int = 150
-  threshold_grid: tuple = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
+  threshold_grid: tuple = (0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99)
   gen_samples: int = 0
   max_trees: int | None = None
 
