@@ -91,7 +91,7 @@ def main():
   ap.add_argument("--chunks", type=int, nargs="+", default=[0, 1024],
                   help="JAX chunk widths; 0 = the widest level (one step per depth)")
   ap.add_argument("--repeats", type=int, default=10)
-  ap.add_argument("--node_min", type=int, default=1500)
+  ap.add_argument("--node_min", type=int, default=1000)
   ap.add_argument("--max_pad_ratio", type=float, default=12.0,
                   help="skip a JAX chunk width whose padded slots exceed this many times the nodes")
   ap.add_argument("--out", default=str(ROOT / "benchmarks/results/tree_lstm_speed.json"))
@@ -114,6 +114,35 @@ def main():
   u = (rng.normal(size=(hid, 4 * hid)) / np.sqrt(hid)).astype(np.float32)
   b = (rng.normal(size=4 * hid) * 0.1).astype(np.float32)
   rows = []
+  t_start = time.perf_counter()
+
+  def log(msg):
+    print(f"[{time.perf_counter() - t_start:7.1f}s] {msg}", flush=True)
+
+  def emit(row):
+    rows.append(row)
+    log(f"{row['impl']:28s} trees {row['trees']:5d} nodes {row.get('nodes_timed', row['nodes']):7d} "
+        f"steps {row.get('steps', 0):4d} fwd {row['nodes_per_s_fwd']:12.0f} n/s  f+b "
+        f"{row['nodes_per_s_fwd_bwd']:12.0f} n/s  x node {row['ratio_fwd_vs_node_by_node']:8.1f} / "
+        f"{row['ratio_fwd_bwd_vs_node_by_node']:8.1f}  x lvl "
+        f"{row.get('ratio_fwd_vs_torch_levelwise', float('nan')):6.2f} / "
+        f"{row.get('ratio_fwd_bwd_vs_torch_levelwise', float('nan')):6.2f}")
+    write()
+
+  def write():
+    import flax
+    result = {
+      "benchmark": "tree_lstm_speed",
+      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+      "git_commit": git_commit(), "device": device, "platform": platform.platform(),
+      "versions": {"jax": jax.__version__, "flax": flax.__version__, "numpy": np.__version__,
+                   "torch": torch.__version__, "python": platform.python_version()},
+      "level_floor_us_assumed": LEVEL_FLOOR_US, "args": vars(args), "rows": rows,
+    }
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+
   max_trees = max(args.trees)
   parents_all, source = load_trees(args.tar, max_trees, 0)
 
@@ -181,19 +210,24 @@ def main():
       with torch.set_grad_enabled(grad):
         loss = 0.0
         zero = torch.zeros(hid, device=tdev)
+        # Per-node views made once (unbind): indexing tx per node would make every node's
+        # backward allocate a gradient of the whole input (quadratic), which is not the cell's cost.
+        xs = tx[:n_sub].unbind(0)
+        rs = tr_[:n_sub].unbind(0)
+        c0s = tc0[:k_sub].unbind(0)
         for j in range(k_sub):
           hs, cs = [], []
           par = parents[j]
           for i in range(par.shape[0]):
             q = int(par[i])
-            hp_, cp_ = (zero, tc0[j]) if q < 0 else (hs[q], cs[q])
-            z = tx[offs[j] + i] @ tw + hp_ @ tu + tb
+            hp_, cp_ = (zero, c0s[j]) if q < 0 else (hs[q], cs[q])
+            z = xs[offs[j] + i] @ tw + hp_ @ tu + tb
             f, ii, o, g = z.chunk(4)
             c = torch.sigmoid(f) * cp_ + torch.sigmoid(ii) * torch.tanh(g)
             h = torch.sigmoid(o) * torch.tanh(c)
             hs.append(h)
             cs.append(c)
-            loss = loss + (h * tr_[offs[j] + i]).sum()
+            loss = loss + (h * rs[offs[j] + i]).sum()
         if grad:
           loss.backward()
           for t in (tw, tu, tb, tx, tc0):
@@ -201,6 +235,7 @@ def main():
         sync()
         return loss
 
+    log(f"{n_trees} trees, {n_nodes} nodes, {n_levels} levels: timing torch node-by-node")
     reps_node = max(2, args.repeats // 4)
     t_node_f = timeit(lambda: torch_node(False), reps_node, 1)
     t_node_fb = timeit(lambda: torch_node(True), reps_node, 1)
@@ -210,12 +245,12 @@ def main():
     t_lvl_fb = timeit(lambda: torch_level(True), args.repeats)
     base = dict(device=device, trees=n_trees, nodes=n_nodes, levels=n_levels, hidden=hid,
                 input_dim=dim, tree_source=source)
-    rows.append(dict(base, impl="torch_node_by_node", torch_device=str(tdev), nodes_timed=n_sub,
+    emit(dict(base, impl="torch_node_by_node", torch_device=str(tdev), nodes_timed=n_sub,
                      trees_timed=k_sub, nodes_per_s_fwd=node_f, nodes_per_s_fwd_bwd=node_fb,
                      fwd_ms=t_node_f * 1e3, fwd_bwd_ms=t_node_fb * 1e3,
                      ratio_fwd_vs_node_by_node=1.0, ratio_fwd_bwd_vs_node_by_node=1.0))
     lvl_f, lvl_fb = n_nodes / t_lvl_f, n_nodes / t_lvl_fb
-    rows.append(dict(base, impl="torch_levelwise", torch_device=str(tdev), steps=n_levels,
+    emit(dict(base, impl="torch_levelwise", torch_device=str(tdev), steps=n_levels,
                      nodes_per_s_fwd=lvl_f, nodes_per_s_fwd_bwd=lvl_fb,
                      fwd_ms=t_lvl_f * 1e3, fwd_bwd_ms=t_lvl_fb * 1e3,
                      ratio_fwd_vs_node_by_node=lvl_f / node_f,
@@ -267,6 +302,7 @@ def main():
       def loss(p, x, c0, bb):
         return jnp.sum(states(p, dict(bb, x=x, c0=c0)) * bb["r"])
 
+      log(f"jax C={chunk}: {k} steps, compiling")
       f_fwd = jax.jit(states)
       g_fn = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
       f_bwd = lambda p, bb: g_fn(p, bb["x"], bb["c0"], bb)
@@ -275,7 +311,7 @@ def main():
       t_f = timeit(lambda: jax.block_until_ready(f_fwd(jp, jb)), args.repeats)
       t_fb = timeit(lambda: jax.block_until_ready(f_bwd(jp, jb)), args.repeats)
       jf, jfb = n_nodes / t_f, n_nodes / t_fb
-      rows.append(dict(base, impl=f"jax_levelwise[C={chunk}]", chunk=chunk, steps=k,
+      emit(dict(base, impl=f"jax_levelwise[C={chunk}]", chunk=chunk, steps=k,
                        padded_slots=k * chunk, nodes_per_s_fwd=jf, nodes_per_s_fwd_bwd=jfb,
                        fwd_ms=t_f * 1e3, fwd_bwd_ms=t_fb * 1e3,
                        ratio_fwd_vs_node_by_node=jf / node_f,
@@ -287,18 +323,8 @@ def main():
                        fwd_over_floor=t_f * 1e6 / (k * LEVEL_FLOOR_US),
                        max_abs_diff_vs_torch=err))
 
-  import flax
-  import torch as _t
-  result = {
-    "benchmark": "tree_lstm_speed", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-    "git_commit": git_commit(), "device": device, "platform": platform.platform(),
-    "versions": {"jax": jax.__version__, "flax": flax.__version__, "numpy": np.__version__,
-                 "torch": _t.__version__, "python": platform.python_version()},
-    "level_floor_us_assumed": LEVEL_FLOOR_US, "rows": rows,
-  }
-  out = pathlib.Path(args.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(result, indent=1))
+  write()
+  out = args.out
   hdr = f"{'impl':28s} {'trees':>5s} {'nodes':>7s} {'steps':>5s} {'fwd n/s':>11s} {'f+b n/s':>11s} " \
         f"{'x node':>8s} {'x node fb':>9s} {'x lvl':>6s} {'x lvl fb':>8s} {'us/step':>8s}"
   print(hdr)
