@@ -42,7 +42,7 @@ CONFIGS = {
       eval_batch_trees=256),
   "twitter15": E.DiffusionLSTMConfig(
       optimizer="adam", lr=1e-3, lr_low=1e-4, hidden=64, head_hidden=64, dropout=0.3,
-      batch_trees=8, chunk=512, buckets=(8, 16, 32, 64), epochs_high=4, epochs_low=2,
+      batch_trees=16, chunk=1024, buckets=(8, 16, 32, 64), epochs_high=3, epochs_low=1,
       patience=2, eval_batch_trees=32, kmeans_max_points=200_000),
 }
 
