@@ -10,6 +10,9 @@ from popdiff_jax import DataError
 from popdiff_jax.data import trees as T
 from _shared_data import require_shared
 
+# Our own functions run under jax_numpy_dtype_promotion="strict" (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("strict_dtypes")
+
 
 def _edge(p, c):
   return f"{list(map(str, p))}->{list(map(str, c))}"

@@ -9,6 +9,9 @@ from popdiff_jax.data import synthetic_trees as S
 from popdiff_jax.data import trees as T
 from popdiff_jax.data import user_features as U
 
+# Our own functions run under jax_numpy_dtype_promotion="strict" (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("strict_dtypes")
+
 
 def _tree(name, parent, users, delay):
   return T.tree_from_parents(parent, name=name, user=users, delay=delay)

@@ -5,6 +5,9 @@ import pytest
 
 from popdiff_jax.metrics import trees as TM
 
+# Our own functions run under jax_numpy_dtype_promotion="strict" (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("strict_dtypes")
+
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 
 

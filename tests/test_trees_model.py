@@ -10,6 +10,9 @@ import pytest
 from popdiff_jax.data import trees as T
 from popdiff_jax.models import diffusion_lstm as M
 
+# Our own functions run under jax_numpy_dtype_promotion="strict" (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("strict_dtypes")
+
 
 def random_parents(rng, n, max_branch=None):
   """Random BFS-ordered parent array of n nodes (parent[i] < i)."""
