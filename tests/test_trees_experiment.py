@@ -60,3 +60,16 @@ def test_run_trains_better_than_random_and_resumes(prepared, tmp_path):
   # Same workdir again: the fit loop resumes from the checkpoints and gives the same numbers.
   again = E.run(prepared, "Diffusion-LSTM", cfg=CFG, workdir=str(tmp_path))[0]
   assert again["map_all"] == pytest.approx(by["Diffusion-LSTM"]["map_all"], rel=1e-5)
+
+
+def test_prepare_twitter15_small():
+  from _shared_data import require_shared
+  d = require_shared("twitter15_16_trees")
+  cfg = E.DiffusionLSTMConfig.tiny(max_trees=40)
+  p = E.prepare_twitter15(d, cfg)
+  assert p.info["split"] == [30, 5, 5] and p.info["cleaning"]["trees"] == 40
+  e = p.test[0]
+  assert e.x.shape == (e.parent.shape[0], 8) and e.content.shape == (9,)
+  np.testing.assert_allclose(e.x, p.proto_x[e.proto])
+  assert np.all((0 <= e.proto) & (e.proto < 8))
+  np.testing.assert_allclose(np.stack([x.content for x in p.train]).mean(0), 0.0, atol=1e-5)

@@ -161,13 +161,16 @@ def prepare_twitter15(data_dir: str | os.PathLike, cfg: DiffusionLSTMConfig) -> 
       x_train[rng.choice(x_train.shape[0], cfg.kmeans_max_points, replace=False)]
   km = uf.kmeans(jax.random.key(cfg.seed), pts, cfg.num_protos, iters=cfg.kmeans_iters)
   cents = np.asarray(km.centroids)
-  assign = jax.jit(uf.nearest_centroid)
+  # One nearest-centroid pass over all nodes (one compile), split back per tree.
+  sizes = np.asarray([f.shape[0] for f in feats])
+  protos = np.split(np.asarray(uf.nearest_centroid(jnp.asarray(np.concatenate(feats)),
+                                                   km.centroids)).astype(np.int32),
+                    np.cumsum(sizes)[:-1])
   content = uf.twitter_content_features(trees)
   mu, sd = content[i_tr].mean(0), content[i_tr].std(0)
   content = (content - mu) / np.where(sd > 0, sd, 1.0)
   examples = []
-  for t, f, c in zip(trees, feats, content):
-    proto = np.asarray(assign(f, cents)).astype(np.int32)
+  for t, proto, c in zip(trees, protos, content):
     examples.append(tr.TreeExample(t.name, t.parent, t.depth, cents[proto].astype(np.float32),
                                    proto, c.astype(np.float32)))
   tr_ex = [examples[i] for i in i_tr]
