@@ -1,1 +1,1 @@
-"""Experiment drivers: one function per experiment, returning result rows."""
+"""Experiment drivers: one module per paper (data preparation, training, evaluation), returning result rows."""

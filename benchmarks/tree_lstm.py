@@ -1,0 +1,342 @@
+"""Speed of the level-wise JAX tree LSTM (Diffusion-LSTM cell, Eq. 1) against PyTorch anchors.
+
+Three implementations of the same cell on the same trees with the same hidden size:
+
+* ``torch_node_by_node``: the common tree-LSTM code: one node at a time in breadth-first order
+  (batch size 1), the parent's (h, c) taken from a Python list. Its nodes/s do not depend on the
+  batch, so it is timed on the first trees of the set (at least ``--node_min`` nodes; reported).
+* ``torch_levelwise``: one step per depth over all nodes of that depth of all trees, parents
+  gathered from the previous level's tensors (index_select), autograd through the levels.
+* ``jax_levelwise[C=...]``: the library's ``levelwise_tree_lstm`` on a ``TreeBatch`` (one
+  ``lax.scan`` step per chunk of C same-depth nodes; ``W x + b`` of all nodes in one product before
+  the scan), jitted; with C = the widest level it is exactly one step per depth.
+
+fwd = all node states; fwd+bwd = gradient of Σ h·r (r random) w.r.t. W, U, b, the root memory and
+the inputs. Full float32 matmuls on both sides (JAX precision "highest", TF32 off in torch).
+Timings are medians of ``--repeats`` runs after warm-up, with block_until_ready / synchronize.
+On a GPU each scan step costs a fixed latency (~10 µs measured on an H100); the JSON reports the
+µs per step and the floor ``steps × 10 µs``.
+
+Usage: ``python benchmarks/tree_lstm.py [--trees 64] [--tar PATH] [--out benchmarks/results/tree_lstm_speed.json]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from popdiff_jax.data import trees as T  # noqa: E402
+from popdiff_jax.models import diffusion_lstm as M  # noqa: E402
+
+LEVEL_FLOOR_US = 10.0
+
+
+def load_trees(tar: str | None, n: int, seed: int):
+  """The first n Twitter15 trees (sorted by name), or random trees of Twitter15-like size."""
+  if tar and os.path.exists(tar):
+    trees, _ = T.read_twitter15(tar, max_trees=n)
+    return [t.parent for t in trees], "twitter15"
+  rng = np.random.default_rng(seed)
+  out = []
+  for _ in range(n):
+    size = int(np.clip(rng.lognormal(5.5, 0.8), 2, 3000))
+    par = [-1] + [0 if rng.random() < 0.6 else int(rng.integers(0, i)) for i in range(1, size)]
+    out.append(T.tree_from_parents(par, name="r").parent)
+  return out, "random(twitter15-like)"
+
+
+def timeit(fn, repeats: int, warmup: int = 2) -> float:
+  for _ in range(warmup):
+    fn()
+  ts = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    fn()
+    ts.append(time.perf_counter() - t0)
+  return statistics.median(ts)
+
+
+def git_commit() -> str:
+  if os.environ.get("GIT_COMMIT"):
+    return os.environ["GIT_COMMIT"]
+  try:
+    return subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=ROOT, text=True).strip()
+  except Exception:  # noqa: BLE001
+    return "unknown"
+
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--trees", type=int, nargs="+", default=[64])
+  ap.add_argument("--tar", default=os.environ.get(
+      "TWITTER15_TAR", "/work/shared/data/twitter15_16_trees/twitter15_tree.tar.gz"))
+  ap.add_argument("--hidden", type=int, default=128)
+  ap.add_argument("--input_dim", type=int, default=42)
+  ap.add_argument("--chunks", type=int, nargs="+", default=[0, 1024],
+                  help="JAX chunk widths; 0 = the widest level (one step per depth)")
+  ap.add_argument("--repeats", type=int, default=10)
+  ap.add_argument("--node_min", type=int, default=1000)
+  ap.add_argument("--max_pad_ratio", type=float, default=12.0,
+                  help="skip a JAX chunk width whose padded slots exceed this many times the nodes")
+  ap.add_argument("--out", default=str(ROOT / "benchmarks/results/tree_lstm_speed.json"))
+  args = ap.parse_args()
+
+  import torch
+  torch.backends.cuda.matmul.allow_tf32 = False
+  torch.backends.cudnn.allow_tf32 = False
+  tdev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+  jdev = jax.devices()[0]
+  device = f"{jdev.platform}:{getattr(jdev, 'device_kind', '')}"
+
+  def sync():
+    if tdev.type == "cuda":
+      torch.cuda.synchronize()
+
+  hid, dim = args.hidden, args.input_dim
+  rng = np.random.default_rng(0)
+  w = (rng.normal(size=(dim, 4 * hid)) / np.sqrt(dim)).astype(np.float32)
+  u = (rng.normal(size=(hid, 4 * hid)) / np.sqrt(hid)).astype(np.float32)
+  b = (rng.normal(size=4 * hid) * 0.1).astype(np.float32)
+  rows = []
+  t_start = time.perf_counter()
+
+  def log(msg):
+    print(f"[{time.perf_counter() - t_start:7.1f}s] {msg}", flush=True)
+
+  def emit(row):
+    rows.append(row)
+    log(f"{row['impl']:28s} trees {row['trees']:5d} nodes {row.get('nodes_timed', row['nodes']):7d} "
+        f"steps {row.get('steps', 0):4d} fwd {row['nodes_per_s_fwd']:12.0f} n/s  f+b "
+        f"{row['nodes_per_s_fwd_bwd']:12.0f} n/s  x node {row['ratio_fwd_vs_node_by_node']:8.1f} / "
+        f"{row['ratio_fwd_bwd_vs_node_by_node']:8.1f}  x lvl "
+        f"{row.get('ratio_fwd_vs_torch_levelwise', float('nan')):6.2f} / "
+        f"{row.get('ratio_fwd_bwd_vs_torch_levelwise', float('nan')):6.2f}")
+    write()
+
+  def write():
+    import flax
+    result = {
+      "benchmark": "tree_lstm_speed",
+      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+      "git_commit": git_commit(), "device": device, "platform": platform.platform(),
+      "versions": {"jax": jax.__version__, "flax": flax.__version__, "numpy": np.__version__,
+                   "torch": torch.__version__, "python": platform.python_version()},
+      "level_floor_us_assumed": LEVEL_FLOOR_US, "args": vars(args), "rows": rows,
+    }
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+
+  max_trees = max(args.trees)
+  parents_all, source = load_trees(args.tar, max_trees, 0)
+
+  for n_trees in args.trees:
+    parents = parents_all[:n_trees]
+    sizes = [p.shape[0] for p in parents]
+    n_nodes = int(sum(sizes))
+    depths = []
+    for p in parents:
+      d = np.zeros(p.shape[0], np.int64)
+      for i in range(1, p.shape[0]):
+        d[i] = d[p[i]] + 1
+      depths.append(d)
+    x_all = rng.normal(size=(n_nodes, dim)).astype(np.float32)
+    c_root = rng.normal(size=(n_trees, hid)).astype(np.float32)
+    r_all = rng.normal(size=(n_nodes, hid)).astype(np.float32)
+    offs = np.concatenate([[0], np.cumsum(sizes)])
+    n_levels = int(max(d.max() for d in depths)) + 1
+
+    # ---- torch level-wise: per level, global node ids, parent's local index in previous level.
+    all_depth = np.concatenate(depths)
+    all_tree = np.repeat(np.arange(n_trees), sizes)
+    all_par = np.concatenate([np.where(p >= 0, p + o, -1) for p, o in zip(parents, offs[:-1])])
+    lvl_nodes = [np.flatnonzero(all_depth == l) for l in range(n_levels)]
+    local = np.empty(n_nodes, np.int64)
+    for nodes in lvl_nodes:
+      local[nodes] = np.arange(nodes.size)
+    tt = lambda a, dt=torch.float32: torch.as_tensor(a, dtype=dt, device=tdev)
+    tw, tu, tb = (tt(a).requires_grad_() for a in (w, u, b))
+    tx = tt(x_all).requires_grad_()
+    tc0 = tt(c_root).requires_grad_()
+    tr_ = tt(r_all)
+    lvl_idx = [tt(nodes, torch.long) for nodes in lvl_nodes]
+    lvl_par = [tt(all_tree[lvl_nodes[0]], torch.long)] + \
+        [tt(local[all_par[nodes]], torch.long) for nodes in lvl_nodes[1:]]
+
+    def torch_level(grad: bool):
+      with torch.set_grad_enabled(grad):
+        hp = torch.zeros(n_trees, hid, device=tdev)
+        cp = tc0
+        loss = 0.0
+        for l in range(n_levels):
+          xi = tx.index_select(0, lvl_idx[l])
+          h_par = hp.index_select(0, lvl_par[l])
+          c_par = cp.index_select(0, lvl_par[l])
+          z = xi @ tw + h_par @ tu + tb
+          f, i, o, g = z.chunk(4, dim=1)
+          c = torch.sigmoid(f) * c_par + torch.sigmoid(i) * torch.tanh(g)
+          h = torch.sigmoid(o) * torch.tanh(c)
+          loss = loss + (h * tr_.index_select(0, lvl_idx[l])).sum()
+          hp, cp = h, c
+        if grad:
+          loss.backward()
+          for t in (tw, tu, tb, tx, tc0):
+            t.grad = None
+        sync()
+        return loss
+
+    # ---- torch node-by-node on the first trees (>= node_min nodes).
+    k_sub = int(np.searchsorted(np.cumsum(sizes), args.node_min) + 1)
+    k_sub = min(k_sub, n_trees)
+    n_sub = int(offs[k_sub])
+
+    def torch_node(grad: bool):
+      with torch.set_grad_enabled(grad):
+        loss = 0.0
+        zero = torch.zeros(hid, device=tdev)
+        # Per-node views made once (unbind): indexing tx per node would make every node's
+        # backward allocate a gradient of the whole input (quadratic), which is not the cell's cost.
+        xs = tx[:n_sub].unbind(0)
+        rs = tr_[:n_sub].unbind(0)
+        c0s = tc0[:k_sub].unbind(0)
+        for j in range(k_sub):
+          hs, cs = [], []
+          par = parents[j]
+          for i in range(par.shape[0]):
+            q = int(par[i])
+            hp_, cp_ = (zero, c0s[j]) if q < 0 else (hs[q], cs[q])
+            z = xs[offs[j] + i] @ tw + hp_ @ tu + tb
+            f, ii, o, g = z.chunk(4)
+            c = torch.sigmoid(f) * cp_ + torch.sigmoid(ii) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            hs.append(h)
+            cs.append(c)
+            loss = loss + (h * rs[offs[j] + i]).sum()
+        if grad:
+          loss.backward()
+          for t in (tw, tu, tb, tx, tc0):
+            t.grad = None
+        sync()
+        return loss
+
+    log(f"{n_trees} trees, {n_nodes} nodes, {n_levels} levels: timing torch node-by-node")
+    reps_node = max(2, args.repeats // 4)
+    t_node_f = timeit(lambda: torch_node(False), reps_node, 1)
+    t_node_fb = timeit(lambda: torch_node(True), reps_node, 1)
+    node_f = n_sub / t_node_f
+    node_fb = n_sub / t_node_fb
+    t_lvl_f = timeit(lambda: torch_level(False), args.repeats)
+    t_lvl_fb = timeit(lambda: torch_level(True), args.repeats)
+    base = dict(device=device, trees=n_trees, nodes=n_nodes, levels=n_levels, hidden=hid,
+                input_dim=dim, tree_source=source)
+    emit(dict(base, impl="torch_node_by_node", torch_device=str(tdev), nodes_timed=n_sub,
+                     trees_timed=k_sub, nodes_per_s_fwd=node_f, nodes_per_s_fwd_bwd=node_fb,
+                     fwd_ms=t_node_f * 1e3, fwd_bwd_ms=t_node_fb * 1e3,
+                     ratio_fwd_vs_node_by_node=1.0, ratio_fwd_bwd_vs_node_by_node=1.0))
+    lvl_f, lvl_fb = n_nodes / t_lvl_f, n_nodes / t_lvl_fb
+    emit(dict(base, impl="torch_levelwise", torch_device=str(tdev), steps=n_levels,
+                     nodes_per_s_fwd=lvl_f, nodes_per_s_fwd_bwd=lvl_fb,
+                     fwd_ms=t_lvl_f * 1e3, fwd_bwd_ms=t_lvl_fb * 1e3,
+                     ratio_fwd_vs_node_by_node=lvl_f / node_f,
+                     ratio_fwd_bwd_vs_node_by_node=lvl_fb / node_fb))
+    with torch.no_grad():
+      hp = torch.zeros(n_trees, hid, device=tdev)
+      cp = tc0
+      h_torch = np.zeros((n_nodes, hid), np.float32)
+      for l in range(n_levels):
+        z = tx[lvl_idx[l]] @ tw + hp[lvl_par[l]] @ tu + tb
+        f, i, o, g = z.chunk(4, dim=1)
+        c = torch.sigmoid(f) * cp[lvl_par[l]] + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        h_torch[lvl_nodes[l]] = h.cpu().numpy()
+        hp, cp = h, c
+
+    # ---- JAX level-wise (the library code).
+    widest = int(max(np.bincount(all_depth)))
+    done = set()
+    for chunk_req in args.chunks:
+      chunk = widest if chunk_req == 0 else min(chunk_req, widest)
+      if chunk in done:
+        continue
+      done.add(chunk)
+      exs = [T.TreeExample("t", p, d.astype(np.int32), x_all[o:o + p.shape[0]],
+                           np.zeros(p.shape[0], np.int32), np.zeros(1, np.float32))
+             for p, d, o in zip(parents, depths, offs[:-1])]
+      k = T.num_chunks_needed([e.depth for e in exs], chunk)
+      if k * chunk > args.max_pad_ratio * n_nodes:
+        print(f"skip C={chunk}: {k * chunk} padded slots for {n_nodes} nodes", flush=True)
+        continue
+      batch = T.make_tree_batch(exs, num_protos=1, chunk=chunk, num_chunks=k, batch_trees=n_trees)
+      slot_of = np.empty(n_nodes, np.int64)
+      # make_tree_batch places node (tree j, index i) at the slot where tree==j and BFS order.
+      order = np.lexsort((np.arange(n_nodes), all_depth))  # by depth, then global id
+      slot_of[order] = np.flatnonzero(batch.node_mask)
+      r_slots = np.zeros((batch.x.shape[0], hid), np.float32)
+      r_slots[slot_of] = r_all
+      jb = jax.device_put(dict(x=batch.x, parent=batch.parent, r=r_slots, c0=c_root))
+      jp = jax.device_put(dict(w=w, u=u, b=b))
+
+      def states(p, bb):
+        with jax.default_matmul_precision("highest"):
+          xw = bb["x"] @ p["w"] + p["b"][None, :]
+          h, _ = M.levelwise_tree_lstm(xw, bb["parent"], jnp.zeros_like(bb["c0"]), bb["c0"],
+                                       p["u"], k)
+          return h
+
+      def loss(p, x, c0, bb):
+        return jnp.sum(states(p, dict(bb, x=x, c0=c0)) * bb["r"])
+
+      log(f"jax C={chunk}: {k} steps, compiling")
+      f_fwd = jax.jit(states)
+      g_fn = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
+      f_bwd = lambda p, bb: g_fn(p, bb["x"], bb["c0"], bb)
+      h_jax = np.asarray(f_fwd(jp, jb))[slot_of]
+      err = float(np.max(np.abs(h_jax - h_torch)))
+      t_f = timeit(lambda: jax.block_until_ready(f_fwd(jp, jb)), args.repeats)
+      t_fb = timeit(lambda: jax.block_until_ready(f_bwd(jp, jb)), args.repeats)
+      jf, jfb = n_nodes / t_f, n_nodes / t_fb
+      emit(dict(base, impl=f"jax_levelwise[C={chunk}]", chunk=chunk, steps=k,
+                       padded_slots=k * chunk, nodes_per_s_fwd=jf, nodes_per_s_fwd_bwd=jfb,
+                       fwd_ms=t_f * 1e3, fwd_bwd_ms=t_fb * 1e3,
+                       ratio_fwd_vs_node_by_node=jf / node_f,
+                       ratio_fwd_bwd_vs_node_by_node=jfb / node_fb,
+                       ratio_fwd_vs_torch_levelwise=jf / lvl_f,
+                       ratio_fwd_bwd_vs_torch_levelwise=jfb / lvl_fb,
+                       us_per_step_fwd=t_f * 1e6 / k, us_per_step_fwd_bwd=t_fb * 1e6 / k,
+                       level_floor_fwd_ms=k * LEVEL_FLOOR_US / 1e3,
+                       fwd_over_floor=t_f * 1e6 / (k * LEVEL_FLOOR_US),
+                       max_abs_diff_vs_torch=err))
+
+  write()
+  out = args.out
+  hdr = f"{'impl':28s} {'trees':>5s} {'nodes':>7s} {'steps':>5s} {'fwd n/s':>11s} {'f+b n/s':>11s} " \
+        f"{'x node':>8s} {'x node fb':>9s} {'x lvl':>6s} {'x lvl fb':>8s} {'us/step':>8s}"
+  print(hdr)
+  for r in rows:
+    print(f"{r['impl']:28s} {r['trees']:5d} {r.get('nodes_timed', r['nodes']):7d} "
+          f"{r.get('steps', 0):5d} {r['nodes_per_s_fwd']:11.0f} {r['nodes_per_s_fwd_bwd']:11.0f} "
+          f"{r['ratio_fwd_vs_node_by_node']:8.1f} {r['ratio_fwd_bwd_vs_node_by_node']:9.1f} "
+          f"{r.get('ratio_fwd_vs_torch_levelwise', float('nan')):6.2f} "
+          f"{r.get('ratio_fwd_bwd_vs_torch_levelwise', float('nan')):8.2f} "
+          f"{r.get('us_per_step_fwd', float('nan')):8.1f}")
+  print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+  main()

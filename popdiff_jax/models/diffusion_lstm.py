@@ -1,0 +1,407 @@
+"""Diffusion-LSTM (Hu et al., WSDM 2018): a top-down tree LSTM over re-share trees, and its baselines.
+
+The cell is Eq. 1 of the paper, for a child ``ch`` of parent ``p`` with input ``x_ch`` (the child's
+social feature)::
+
+  f = σ(W_f x + U_f h_p + b_f)    i = σ(W_i x + U_i h_p + b_i)    o = σ(W_o x + U_o h_p + b_o)
+  c_ch = f ⊙ c_p + i ⊙ tanh(W_c x + U_c h_p + b_c)                h_ch = o ⊙ tanh(c_ch)
+
+A parent's (h, c) goes to every child, so in back-propagation the parent's gradient is the sum over
+its children (automatic here: the parent row is gathered once per child). The root's parent state is
+``h = 0`` and ``c = FC(content feature)`` (Sec. 3.4: "we project the image features into the initial
+root parent memory through an FC layer"). The head is dropout → FC → ReLU → dropout → FC → sigmoid
+over k + 1 classes (k prototypes and the terminal class); the loss is Eq. 2, the class-balanced
+binary cross-entropy.
+
+Level-wise computation (beyond the paper, same function): nodes are laid out depth by depth in
+chunks (:class:`popdiff_jax.data.trees.TreeBatch`); a ``lax.scan`` runs one step per chunk, gathering
+the parents' states from a state buffer and writing the chunk's states back. ``W x + b`` of every node
+is one matrix product before the scan, so each step does only the ``U h_p`` product and the gates.
+
+Variants (``variant=``), the paper's Sec. 4.3 baselines:
+  * ``"full"``: social input, c0 = FC(content).
+  * ``"social"``: social input, c0 = 0 (no content).
+  * ``"content"``: the content feature is the input at every node, c0 = 0.
+  * ``"fc"``: no memory: FC → ReLU → dropout → FC → ReLU → dropout → FC → sigmoid on
+    [node social feature, content feature].
+  * The "random weights" baseline is ``"full"`` left at its initialisation.
+
+Unstated in the paper and chosen here: hidden size 128 and head width 128 by default, dropout 0.5,
+Glorot-uniform input weights, orthogonal recurrent weights, zero biases.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+__all__ = [
+  "DiffusionLSTM", "VARIANTS", "levelwise_tree_lstm", "lstm_cell", "weighted_bce", "class_weights",
+  "dropout", "GeneratedTrees", "init_model", "apply_model", "generate_trees",
+]
+
+VARIANTS = ("full", "social", "content", "fc")
+
+
+def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+  """Inverted dropout with an explicit key; identity when ``key`` is None or ``rate`` is 0."""
+  if key is None or rate <= 0.0:
+    return x
+  keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+  return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+
+
+def lstm_cell(xw: jax.Array, h_p: jax.Array, c_p: jax.Array, u: jax.Array
+              ) -> tuple[jax.Array, jax.Array]:
+  """Eq. 1 given the precomputed input term.
+
+  Args:
+    xw: (..., 4H) ``W x + b`` of the children, gate blocks in the order f, i, o, c.
+    h_p: (..., H) parent hidden state.
+    c_p: (..., H) parent memory.
+    u: (H, 4H) recurrent weights ``[U_f, U_i, U_o, U_c]``.
+
+  Returns:
+    (h_ch, c_ch), each (..., H).
+  """
+  z = xw + h_p @ u
+  f, i, o, g = jnp.split(z, 4, axis=-1)
+  c = jax.nn.sigmoid(f) * c_p + jax.nn.sigmoid(i) * jnp.tanh(g)
+  h = jax.nn.sigmoid(o) * jnp.tanh(c)
+  return h, c
+
+
+def levelwise_tree_lstm(xw: jax.Array, parent: jax.Array, h_root: jax.Array, c_root: jax.Array,
+                        u: jax.Array, num_chunks: int) -> tuple[jax.Array, jax.Array]:
+  """Runs Eq. 1 over a level-wise batch: one scan step per chunk of same-depth nodes.
+
+  Args:
+    xw: (N, 4H) ``W x + b`` per node slot, N = num_chunks * C, slots ordered as in TreeBatch.
+    parent: (N,) int32 row of each node's parent in the (B + N)-row state buffer (rows < B are the
+      roots' virtual parents).
+    h_root: (B, H) hidden state of each root's virtual parent (zeros in the paper).
+    c_root: (B, H) memory of each root's virtual parent (the content embedding).
+    u: (H, 4H) recurrent weights.
+    num_chunks: K (static).
+
+  Returns:
+    (h, c): (N, H) states of every node slot (padding slots hold finite junk).
+  """
+  n, g = xw.shape
+  hid = g // 4
+  b = h_root.shape[0]
+  c_w = n // num_chunks
+  h_buf = jnp.concatenate([h_root, jnp.zeros((n, hid), xw.dtype)], axis=0)
+  c_buf = jnp.concatenate([c_root, jnp.zeros((n, hid), xw.dtype)], axis=0)
+
+  def step(carry, inp):
+    h_buf, c_buf = carry
+    k, xw_k, par_k = inp
+    # Parents always sit in earlier chunks (or the virtual root rows), already final.
+    h, c = lstm_cell(xw_k, h_buf[par_k], c_buf[par_k], u)
+    start = b + k * c_w
+    h_buf = jax.lax.dynamic_update_slice_in_dim(h_buf, h, start, axis=0)
+    c_buf = jax.lax.dynamic_update_slice_in_dim(c_buf, c, start, axis=0)
+    return (h_buf, c_buf), None
+
+  ks = jnp.arange(num_chunks, dtype=jnp.int32)
+  (h_buf, c_buf), _ = jax.lax.scan(
+      step, (h_buf, c_buf), (ks, xw.reshape(num_chunks, c_w, g), parent.reshape(num_chunks, c_w)))
+  return h_buf[b:], c_buf[b:]
+
+
+def weighted_bce(logits: jax.Array, targets: jax.Array, mask: jax.Array, w_pos: jax.Array,
+                 w_neg: jax.Array) -> jax.Array:
+  """Eq. 2: Σ_u −(1/N) Σ_n [w⁺_u t log o + w⁻_u (1 − t) log(1 − o)], o = σ(logits).
+
+  Args:
+    logits: (N, K1) pre-sigmoid scores.
+    targets: (N, K1) {0, 1}.
+    mask: (N,) bool real nodes; N in the formula is sum(mask) (at least 1).
+    w_pos, w_neg: (K1,) class weights from :func:`class_weights`.
+
+  Returns:
+    Scalar loss (finite for an all-padding batch).
+  """
+  logp = jax.nn.log_sigmoid(logits)
+  log1mp = jax.nn.log_sigmoid(-logits)
+  per = -(w_pos[None, :] * targets * logp + w_neg[None, :] * (1.0 - targets) * log1mp)
+  per_node = jnp.where(mask, per.sum(-1), jnp.zeros((), per.dtype))
+  denom = jnp.maximum(mask.sum(), 1).astype(per.dtype)
+  return per_node.sum() / denom
+
+
+def class_weights(pos_counts, neg_counts) -> tuple[jax.Array, jax.Array]:
+  """Balancing weights of Eq. 2: w⁺ = N⁻ / (N⁻ + N⁺), w⁻ = N⁺ / (N⁻ + N⁺), per class.
+
+  Args:
+    pos_counts, neg_counts: (K1,) training counts of positive / negative node targets.
+  """
+  pos = jnp.asarray(pos_counts, jnp.float32)
+  neg = jnp.asarray(neg_counts, jnp.float32)
+  tot = jnp.maximum(pos + neg, 1.0)
+  return neg / tot, pos / tot
+
+
+class GeneratedTrees(NamedTuple):
+  """Trees generated from their roots (leading batch axes as vmapped).
+
+  Attributes:
+    depth: (...,) int32 depth of the generated tree (0 = root only).
+    size: (...,) int32 number of nodes, root included.
+    widths: (..., max_depth + 1) int32 nodes per level.
+    proto_counts: (..., k) float32 non-root nodes per prototype.
+  """
+  depth: jax.Array
+  size: jax.Array
+  widths: jax.Array
+  proto_counts: jax.Array
+
+
+def _glorot(key, shape):
+  lim = jnp.sqrt(6.0 / (shape[0] + shape[1]))
+  return jax.random.uniform(key, shape, jnp.float32, -lim, lim)
+
+
+class DiffusionLSTM(nnx.Module):
+  """Diffusion-LSTM and its baselines (see the module docstring).
+
+  Args:
+    input_dim: D, size of a node's social feature.
+    content_dim: F, size of the content (image) feature.
+    num_protos: k; the head outputs k + 1 classes (the last is terminal).
+    hidden: H, LSTM size.
+    head_hidden: width of the head's hidden FC layer.
+    dropout_rate: rate of both dropout layers.
+    variant: one of VARIANTS.
+    rngs: nnx.Rngs for initialisation only (dropout keys are call arguments).
+  """
+
+  def __init__(self, input_dim: int, content_dim: int, num_protos: int, *, hidden: int = 128,
+               head_hidden: int = 128, dropout_rate: float = 0.5, variant: str = "full",
+               rngs: nnx.Rngs):
+    if variant not in VARIANTS:
+      raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    self.variant = variant
+    self.num_protos = num_protos
+    self.hidden = hidden
+    self.dropout_rate = dropout_rate
+    k1 = num_protos + 1
+    if variant == "fc":
+      self.fc1 = nnx.Linear(input_dim + content_dim, head_hidden, rngs=rngs)
+      self.fc2 = nnx.Linear(head_hidden, head_hidden, rngs=rngs)
+      self.fc3 = nnx.Linear(head_hidden, k1, rngs=rngs)
+      return
+    in_dim = content_dim if variant == "content" else input_dim
+    kw, ku = jax.random.split(rngs.params())
+    self.w = nnx.Param(_glorot(kw, (in_dim, 4 * hidden)))
+    self.u = nnx.Param(jnp.concatenate(
+        [jax.nn.initializers.orthogonal()(k, (hidden, hidden), jnp.float32)
+         for k in jax.random.split(ku, 4)], axis=1))
+    self.b = nnx.Param(jnp.zeros((4 * hidden,), jnp.float32))
+    if variant == "full":
+      self.content_fc = nnx.Linear(content_dim, hidden, rngs=rngs)
+    self.head1 = nnx.Linear(hidden, head_hidden, rngs=rngs)
+    self.head2 = nnx.Linear(head_hidden, k1, rngs=rngs)
+
+  # -- pieces ---------------------------------------------------------------------------------
+
+  def node_input(self, x: jax.Array, content_rows: jax.Array) -> jax.Array:
+    """The LSTM input at a node: its social feature, or the content for ``"content"``."""
+    return content_rows if self.variant == "content" else x
+
+  def input_term(self, x_in: jax.Array) -> jax.Array:
+    """``W x + b``: (..., D) -> (..., 4H)."""
+    b = self.b[...]
+    return x_in @ self.w[...] + b.reshape((1,) * (x_in.ndim - 1) + b.shape)
+
+  def root_state(self, content: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(h0, c0) of the roots' virtual parents: h0 = 0, c0 = FC(content) (or 0). content: (B, F)."""
+    h0 = jnp.zeros((content.shape[0], self.hidden), content.dtype)
+    if self.variant == "full":
+      return h0, self.content_fc(content)
+    return h0, h0
+
+  def head(self, h: jax.Array, key: jax.Array | None = None) -> jax.Array:
+    """dropout → FC → ReLU → dropout → FC: (..., H) -> (..., k + 1) logits."""
+    k1, k2 = (None, None) if key is None else jax.random.split(key)
+    z = jax.nn.relu(self.head1(dropout(h, self.dropout_rate, k1)))
+    return self.head2(dropout(z, self.dropout_rate, k2))
+
+  def fc_logits(self, x: jax.Array, content_rows: jax.Array,
+                key: jax.Array | None = None) -> jax.Array:
+    """The FC baseline: three FC layers, ReLU + dropout after the first two. -> logits."""
+    k1, k2 = (None, None) if key is None else jax.random.split(key)
+    z = jnp.concatenate([x, content_rows], axis=-1)
+    z = dropout(jax.nn.relu(self.fc1(z)), self.dropout_rate, k1)
+    z = dropout(jax.nn.relu(self.fc2(z)), self.dropout_rate, k2)
+    return self.fc3(z)
+
+  # -- teacher-forced pass over a level-wise batch -----------------------------------------------
+
+  def states(self, batch) -> tuple[jax.Array, jax.Array]:
+    """(h, c): (N, H) states of every node slot of a TreeBatch (level-wise scan)."""
+    content_rows = batch.content[batch.tree]
+    xw = self.input_term(self.node_input(batch.x, content_rows))
+    h0, c0 = self.root_state(batch.content)
+    return levelwise_tree_lstm(xw, batch.parent, h0, c0, self.u[...],
+                               batch.chunk_depth.shape[0])
+
+  def __call__(self, batch, key: jax.Array | None = None) -> jax.Array:
+    """(N, k + 1) logits of every node slot; ``key`` enables dropout (training)."""
+    if self.variant == "fc":
+      return self.fc_logits(batch.x, batch.content[batch.tree], key)
+    h, _ = self.states(batch)
+    return self.head(h, key)
+
+  # -- generation --------------------------------------------------------------------------------
+
+  def generate(self, content: jax.Array, root_x: jax.Array, proto_x: jax.Array,
+               proto_threshold: jax.Array, key: jax.Array | None = None, *,
+               terminal_threshold: float = 0.5, max_depth: int = 10, max_width: int = 100,
+               max_size: int = 150) -> GeneratedTrees:
+    """Generates one tree from its root (Sec. 4.5), level by level with static shapes.
+
+    A live node is terminal if p(terminal) > terminal_threshold; otherwise it gets one child for
+    each prototype u with p_u > proto_threshold[u] (or, with ``key``, with probability p_u: the
+    sampling variant). A child's input is its prototype's feature. Growth stops at max_depth
+    levels below the root, max_width nodes per level and max_size nodes in all (the paper's
+    truncation, depth > 10, width > 100, size > 150); children beyond a cap are cut in
+    parent-major order.
+
+    Args:
+      content: (F,) content feature.
+      root_x: (D,) the root user's feature.
+      proto_x: (k, D) prototype features.
+      proto_threshold: (k,) thresholds.
+      key: optional PRNG key for sampled generation.
+
+    Returns:
+      GeneratedTrees for this one tree.
+    """
+    k = proto_x.shape[0]
+    w_cap = max_width
+    dt = proto_x.dtype
+    cont = content[None]
+    fc = self.variant == "fc"
+
+    def node_state(x, h_p, c_p):
+      if fc:
+        return h_p, c_p
+      xin = self.node_input(x, jnp.broadcast_to(cont, (x.shape[0], cont.shape[1])))
+      return lstm_cell(self.input_term(xin), h_p, c_p, self.u[...])
+
+    def probs(x, h):
+      if fc:
+        logits = self.fc_logits(x, jnp.broadcast_to(cont, (x.shape[0], cont.shape[1])))
+      else:
+        logits = self.head(h)
+      return jax.nn.sigmoid(logits)
+
+    hid = 1 if fc else self.hidden
+    if fc:
+      h0 = c0 = jnp.zeros((1, hid), dt)
+    else:
+      h0, c0 = self.root_state(cont)
+    h_r, c_r = node_state(root_x[None], h0, c0)
+    h = jnp.zeros((w_cap, hid), dt).at[0].set(h_r[0])
+    c = jnp.zeros((w_cap, hid), dt).at[0].set(c_r[0])
+    x = jnp.zeros((w_cap, proto_x.shape[1]), dt).at[0].set(root_x)
+    alive = jnp.arange(w_cap) == 0
+    keys = (jnp.zeros((max_depth, 2), jnp.uint32) if key is None
+            else jax.random.split(key, max_depth))
+    src_parent = jnp.arange(w_cap * k, dtype=jnp.int32) // k
+    src_proto = jnp.arange(w_cap * k, dtype=jnp.int32) % k
+
+    def level(carry, kd):
+      h, c, x, alive, size = carry
+      p = probs(x, h)
+      expand = alive & (p[:, k] <= terminal_threshold)
+      if key is None:
+        child = p[:, :k] > proto_threshold[None, :]
+      else:
+        child = jax.random.uniform(kd, (w_cap, k), p.dtype) < p[:, :k]
+      flat = (child & expand[:, None]).reshape(-1)
+      csum = jnp.cumsum(flat.astype(jnp.int32))
+      budget = jnp.minimum(w_cap, max_size - size)
+      n_new = jnp.minimum(csum[-1], budget).astype(jnp.int32)
+      # Compaction without a scatter: output slot s takes the (s+1)-th selected (parent, proto)
+      # pair in parent-major order, found by binary search in the running count.
+      slots = jnp.arange(w_cap, dtype=jnp.int32)
+      src = jnp.minimum(jnp.searchsorted(csum, slots + 1, side="left"), w_cap * k - 1)
+      new_par = src_parent[src]
+      new_proto = src_proto[src]
+      new_alive = slots < n_new
+      x_new = proto_x[new_proto]
+      h_new, c_new = node_state(x_new, h[new_par], c[new_par])
+      counts = jnp.zeros(k, dt).at[new_proto].add(new_alive.astype(dt))
+      return (h_new, c_new, x_new, new_alive, size + n_new), (n_new, counts)
+
+    # A while loop, not a scan: generation stops as soon as no node is alive (under vmap, when
+    # no tree of the batch has a live node), which is most levels for realistic thresholds.
+    def cond(st):
+      d, carry, _, _ = st
+      return (d < max_depth) & carry[3].any()
+
+    def body(st):
+      d, carry, widths, counts = st
+      carry, (n_new, cnt) = level(carry, keys[d])
+      return d + 1, carry, widths.at[d].set(n_new), counts + cnt
+
+    init = (jnp.zeros((), jnp.int32), (h, c, x, alive, jnp.ones((), jnp.int32)),
+            jnp.zeros((max_depth,), jnp.int32), jnp.zeros((k,), dt))
+    _, (_, _, _, _, size), widths, counts = jax.lax.while_loop(cond, body, init)
+    depth = (widths > 0).sum().astype(jnp.int32)
+    return GeneratedTrees(depth=depth, size=size,
+                          widths=jnp.concatenate([jnp.ones((1,), jnp.int32), widths]),
+                          proto_counts=counts)
+
+
+# ------------------------------------------------------------------------------------------------
+# Functional entry points (the rest of the package sees graphdef + params pytrees only).
+
+
+def init_model(key: jax.Array, *, input_dim: int, content_dim: int, num_protos: int,
+               variant: str = "full", hidden: int = 128, head_hidden: int = 128,
+               dropout_rate: float = 0.5):
+  """Builds a model and splits it: returns (graphdef, params) with params an nnx.State pytree."""
+  model = DiffusionLSTM(input_dim, content_dim, num_protos, hidden=hidden,
+                        head_hidden=head_hidden, dropout_rate=dropout_rate, variant=variant,
+                        rngs=nnx.Rngs(params=key))
+  return nnx.split(model)
+
+
+def apply_model(graphdef, params, batch, key: jax.Array | None = None) -> jax.Array:
+  """(N, k + 1) logits of a TreeBatch: ``nnx.merge`` then call (pure; jit it outside)."""
+  return nnx.merge(graphdef, params)(batch, key)
+
+
+def generate_trees(graphdef, params, content: jax.Array, root_x: jax.Array, proto_x: jax.Array,
+                   proto_threshold: jax.Array, keys: jax.Array | None = None,
+                   **kw) -> GeneratedTrees:
+  """Generation vmapped over trees and (with ``keys``) over samples.
+
+  Args:
+    content: (T, F); root_x: (T, D); proto_x: (k, D); proto_threshold: (k,).
+    keys: optional (S, 2) keys: S sampled trees per root (Bernoulli children); None: the
+      paper's deterministic thresholding.
+    **kw: terminal_threshold, max_depth, max_width, max_size.
+
+  Returns:
+    GeneratedTrees with leading axes (T,) or (S, T).
+  """
+  model = nnx.merge(graphdef, params)
+
+  def one(cont, rx, key):
+    return model.generate(cont, rx, proto_x, proto_threshold, key, **kw)
+
+  if keys is None:
+    return jax.vmap(lambda cont, rx: one(cont, rx, None))(content, root_x)
+  idx = jnp.arange(content.shape[0], dtype=jnp.int32)
+  # Each (sample, tree) pair draws from its own key: fold the tree index into the sample's key.
+  per_sample = jax.vmap(lambda cont, rx, i, kk: one(cont, rx, jax.random.fold_in(kk, i)),
+                        in_axes=(0, 0, 0, None))
+  return jax.vmap(lambda kk: per_sample(content, root_x, idx, kk))(keys)
