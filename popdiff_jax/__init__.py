@@ -12,8 +12,16 @@ from popdiff_jax.data.cascades import (DATASETS, PAD, TERMINATE, Cascade, Cascad
 from popdiff_jax.experiments.next_user import NextUserConfig, Trained, load_trained
 from popdiff_jax.experiments.next_user import run as run_next_user
 from popdiff_jax.experiments.next_user import train as train_next_user
+from popdiff_jax.data.synthetic_trees import SyntheticTreesConfig, make_synthetic_trees
+from popdiff_jax.data.trees import (CleaningReport, Tree, TreeBatch, TreeExample,
+                                    bucket_tree_batches, make_tree_batch, read_parent_arrays,
+                                    read_twitter15, read_weibo, tree_from_edges, tree_from_parents)
+from popdiff_jax.data.user_features import kmeans, nearest_centroid
 from popdiff_jax.data.instagram import (LoaderReport, PostTable, Split, load_instagram, make_split,
                                         quartile_labels)
+from popdiff_jax.experiments.diffusion_lstm import DiffusionLSTMConfig
+from popdiff_jax.experiments.diffusion_lstm import prepare as prepare_trees
+from popdiff_jax.experiments.diffusion_lstm import run as run_diffusion_lstm
 from popdiff_jax.experiments.ndm_protocol import evaluate_protocol
 from popdiff_jax.experiments.popularity import (DualAttentionConfig, FusionConfig, SMPConfig,
                                                 run_dual_attention, run_fusion_dnn,
@@ -22,6 +30,10 @@ from popdiff_jax.features import FeatureSet, build_features
 from popdiff_jax.metrics.infection import InfectionF1, infection_f1, msle, truth_masks
 from popdiff_jax.metrics.popularity import classification_metrics, regression_metrics, spearman
 from popdiff_jax.metrics.ranking import ranking_sums
+from popdiff_jax.metrics.trees import (ap_summary, depth_mae_per_depth, mean_histogram_intersection,
+                                       per_class_ap)
+from popdiff_jax.models.diffusion_lstm import (DiffusionLSTM, class_weights, generate_trees,
+                                               levelwise_tree_lstm, weighted_bce)
 from popdiff_jax.models.dual_attention import DualAttention
 from popdiff_jax.models.fusion_dnn import FusionDNN
 from popdiff_jax.models.ic_baselines import (FittedIC, candidate_edges, evaluate_ic_baseline,
@@ -51,6 +63,12 @@ __all__ = [
     "InfectionF1", "classification_metrics", "regression_metrics", "spearman", "DualAttention",
     "FusionDNN", "FittedIC", "candidate_edges", "evaluate_ic_baseline", "fit_embedded_ic",
     "fit_netrate", "ic_size_msle", "SMPConv1d", "GraphReport", "ICGraph", "build_graph",
-    "random_graph", "ICResult", "exact_ic", "simulate_ic",
+    "random_graph", "ICResult", "exact_ic", "simulate_ic", "SyntheticTreesConfig",
+    "make_synthetic_trees", "CleaningReport", "Tree", "TreeBatch", "TreeExample",
+    "bucket_tree_batches", "make_tree_batch", "read_parent_arrays", "read_twitter15", "read_weibo",
+    "tree_from_edges", "tree_from_parents", "kmeans", "nearest_centroid", "DiffusionLSTMConfig",
+    "prepare_trees", "run_diffusion_lstm", "ap_summary", "depth_mae_per_depth",
+    "mean_histogram_intersection", "per_class_ap", "DiffusionLSTM", "class_weights",
+    "generate_trees", "levelwise_tree_lstm", "weighted_bce",
 ]
 __version__ = "0.1.0"
