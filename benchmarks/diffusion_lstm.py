@@ -30,7 +30,6 @@ sys.path.insert(0, str(ROOT))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from popdiff_jax.data import synthetic_trees as syn  # noqa: E402
 from popdiff_jax.experiments import diffusion_lstm as E  # noqa: E402
 
 MODELS = ("random", "FC", "content-only", "social-only", "Diffusion-LSTM")

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import io
 import math
 import os
 import re

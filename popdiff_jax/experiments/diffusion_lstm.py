@@ -29,7 +29,6 @@ full model at its random initialisation, never trained).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import pathlib
 import tempfile
