@@ -8,7 +8,7 @@ import pytest
 from popdiff_jax import DataError
 from popdiff_jax.data import instagram as ig
 from popdiff_jax.data import synthetic_posts as sp
-from tests._shared_data import require_shared
+from _shared_data import require_shared
 
 
 def _user(name, n_posts, **post_overrides):
