@@ -87,6 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
   _add_hparams(p)
   _add_common(p)
 
+  p = sub.add_parser("trees", help="Diffusion-LSTM and its baselines on re-share trees")
+  p.add_argument("--dataset", choices=("synthetic", "twitter15"), default="synthetic",
+                 help="(%(default)s; twitter15 reads twitter15_16_trees/ under --data-dir)")
+  p.add_argument("--models", nargs="+", default=None,
+                 help="any of random FC content-only social-only Diffusion-LSTM (default: all)")
+  p.add_argument("--workdir", default="runs/diffusion_lstm", help="(%(default)s)")
+  p.add_argument("--tiny", action="store_true", help="the test configuration (seconds on a CPU)")
+  _add_common(p)
+
   p = sub.add_parser("data", help="dataset summaries")
   p.add_argument("action", choices=("summary",))
   p.add_argument("names", nargs="*", default=sorted(DATASETS), help="(default: all)")
@@ -130,6 +139,18 @@ def _dispatch(a: argparse.Namespace) -> int:
       pathlib.Path(a.out).write_text(json.dumps(rows, indent=1))
     print("\nNext-user prediction (test split; Hits@k and MAP@k over all users, infected masked)")
     _print_rows(rows)
+  elif a.command == "trees":
+    from popdiff_jax.data.cascades import resolve_data_dir
+    from popdiff_jax.experiments import diffusion_lstm
+
+    cfg = (diffusion_lstm.DiffusionLSTMConfig.tiny() if a.tiny
+           else diffusion_lstm.DiffusionLSTMConfig())
+    root = resolve_data_dir(a.data_dir)
+    folder = None if root is None else str(root / "twitter15_16_trees")
+    rows = diffusion_lstm.run(a.dataset, a.models or tuple(diffusion_lstm.MODELS), cfg=cfg,
+                              workdir=a.workdir, data_dir=folder, progress=not a.no_progress)
+    print(format_table(rows, ("dataset", "model", "ap_terminal", "map_prototypes", "map_all",
+                              "depth_mae", "hist_intersection")))
   elif a.command == "data":
     rows = [load_dataset(n, a.data_dir).summary() for n in a.names]
     print(format_table(rows, ("dataset", "users", "train", "valid", "test", "avg_len", "max_len",

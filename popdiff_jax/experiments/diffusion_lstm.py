@@ -40,6 +40,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from popdiff_jax._errors import DataError
+from popdiff_jax.data.cascades import resolve_data_dir
 from popdiff_jax.data import synthetic_trees as syn
 from popdiff_jax.data import trees as tr
 from popdiff_jax.data import user_features as uf
@@ -219,8 +221,11 @@ def prepare(dataset: str, cfg: DiffusionLSTMConfig, data_dir: str | None = None)
   """Dispatch on the dataset name (``"twitter15"`` or ``"synthetic"``)."""
   if dataset == "twitter15":
     if data_dir is None:
-      data_dir = os.environ.get("POPDIFF_DATA_DIR", "/work/shared/data")
-      data_dir = os.path.join(data_dir, "twitter15_16_trees")
+      root = resolve_data_dir(None)
+      if root is None:
+        raise DataError("Twitter15 trees are not shipped with the package; pass data_dir= (or set "
+                        "POPDIFF_DATA_DIR) to the folder holding twitter15_16_trees/")
+      data_dir = root / "twitter15_16_trees"
     return prepare_twitter15(data_dir, cfg)
   if dataset == "synthetic":
     return prepare_synthetic(cfg)
