@@ -20,7 +20,6 @@ import json
 import os
 import pathlib
 import platform
-import subprocess
 import sys
 import time
 
@@ -31,6 +30,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from popdiff_jax.experiments import diffusion_lstm as E  # noqa: E402
+from popdiff_jax.utils import report  # noqa: E402
 
 MODELS = ("random", "FC", "content-only", "social-only", "Diffusion-LSTM")
 
@@ -58,12 +58,7 @@ CUTS = {
 
 
 def git_commit() -> str:
-  if os.environ.get("GIT_COMMIT"):
-    return os.environ["GIT_COMMIT"]
-  try:
-    return subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=ROOT, text=True).strip()
-  except Exception:  # noqa: BLE001
-    return "unknown"
+  return os.environ.get("GIT_COMMIT") or report.git_commit() or "unknown"
 
 
 def main():

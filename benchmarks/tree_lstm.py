@@ -29,7 +29,6 @@ import os
 import pathlib
 import platform
 import statistics
-import subprocess
 import sys
 import time
 
@@ -42,6 +41,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from popdiff_jax.data import trees as T  # noqa: E402
+from popdiff_jax.utils import report  # noqa: E402
 from popdiff_jax.models import diffusion_lstm as M  # noqa: E402
 
 LEVEL_FLOOR_US = 10.0
@@ -73,12 +73,7 @@ def timeit(fn, repeats: int, warmup: int = 2) -> float:
 
 
 def git_commit() -> str:
-  if os.environ.get("GIT_COMMIT"):
-    return os.environ["GIT_COMMIT"]
-  try:
-    return subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=ROOT, text=True).strip()
-  except Exception:  # noqa: BLE001
-    return "unknown"
+  return os.environ.get("GIT_COMMIT") or report.git_commit() or "unknown"
 
 
 def main():
