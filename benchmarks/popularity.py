@@ -1,6 +1,6 @@
 """Popularity benchmark: the three papers' tables on instagram_likes, three seeds, mean ± std.
 
-Usage (CPU; the data is read in place from $POPDIFF_DATA_DIR or /work/shared/data)::
+Usage (CPU; the data is read in place from $POPDIFF_DATA_DIR or ../shared/data)::
 
   PYTHONPATH=. python benchmarks/popularity.py --papers multimodal_smp fusion_dnn dual_attention \
       --workdir /tmp/popdiff_popularity

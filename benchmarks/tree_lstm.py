@@ -80,7 +80,8 @@ def main():
   ap = argparse.ArgumentParser()
   ap.add_argument("--trees", type=int, nargs="+", default=[64])
   ap.add_argument("--tar", default=os.environ.get(
-      "TWITTER15_TAR", "/work/shared/data/twitter15_16_trees/twitter15_tree.tar.gz"))
+      "TWITTER15_TAR", str(ROOT.parent / "shared" / "data" / "twitter15_16_trees" /
+                          "twitter15_tree.tar.gz")))
   ap.add_argument("--hidden", type=int, default=128)
   ap.add_argument("--input_dim", type=int, default=42)
   ap.add_argument("--chunks", type=int, nargs="+", default=[0, 1024],

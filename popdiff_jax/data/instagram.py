@@ -5,7 +5,7 @@ The data (see ../shared/data/README.md, section 8) is one tar.gz, ``UserData.tar
 12 latest posts (caption, likes, comments, time, type, location and Instagram's automatic image
 description, the *alt-text*). It has no licence, so this module reads it in place with ``tarfile``
 from a data directory: the ``data_dir`` argument, else ``$POPDIFF_DATA_DIR/instagram_likes``, else
-``/work/shared/data/instagram_likes``. Nothing is extracted to disk.
+``../shared/data/instagram_likes``. Nothing is extracted to disk.
 
 Skip rules (each skip is counted in :class:`LoaderReport.skipped` under the key given here):
 
@@ -41,20 +41,22 @@ from typing import Any, Iterable, NamedTuple
 import numpy as np
 
 from popdiff_jax._errors import DataError
+from popdiff_jax.data.cascades import resolve_data_dir
 
-DEFAULT_DATA_DIR = pathlib.Path("/work/shared/data/instagram_likes")
 ARCHIVE_NAME = "UserData.tar.gz"
 POST_TYPES = ("GraphImage", "GraphVideo", "GraphSidecar")
 
 
 def default_data_dir(data_dir: str | os.PathLike | None = None) -> pathlib.Path:
-  """The instagram_likes directory: the argument, else $POPDIFF_DATA_DIR/instagram_likes, else /work/shared/data."""
+  """The instagram_likes directory: the argument, else ``$POPDIFF_DATA_DIR/instagram_likes``, else
+  ``../shared/data/instagram_likes`` beside a source checkout (the rule of ``resolve_data_dir``)."""
   if data_dir is not None:
     return pathlib.Path(data_dir)
-  env = os.environ.get("POPDIFF_DATA_DIR")
-  if env:
-    return pathlib.Path(env) / "instagram_likes"
-  return DEFAULT_DATA_DIR
+  root = resolve_data_dir(None)
+  if root is None:
+    raise DataError("instagram_likes is never shipped (it has no licence): pass data_dir= or set "
+                    "POPDIFF_DATA_DIR to the folder holding instagram_likes/")
+  return root / "instagram_likes"
 
 
 class PostTable(NamedTuple):

@@ -44,14 +44,14 @@ Build and read one::
 
   builder = tfds_builders.ForestCascades(config="twitter", data_dir="/tmp/tfds")
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      manual_dir="/work/shared/data/forest"))
+      manual_dir="../shared/data/forest"))
   sources = tfds.data_source("forest_cascades/twitter", data_dir="/tmp/tfds")  # split -> source
   example = sources["train"][0]   # {"users": int32[n], "times": float64[n], "cascade_id": int64}
   vocab = builder.info.metadata["vocab"]           # raw user id of every index
 
 or in one call, with the conversion back to ``Cascade`` lists::
 
-  sources = tfds_builders.build_and_load("forest/twitter", "/tmp/tfds", "/work/shared/data/forest")
+  sources = tfds_builders.build_and_load("forest/twitter", "/tmp/tfds", "../shared/data/forest")
   train = tfds_builders.source_to_cascades(sources["train"])
   dataset = tfds_builders.load_prepared("forest/twitter", "/tmp/tfds")  # a CascadeDataset
 """

@@ -17,7 +17,7 @@ are seeded and drawn by :func:`popdiff_jax.data.instagram.make_split` on the tab
 Build and read::
 
   from popdiff_jax.data import tfds_instagram
-  source = tfds_instagram.build_and_load("/tmp/tfds", "/work/shared/data/instagram_likes")
+  source = tfds_instagram.build_and_load("/tmp/tfds", "../shared/data/instagram_likes")
   source[0]["caption"]                     # bytes
   table = tfds_instagram.load_prepared("/tmp/tfds")   # a PostTable, as load_instagram gives
 """
