@@ -175,6 +175,15 @@ def main():
     lvl_par = [tt(all_tree[lvl_nodes[0]], torch.long)] + \
         [tt(local[all_par[nodes]], torch.long) for nodes in lvl_nodes[1:]]
 
+    def finish(loss, grad: bool):
+      """Backward (when timing it), drop the gradients, wait for the device."""
+      if grad:
+        loss.backward()
+        for t in (tw, tu, tb, tx, tc0):
+          t.grad = None
+      sync()
+      return loss
+
     def torch_level(grad: bool):
       with torch.set_grad_enabled(grad):
         hp = torch.zeros(n_trees, hid, device=tdev)
@@ -190,12 +199,7 @@ def main():
           h = torch.sigmoid(o) * torch.tanh(c)
           loss = loss + (h * tr_.index_select(0, lvl_idx[l])).sum()
           hp, cp = h, c
-        if grad:
-          loss.backward()
-          for t in (tw, tu, tb, tx, tc0):
-            t.grad = None
-        sync()
-        return loss
+      return finish(loss, grad)
 
     # ---- torch node-by-node on the first trees (>= node_min nodes).
     k_sub = int(np.searchsorted(np.cumsum(sizes), args.node_min) + 1)
@@ -224,12 +228,7 @@ def main():
             hs.append(h)
             cs.append(c)
             loss = loss + (h * rs[offs[j] + i]).sum()
-        if grad:
-          loss.backward()
-          for t in (tw, tu, tb, tx, tc0):
-            t.grad = None
-        sync()
-        return loss
+      return finish(loss, grad)
 
     log(f"{n_trees} trees, {n_nodes} nodes, {n_levels} levels: timing torch node-by-node")
     reps_node = max(2, args.repeats // 4)

@@ -169,14 +169,20 @@ def _parse_time(token: str, path: pathlib.Path, line: int) -> float:
   return t
 
 
-def read_user_comma_time(path: str | os.PathLike) -> list[RawCascade]:
-  """Reads ndm/forest files: ``user,timestamp`` tokens separated by white space."""
-  path = pathlib.Path(path)
-  out = []
+def _token_lines(path: pathlib.Path):
+  """``(line number, white-space tokens)`` of every line; a line with no tokens is an error."""
   for n, text in enumerate(_read_lines(path), start=1):
     tokens = text.split()
     if not tokens:
       raise DataError("line has no users", path, n)
+    yield n, tokens
+
+
+def read_user_comma_time(path: str | os.PathLike) -> list[RawCascade]:
+  """Reads ndm/forest files: ``user,timestamp`` tokens separated by white space."""
+  path = pathlib.Path(path)
+  out = []
+  for n, tokens in _token_lines(path):
     users, times = [], []
     for tok in tokens:
       parts = tok.split(",")
@@ -222,10 +228,7 @@ def read_seed_then_pairs(path: str | os.PathLike, relative_times: bool) -> list[
   """
   path = pathlib.Path(path)
   out = []
-  for n, text in enumerate(_read_lines(path), start=1):
-    tokens = text.split()
-    if not tokens:
-      raise DataError("line has no users", path, n)
+  for n, tokens in _token_lines(path):
     if len(tokens) % 2 != 1:
       raise DataError("expected a seed user then 'user time' pairs (odd number of fields)", path, n)
     users = [tokens[0]] + tokens[1::2]

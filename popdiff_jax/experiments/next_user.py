@@ -25,7 +25,8 @@ from popdiff_jax.data.cascades import (CascadeDataset, default_f_init, load_data
 from popdiff_jax.metrics.ranking import finalize, ranking_sums
 from popdiff_jax.models.lstm import LSTMNextUser
 from popdiff_jax.models.ndm import NDM
-from popdiff_jax.models.next_user import mask_infected, next_user_nll, shift_targets
+from popdiff_jax.models.next_user import (mask_infected, masked_nll, next_user_nll,
+                                          shift_targets)
 from popdiff_jax.models.popularity_baseline import popularity_logits, popularity_scores
 from popdiff_jax.train.checkpoint import Checkpointer, abstract_like
 from popdiff_jax.train.loop import fit
@@ -140,9 +141,7 @@ def make_eval_step(graphdef: nnx.GraphDef | None, ks=(10, 50, 100)) -> Callable:
     targets, target_mask = shift_targets(batch.users, batch.mask)
     masked = mask_infected(logits, batch.users, batch.mask)
     sums = ranking_sums(masked, targets, target_mask, ks)
-    log_probs = jax.nn.log_softmax(masked, axis=-1)
-    picked = jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
-    sums["nll"] = jnp.where(target_mask, -picked, 0.0).sum()
+    sums["nll"], _ = masked_nll(masked, targets, target_mask)
     return sums
 
   return eval_step

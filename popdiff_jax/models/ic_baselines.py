@@ -237,14 +237,20 @@ def _batches(n, batch_size, key, steps):
     pos += bs
 
 
+def _training_data(cascades: Sequence, num_users: int, max_len: int, max_lag: int,
+                   max_pairs: int):
+  """Candidate edges and the padded cascade batch shared by both baselines' fits."""
+  edges, _ = candidate_edges(cascades, num_users, max_lag=max_lag, max_pairs=max_pairs)
+  if not edges.shape[0]:
+    raise DataError("no candidate edges: every training cascade has fewer than two users")
+  return edges, make_batch(cascades, max_len)
+
+
 def fit_embedded_ic(cascades: Sequence, num_users: int, key, *, dim: int = 32, steps: int = 300,
                     batch_size: int = 64, learning_rate: float = 0.05, max_len: int = 100,
                     max_lag: int = 50, max_pairs: int = 200_000) -> FittedIC:
   """Trains Embedded IC on `cascades` and returns probabilities on the candidate edges."""
-  edges, _ = candidate_edges(cascades, num_users, max_lag=max_lag, max_pairs=max_pairs)
-  if not edges.shape[0]:
-    raise DataError("no candidate edges: every training cascade has fewer than two users")
-  data = make_batch(cascades, max_len)
+  edges, data = _training_data(cascades, num_users, max_len, max_lag, max_pairs)
   k_init, k_data = jax.random.split(key)
   params = init_embedded_ic(k_init, num_users, dim)
   opt = optax.adam(learning_rate)
@@ -257,22 +263,19 @@ def fit_embedded_ic(cascades: Sequence, num_users: int, key, *, dim: int = 32, s
     upd, state = opt.update(g, state, params)
     return optax.apply_updates(params, upd), state, loss
 
-  losses = []
+  losses = []  # device scalars, fetched once at the end (no host sync per step)
   for idx in _batches(len(cascades), batch_size, k_data, steps):
     params, state, loss = step(params, state, jnp.asarray(idx))
-    losses.append(float(loss))
+    losses.append(loss)
   logit = embedded_ic_logits(params, jnp.asarray(edges[:, 0]), jnp.asarray(edges[:, 1]))
-  return FittedIC(edges, np.asarray(jax.nn.sigmoid(logit), np.float32), np.asarray(losses, np.float32))
+  return FittedIC(edges, np.asarray(jax.nn.sigmoid(logit), np.float32), np.asarray(jax.device_get(losses), np.float32))
 
 
 def fit_netrate(cascades: Sequence, num_users: int, key, *, steps: int = 300, batch_size: int = 64,
                 learning_rate: float = 0.05, max_len: int = 100, max_lag: int = 50,
                 max_pairs: int = 200_000, init_rate: float = 0.05) -> FittedIC:
   """Fits NetRate rates on the candidate edges by projected gradient ascent (alpha >= 0)."""
-  edges, _ = candidate_edges(cascades, num_users, max_lag=max_lag, max_pairs=max_pairs)
-  if not edges.shape[0]:
-    raise DataError("no candidate edges: every training cascade has fewer than two users")
-  data = make_batch(cascades, max_len)
+  edges, data = _training_data(cascades, num_users, max_len, max_lag, max_pairs)
   src, dst = jnp.asarray(edges[:, 0]), jnp.asarray(edges[:, 1])
   rates = jnp.full((edges.shape[0],), init_rate, jnp.float32)
   opt = optax.adam(learning_rate)
@@ -292,9 +295,9 @@ def fit_netrate(cascades: Sequence, num_users: int, key, *, steps: int = 300, ba
   losses = []
   for idx in _batches(len(cascades), batch_size, key, steps):
     rates, state, loss = step(rates, state, jnp.asarray(idx))
-    losses.append(float(loss))
+    losses.append(loss)
   probs = -np.expm1(-np.asarray(rates, np.float64))
-  return FittedIC(edges, probs.astype(np.float32), np.asarray(losses, np.float32))
+  return FittedIC(edges, probs.astype(np.float32), np.asarray(jax.device_get(losses), np.float32))
 
 
 # ---------------------------------------------------------------- evaluation

@@ -90,9 +90,20 @@ def next_user_nll(logits: jax.Array, users: jax.Array, mask: jax.Array) -> tuple
     ``(nll_sum, num_targets)``: float [] and float []; divide for the mean per prediction.
   """
   targets, target_mask = shift_targets(users, mask)
-  masked = mask_infected(logits, users, mask)
-  log_probs = jax.nn.log_softmax(masked, axis=-1)
+  return masked_nll(mask_infected(logits, users, mask), targets, target_mask)
+
+
+def masked_nll(masked_logits: jax.Array, targets: jax.Array,
+               target_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """``(sum of -log softmax(masked_logits)[target], number of targets)`` over real targets.
+
+  Args:
+    masked_logits: float [B, L, U] scores with impossible users at ``-inf``.
+    targets: int32 [B, L].
+    target_mask: bool [B, L].
+  """
+  log_probs = jax.nn.log_softmax(masked_logits, axis=-1)
   picked = jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
   # Padded steps pick the -inf padding column: zero them before summing (NaN-safe).
   nll = jnp.where(target_mask, -picked, 0.0)
-  return nll.sum(), target_mask.sum().astype(logits.dtype)
+  return nll.sum(), target_mask.sum().astype(masked_logits.dtype)
