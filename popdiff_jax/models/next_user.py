@@ -34,19 +34,12 @@ def infection_step(users: jax.Array, mask: jax.Array, num_items: int) -> jax.Arr
   return first.at[jnp.arange(b)[:, None], users].min(steps)
 
 
-def infected_before(users: jax.Array, mask: jax.Array, num_items: int,
-                    user_offset: int = 0, chunk: int | None = None) -> jax.Array:
-  """bool [B, L, C]: is user ``user_offset + c`` infected at or before step ``j`` (or padding)?
-
-  ``C`` is ``chunk`` (default: all ``num_items`` users); chunks let memory-lean code build the mask
-  for one slice of users at a time.
-  """
+def infected_before(users: jax.Array, mask: jax.Array, num_items: int) -> jax.Array:
+  """bool [B, L, U]: is user ``u`` infected at or before step ``j`` (or is it padding)?"""
   length = users.shape[1]
-  chunk = num_items if chunk is None else chunk
   first = infection_step(users, mask, num_items)
-  first = jax.lax.dynamic_slice_in_dim(first, user_offset, chunk, axis=1)
   infected = first[:, None, :] <= jnp.arange(length, dtype=jnp.int32)[None, :, None]
-  is_pad = (jnp.arange(chunk) + user_offset) == PAD
+  is_pad = jnp.arange(num_items) == PAD
   return infected | is_pad[None, None, :]
 
 
