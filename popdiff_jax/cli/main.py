@@ -41,6 +41,12 @@ def _add_hparams(p: argparse.ArgumentParser) -> None:
                  help="learning-rate schedule (%(default)s; noam: the authors' warm-up schedule)")
   p.add_argument("--lr", type=float, default=d.learning_rate,
                  help="learning rate for --schedule constant (%(default)s)")
+  p.add_argument("--dropout", type=float, default=d.dropout_rate,
+                 help="attention dropout (%(default)s, as in the paper)")
+  p.add_argument("--embedding-dropout", type=float, default=d.embedding_dropout,
+                 help="NDM: dropout on input user embeddings (%(default)s; not in the paper)")
+  p.add_argument("--weight-decay", type=float, default=d.weight_decay,
+                 help="AdamW decoupled weight decay on matrices (%(default)s; not in the paper)")
   p.add_argument("--max-train-seconds", type=float, default=None,
                  help="time budget per training run (ends the epoch in progress early)")
   p.add_argument("--seed", type=int, default=d.seed, help="(%(default)s)")
@@ -53,7 +59,8 @@ def _overrides(a: argparse.Namespace) -> dict:
   return {"num_epochs": a.epochs, "patience": a.patience, "batch_size": a.batch_size,
           "max_len": a.max_len, "dim": a.dim, "num_heads": a.heads, "window": a.window,
           "f_init": a.f_init, "schedule": a.schedule, "learning_rate": a.lr, "seed": a.seed,
-          "max_train_seconds": a.max_train_seconds}
+          "max_train_seconds": a.max_train_seconds, "dropout_rate": a.dropout,
+          "embedding_dropout": a.embedding_dropout, "weight_decay": a.weight_decay}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -46,6 +46,11 @@ class NextUserConfig:
     window: NDM window win (paper: 3).
     f_init: NDM's F_init; None takes the dataset's default (1 on Twitter, Sec. 5.2).
     dropout_rate: attention / hidden dropout (paper: 0.1).
+    embedding_dropout: NDM only: dropout on the input user embeddings (not in the paper; 0).
+    weight_decay: decoupled weight decay (AdamW) on the matrices (embeddings, projections, W^C),
+      not on biases or LayerNorm (not in the paper; 0 = plain Adam). On small sets (Irvine,
+      Android) NDM's |U| x win*d output table overfits within a few epochs; with weight decay the
+      per-user bias carries the popularity prior and the matrices only what the data supports.
     batch_size: cascades per step (authors' code: 32).
     max_len: cascades are cut to this many users (NDM's loader advises truncation; FOREST uses 200).
     num_epochs: maximum epochs. The authors' code trains a fixed 20 epochs with no validation set;
@@ -70,6 +75,8 @@ class NextUserConfig:
   window: int = 3
   f_init: int | None = None
   dropout_rate: float = 0.1
+  embedding_dropout: float = 0.0
+  weight_decay: float = 0.0
   batch_size: int = 32
   max_len: int = 200
   num_epochs: int = 50
@@ -87,24 +94,34 @@ def build_model(config: NextUserConfig, num_items: int, f_init: int = 0) -> nnx.
   rngs = nnx.Rngs(params=config.seed)
   if config.model == "ndm":
     return NDM(num_items, dim=config.dim, num_heads=config.num_heads, window=config.window,
-               f_init=f_init, dropout_rate=config.dropout_rate, rngs=rngs)
+               f_init=f_init, dropout_rate=config.dropout_rate,
+               embedding_dropout=config.embedding_dropout, rngs=rngs)
   if config.model == "lstm":
     return LSTMNextUser(num_items, dim=config.dim, dropout_rate=config.dropout_rate, rngs=rngs)
   raise ValueError(f"unknown trainable model {config.model!r}; choose from {MODELS}")
 
 
+def _matrices(params: Any) -> Any:
+  """Weight-decay mask: True for arrays with two or more axes (not biases or LayerNorm)."""
+  return jax.tree.map(lambda p: p.ndim >= 2, params)
+
+
 def make_optimizer(config: NextUserConfig) -> optax.GradientTransformation:
-  """Adam with the schedule of ``config`` (see ``NextUserConfig.schedule``)."""
+  """Adam (AdamW when ``config.weight_decay`` > 0) with the schedule of ``config``."""
   if config.schedule == "noam":
     warmup = max(config.warmup, 1)
 
-    def noam(step):
+    def rate(step):
       s = jnp.maximum(step, 1).astype(jnp.float32)
       return config.dim ** -0.5 * jnp.minimum(s ** -0.5, s * warmup ** -1.5)
-    return optax.adam(noam, b1=0.9, b2=0.98, eps=1e-9)
-  if config.schedule == "constant":
-    return optax.adam(config.learning_rate)
-  raise ValueError(f"schedule must be 'noam' or 'constant', got {config.schedule!r}")
+    betas = {"b1": 0.9, "b2": 0.98, "eps": 1e-9}
+  elif config.schedule == "constant":
+    rate, betas = config.learning_rate, {}
+  else:
+    raise ValueError(f"schedule must be 'noam' or 'constant', got {config.schedule!r}")
+  if config.weight_decay:
+    return optax.adamw(rate, weight_decay=config.weight_decay, mask=_matrices, **betas)
+  return optax.adam(rate, **betas)
 
 
 def loss_fn(params: nnx.State, graphdef: nnx.GraphDef, batch: CascadeBatch,

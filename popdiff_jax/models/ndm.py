@@ -40,14 +40,16 @@ class NDM(nnx.Module):
     window: convolution window win (paper: 3).
     f_init: F_init in {0, 1}: add the initial user's term of Eq. 7 (paper: 1 on Twitter only).
     dropout_rate: dropout on attention (paper: 0.1).
+    embedding_dropout: dropout on the user embeddings fed to the attention (not in the paper;
+      default 0). A regulariser for small datasets, see ``NextUserConfig``.
     attention_scale: multiplier of the attention scores; None means ``dim ** -0.5``.
     use_bias: a per-user bias in Eq. 7 (the authors' Conv1d has one).
     rngs: parameter initialisation keys.
   """
 
   def __init__(self, num_items: int, *, dim: int = 64, num_heads: int = 8, window: int = 3,
-               f_init: int = 0, dropout_rate: float = 0.1, attention_scale: float | None = None,
-               use_bias: bool = True, rngs: nnx.Rngs):
+               f_init: int = 0, dropout_rate: float = 0.1, embedding_dropout: float = 0.0,
+               attention_scale: float | None = None, use_bias: bool = True, rngs: nnx.Rngs):
     if f_init not in (0, 1):
       raise ValueError(f"f_init must be 0 or 1, got {f_init}")
     if window < 1:
@@ -58,6 +60,7 @@ class NDM(nnx.Module):
     self.window = window
     self.f_init = f_init
     self.dropout_rate = dropout_rate
+    self.embedding_dropout = embedding_dropout
     self.attention_scale = dim ** -0.5 if attention_scale is None else attention_scale
     normal = nnx.initializers.normal(1.0)
     glorot = nnx.initializers.glorot_uniform(in_axis=-2, out_axis=-1)
@@ -85,6 +88,9 @@ class NDM(nnx.Module):
       float [B, L, d].
     """
     emb = self.embedding[...][users]  # [B, L, d]
+    if dropout_key is not None and self.embedding_dropout:
+      dropout_key, key_e = jax.random.split(dropout_key)
+      emb = dropout(emb, self.embedding_dropout, key_e)
     q = jnp.einsum("bld,hde->bhle", emb, self.w_q[...])
     k = jnp.einsum("bld,hde->bhle", emb, self.w_k[...])
     v = jnp.einsum("bld,hde->bhle", emb, self.w_v[...])
