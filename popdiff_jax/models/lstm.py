@@ -45,6 +45,14 @@ class LSTMNextUser(nnx.Module):
     hs = dropout(self.hidden_states(users), self.dropout_rate, dropout_key)
     return self.out(hs)
 
+  def output_features(self, users: jax.Array, mask: jax.Array, dropout_key: jax.Array | None = None
+                      ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(features [B, L, d], w [d, U], bias [U])`` with ``__call__ == features @ w + bias``, for
+    the memory-lean loss of ``models.lean_softmax`` (no ``[B, L, U]`` scores formed)."""
+    del mask
+    hs = dropout(self.hidden_states(users), self.dropout_rate, dropout_key)
+    return hs, self.out.kernel[...], self.out.bias[...]
+
   # ------------------------------------------------------------------ incremental decoding (sampling)
 
   def decode_init(self, users: jax.Array, mask: jax.Array, max_len: int) -> dict:

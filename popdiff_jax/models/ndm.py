@@ -121,11 +121,7 @@ class NDM(nnx.Module):
     Returns:
       float [B, L, U]; row ``j`` scores the user infected after step ``j``.
     """
-    act = self.active_embeddings(users, mask, dropout_key)
-    act = jnp.where(mask[..., None], act, 0.0)
-    # [act_j, act_{j-1}, .., act_{j-win+1}] with zeros before the cascade start.
-    shifted = [act] + [jnp.pad(act, ((0, 0), (n, 0), (0, 0)))[:, :-n] for n in range(1, self.window)]
-    stacked = jnp.concatenate(shifted, axis=-1)  # [B, L, win * d]
+    act, stacked = self._window_stack(users, mask, dropout_key)
     w_c = self.w_c[...].reshape(self.window * self.dim, self.num_items)
     logits = stacked @ w_c
     if self.w_c_init is not None:
@@ -133,6 +129,40 @@ class NDM(nnx.Module):
     if self.bias is not None:
       logits = logits + self.bias[...][None, None, :]
     return logits
+
+  def _window_stack(self, users: jax.Array, mask: jax.Array,
+                    dropout_key: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+    """``(act [B, L, d], stacked [B, L, win * d])``: masked act and Eq. 7's window of acts."""
+    act = self.active_embeddings(users, mask, dropout_key)
+    act = jnp.where(mask[..., None], act, 0.0)
+    # [act_j, act_{j-1}, .., act_{j-win+1}] with zeros before the cascade start.
+    shifted = [act] + [jnp.pad(act, ((0, 0), (n, 0), (0, 0)))[:, :-n] for n in range(1, self.window)]
+    return act, jnp.concatenate(shifted, axis=-1)
+
+  def output_features(self, users: jax.Array, mask: jax.Array, dropout_key: jax.Array | None = None
+                      ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+    """Eq. 7 as ``features @ w + bias`` without forming the ``[B, L, U]`` scores.
+
+    ``__call__`` equals ``features @ w + bias`` (up to float rounding: the F_init term is folded
+    into the same product by appending ``act(u_0)`` to every position's features and ``W^C_init``
+    to the rows of ``w``). For the memory-lean loss of ``models.lean_softmax``.
+
+    Args:
+      users: int32 [B, L].
+      mask: bool [B, L].
+      dropout_key: PRNG key, or None for evaluation.
+
+    Returns:
+      ``(features [B, L, F], w [F, U], bias [U] or None)`` with ``F = win * d`` (``+ d`` when
+      F_init = 1).
+    """
+    act, stacked = self._window_stack(users, mask, dropout_key)
+    w = self.w_c[...].reshape(self.window * self.dim, self.num_items)
+    if self.w_c_init is not None:
+      first = jnp.broadcast_to(act[:, :1], act.shape) * self.f_init
+      stacked = jnp.concatenate([stacked, first], axis=-1)
+      w = jnp.concatenate([w, self.w_c_init[...]], axis=0)
+    return stacked, w, None if self.bias is None else self.bias[...]
 
   # ------------------------------------------------------------------ incremental decoding (sampling)
 
