@@ -36,6 +36,7 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 from popdiff_jax.data.cascades import PAD
 from popdiff_jax.metrics.ranking import hits_and_map
@@ -280,3 +281,44 @@ def lean_ranking_sums(features: jax.Array, w: jax.Array, bias: jax.Array | None,
   nll = jnp.where(tm, r["lse"] - r["target_score"], jnp.zeros_like(r["lse"]))
   out["nll"] = nll.sum()
   return out
+
+
+def auto_chunk(batch: int, length: int, num_items: int, max_elements: int = 2 ** 26) -> int:
+  """A block size keeping one ``[B, L, C]`` block under ``max_elements`` (a power of two, at least
+  1024, at most ``num_items``): short buckets take wide blocks, long ones narrow blocks."""
+  c = 1024
+  while c * 2 * batch * length <= max_elements:
+    c *= 2
+  return max(1, min(c, num_items))
+
+
+def lean_loss_fn(params: nnx.State, graphdef: nnx.GraphDef, batch, dropout_key: jax.Array | None,
+                 chunk: int | None = None) -> tuple[jax.Array, jax.Array]:
+  """``experiments.next_user.loss_fn`` through ``output_features`` and ``lean_next_user_nll``.
+
+  Args:
+    params, graphdef: an NDM or LSTMNextUser split by ``nnx.split``.
+    batch: a ``CascadeBatch`` (``users`` int32 [B, L], ``mask`` bool [B, L]).
+    dropout_key: PRNG key, or None for evaluation.
+    chunk: users per block; None picks ``auto_chunk`` for the batch's shape.
+
+  Returns:
+    ``(mean NLL per prediction, number of predictions)``, both float [].
+  """
+  model = nnx.merge(graphdef, params)
+  feats, w, bias = model.output_features(batch.users, batch.mask, dropout_key)
+  b, length = batch.users.shape
+  chunk = auto_chunk(b, length, w.shape[1]) if chunk is None else chunk
+  nll, count = lean_next_user_nll(feats, w, bias, batch.users, batch.mask, chunk)
+  return nll / jnp.maximum(count, 1.0), count
+
+
+def lean_eval_sums(params: nnx.State, graphdef: nnx.GraphDef, batch,
+                   ks: Sequence[int] = (10, 50, 100),
+                   chunk: int | None = None) -> dict[str, jax.Array]:
+  """The dense eval step's sums (``hits@k``, ``map@k``, ``count``, ``nll``) of one batch, lean."""
+  model = nnx.merge(graphdef, params)
+  feats, w, bias = model.output_features(batch.users, batch.mask, None)
+  b, length = batch.users.shape
+  chunk = auto_chunk(b, length, w.shape[1]) if chunk is None else chunk
+  return lean_ranking_sums(feats, w, bias, batch.users, batch.mask, tuple(ks), chunk)

@@ -1,0 +1,451 @@
+"""GPU suite (issue 6): NDM training throughput, peak memory and accuracy against the PyTorch recipe.
+
+Each configuration runs in its own subprocess (separate peak-memory counters; an out-of-memory is
+caught there and recorded as a row with ``oom: true``) under a hard timeout, and the rows are
+written after every configuration, so a cut-off run still leaves its finished rows.
+
+Configurations (``bench`` / ``impl``):
+
+* ``ndm_train/forest_twitter``: NDM on FOREST's Twitter split (12,629 items, cascades cut at 200),
+  ``torch_recipe`` (benchmarks/_torch_ndm.py: dense logits + dense ``[B, L, U]`` mask, batches of
+  32 padded to their longest cascade, Adam), ``jax_dense`` (the library's jitted train step,
+  ``experiments.next_user.make_train_step``: power-of-two length buckets, dense logits) and
+  ``jax_lean`` (the same step with ``models.lean_softmax.lean_loss_fn``: no ``[B, L, U]``). Each
+  trains the same epochs; throughput = training cascades / median epoch time after the first
+  (compiling) epoch; then Hits@10 / MAP@10 on the test split.
+* ``ndm_train/synthetic_1m``: 1,000,000 users, 1,024 cascades of lengths 2..500 (log-normal,
+  median 20, 2% exactly 500; popularity-skewed users), seeded. Same three implementations.
+
+Every row also times one fixed-shape step (the longest bucket, 32 rows) for the floor analysis of
+benchmarks/README.md: FLOPs of the output projection ``6 B L F U`` against the device's TF32 peak
+and the bytes the dense ``[B, L, U]`` tensor must cross (``16 B L U``), or for the lean version
+the output weights (``12 F U``), against HBM bandwidth.
+
+  python3 benchmarks/gpu_suite.py --data-dir .carry_data --out $OUT/gpu_suite.json   # on the GPU
+  python benchmarks/gpu_suite.py --quick --out /tmp/gpu_suite_quick.json             # CPU smoke
+
+Rows: ``bench``, ``impl``, ``device``, ``n_devices``, ``throughput``, ``unit``,
+``peak_mem_bytes``, ``ratio_vs_anchor`` (throughput / the torch recipe's in the same run) plus
+details (epochs, epoch seconds, Hits@10, fixed-shape step, floor, oom, errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+  sys.path.insert(0, str(REPO))
+
+BATCH = 32
+EVAL_BATCH = 64
+LR = 1e-3
+DIM, HEADS, WINDOW, DROPOUT = 64, 8, 3, 0.1
+ANCHOR = "torch_recipe"
+
+# Dense TF32 tensor-core peak (FLOP/s) and HBM bandwidth (B/s) from NVIDIA's data sheets.
+PEAKS = {"H100 PCIe": (378e12, 2.0e12), "H100": (494.7e12, 3.35e12), "H200": (494.7e12, 4.8e12),
+         "A100": (156e12, 2.0e12)}
+
+
+# ------------------------------------------------------------------------------------------ data
+
+def synthetic_cascades(num_users: int, num_cascades: int, max_len: int, seed: int = 0):
+  """Seeded cascades over ``num_users`` users (vocabulary indices from 2): log-normal lengths
+  (median 20, capped at ``max_len``, 2% exactly ``max_len``) and Zipf-like user popularity."""
+  import numpy as np
+  from popdiff_jax.data.cascades import Cascade
+  rng = np.random.default_rng(seed)
+  lengths = np.clip(np.round(20 * np.exp(1.2 * rng.standard_normal(num_cascades))), 2, max_len)
+  lengths[rng.random(num_cascades) < 0.02] = max_len
+  lengths = lengths.astype(np.int64)
+  weights = 1.0 / (np.arange(num_users) + 10.0) ** 0.8
+  draws = rng.choice(num_users, size=int(lengths.sum() * 2 + 64), p=weights / weights.sum())
+  out, pos = [], 0
+  for n in lengths:
+    cand = draws[pos:pos + 2 * n]
+    pos += 2 * n
+    _, first = np.unique(cand, return_index=True)
+    users = cand[np.sort(first)][:n]
+    if len(users) < n:  # top up with uniform users not yet in the cascade
+      extra = rng.choice(num_users, size=3 * n, replace=False)
+      users = np.concatenate([users, extra[~np.isin(extra, users)][:n - len(users)]])
+    users = users.astype(np.int32) + 2
+    out.append(Cascade(users, np.arange(n, dtype=np.float64)))
+  return out
+
+
+def load_data(cfg: dict):
+  """``(train, test, num_items, f_init, max_len)`` of a configuration's dataset."""
+  from popdiff_jax.data.cascades import default_f_init, load_dataset
+  if cfg["dataset"] == "synthetic":
+    train = synthetic_cascades(cfg["num_users"], cfg["num_cascades"], cfg["max_len"])
+    return train, [], cfg["num_users"] + 2, 0, cfg["max_len"]
+  ds = load_dataset(cfg["dataset"], cfg.get("data_dir"))
+  return ds.train, ds.test, len(ds.vocab), default_f_init(cfg["dataset"]), cfg["max_len"]
+
+
+def floor(device: str, b: int, length: int, f: int, u: int, lean: bool, step_s: float) -> dict:
+  """The fixed-shape step against the output projection's compute and memory floor."""
+  flops = 6.0 * b * length * f * u
+  nbytes = 12.0 * f * u if lean else 16.0 * b * length * u
+  out = {"batch": b, "length": length, "features": f, "users": u, "step_seconds": step_s,
+         "proj_flops": flops, "floor_bytes": nbytes,
+         "achieved_proj_tflops": flops / step_s / 1e12 if step_s else None}
+  peak = next((v for k, v in PEAKS.items() if k in device), None)
+  if peak and step_s:
+    t_flop, t_byte = flops / peak[0], nbytes / peak[1]
+    out.update({"peak_tf32_flops": peak[0], "hbm_bytes_per_s": peak[1],
+                "floor_seconds": max(t_flop, t_byte),
+                "bound": "compute" if t_flop >= t_byte else "memory",
+                "fraction_of_floor": max(t_flop, t_byte) / step_s})
+  return out
+
+
+# --------------------------------------------------------------------------------------- workers
+
+def _write(path: str, row: dict) -> None:
+  pathlib.Path(path).write_text(json.dumps(row))
+
+
+def _is_oom(e: BaseException) -> bool:
+  s = f"{type(e).__name__} {e}"
+  return "RESOURCE_EXHAUSTED" in s or "out of memory" in s.lower() or "OutOfMemory" in s
+
+
+def jax_worker(cfg: dict, result: str) -> None:
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  import optax
+  from flax import nnx
+  from popdiff_jax.data.batching import bucket_lengths, make_batches
+  from popdiff_jax.experiments.next_user import make_eval_step, make_train_step
+  from popdiff_jax.metrics.ranking import finalize
+  from popdiff_jax.models.lean_softmax import lean_eval_sums, lean_loss_fn
+  from popdiff_jax.models.ndm import NDM
+  from popdiff_jax.train.state import apply_gradients, create_train_state
+
+  dev = jax.devices()[0]
+  row = {"bench": cfg["bench"], "impl": cfg["impl"], "device": dev.device_kind,
+         "n_devices": 1, "unit": "cascades/s", "throughput": None, "peak_mem_bytes": None,
+         "oom": False, "jax": jax.__version__}
+
+  def peak():
+    stats = dev.memory_stats()
+    return None if not stats else int(stats.get("peak_bytes_in_use", 0))
+
+  train, test, num_items, f_init, max_len = load_data(cfg)
+  buckets = bucket_lengths(max_len)
+  model = NDM(num_items, dim=DIM, num_heads=HEADS, window=WINDOW, f_init=f_init,
+              dropout_rate=DROPOUT, rngs=nnx.Rngs(0))
+  graphdef, params = nnx.split(model)
+  del model
+  tx = optax.adam(LR)
+  lean = cfg["impl"] == "jax_lean"
+  if lean:
+    def train_step(state, batch, key):
+      (loss, _), grads = jax.value_and_grad(lean_loss_fn, has_aux=True)(
+          state.params, graphdef, batch, key)
+      return apply_gradients(state, grads, tx), {"loss": loss}
+    step = jax.jit(train_step, donate_argnums=0)
+    eval_step = jax.jit(lambda p, b: lean_eval_sums(p, graphdef, b))
+  else:
+    step = make_train_step(graphdef, tx)
+    eval_step = make_eval_step(graphdef)
+  state = create_train_state(params, tx)
+  base = jax.random.key(0)
+  row.update({"num_items": num_items, "train_cascades": len(train), "max_len": max_len,
+              "buckets": list(buckets), "f_init": f_init})
+  epoch_s, n_step, loss = [], 0, None
+  try:
+    for epoch in range(cfg["epochs"]):
+      batches = jax.device_put(make_batches(train, BATCH, max_len=max_len, shuffle=True, seed=0,
+                                            epoch=epoch))
+      keys = jax.random.split(jax.random.fold_in(base, epoch), len(batches))
+      jax.block_until_ready((batches, keys))
+      t0 = time.perf_counter()
+      for i, b in enumerate(batches):
+        state, m = step(state, b, keys[i])
+      loss = float(m["loss"])  # waits for the epoch
+      epoch_s.append(time.perf_counter() - t0)
+      n_step += len(batches)
+      row.update({"epochs": epoch + 1, "epoch_seconds": epoch_s, "last_loss": loss,
+                  "peak_mem_bytes": peak()})
+      if len(epoch_s) > 1:
+        row["throughput"] = len(train) / statistics.median(epoch_s[1:])
+      _write(result, row)
+    # The fixed-shape step: 32 of the longest cascades in the longest bucket.
+    longest = sorted(train, key=lambda c: -len(c.users))[:BATCH]
+    fixed = jax.device_put(make_batches(longest, BATCH, max_len=max_len,
+                                        buckets=(buckets[-1],))[0])
+    times = []
+    for i in range(cfg["fixed_steps"] + 1):
+      t0 = time.perf_counter()
+      state, m = step(state, fixed, jax.random.fold_in(base, 10_000 + i))
+      jax.block_until_ready(m)
+      times.append(time.perf_counter() - t0)
+    feat_dim = WINDOW * DIM + DIM * f_init
+    row["fixed_shape"] = floor(dev.device_kind, BATCH, buckets[-1], feat_dim, num_items, lean,
+                               statistics.median(times[1:]))
+    row["peak_mem_bytes"] = peak()
+    _write(result, row)
+    if test:
+      total = None
+      for b in make_batches(test, EVAL_BATCH, max_len=max_len):
+        sums = eval_step(state.params, b)
+        total = sums if total is None else jax.tree.map(jnp.add, total, sums)
+      metrics = finalize(jax.device_get(total))
+      row.update({f"test_{k}": v for k, v in metrics.items()})
+      row["peak_mem_bytes_with_eval"] = peak()
+  except Exception as e:  # noqa: BLE001 - recorded in the row
+    if not _is_oom(e):
+      raise
+    row.update({"oom": True, "oom_after_steps": n_step, "error": str(e).splitlines()[0][:300],
+                "peak_mem_bytes": peak()})
+  _write(result, row)
+
+
+def torch_worker(cfg: dict, result: str) -> None:
+  import numpy as np
+  import torch
+
+  sys.path.insert(0, str(REPO / "benchmarks"))
+  from _torch_ndm import TorchNDM, loss_and_count, rank_counts
+  from popdiff_jax.data.batching import make_batches, pack, sequence_length
+  from popdiff_jax.metrics.ranking import hits_and_map
+
+  cuda = torch.cuda.is_available()
+  device = torch.device("cuda" if cuda else "cpu")
+  torch.set_float32_matmul_precision(cfg["torch_precision"])
+  torch.manual_seed(0)
+  name = torch.cuda.get_device_name() if cuda else "cpu"
+  row = {"bench": cfg["bench"], "impl": ANCHOR, "device": name, "n_devices": 1,
+         "unit": "cascades/s", "throughput": None, "peak_mem_bytes": None, "oom": False,
+         "torch": torch.__version__, "float32_matmul_precision": cfg["torch_precision"]}
+
+  def sync():
+    if cuda:
+      torch.cuda.synchronize()
+
+  def peak():
+    return int(torch.cuda.max_memory_allocated()) if cuda else None
+
+  def to_dev(b):
+    return torch.as_tensor(b.users, device=device), torch.as_tensor(b.mask, device=device)
+
+  train, test, num_items, f_init, max_len = load_data(cfg)
+  model = TorchNDM(num_items, DIM, HEADS, WINDOW, f_init, DROPOUT).to(device)
+  opt = torch.optim.Adam(model.parameters(), lr=LR)
+  row.update({"num_items": num_items, "train_cascades": len(train), "max_len": max_len,
+              "f_init": f_init})
+  epoch_s, n_step, length = [], 0, None
+  try:
+    for epoch in range(cfg["epochs"]):
+      order = np.random.default_rng([0, epoch]).permutation(len(train))
+      batches = []
+      for s in range(0, len(order), BATCH):
+        chunk = [train[i] for i in order[s:s + BATCH]]
+        longest = max(sequence_length(c, max_len) for c in chunk)
+        batches.append(to_dev(pack(chunk, longest, len(chunk), max_len)))
+      sync()
+      model.train()
+      t0 = time.perf_counter()
+      for users, mask in batches:
+        length = users.shape[1]
+        loss, _ = loss_and_count(model, users, mask)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        n_step += 1
+      sync()
+      epoch_s.append(time.perf_counter() - t0)
+      row.update({"epochs": epoch + 1, "epoch_seconds": epoch_s, "last_loss": float(loss),
+                  "peak_mem_bytes": peak()})
+      if len(epoch_s) > 1:
+        row["throughput"] = len(train) / statistics.median(epoch_s[1:])
+      _write(result, row)
+    longest = sorted(train, key=lambda c: -len(c.users))[:BATCH]
+    length = max(sequence_length(c, max_len) for c in longest)
+    users, mask = to_dev(pack(longest, length, BATCH, max_len))
+    times = []
+    for _ in range(cfg["fixed_steps"] + 1):
+      sync()
+      t0 = time.perf_counter()
+      loss, _ = loss_and_count(model, users, mask)
+      opt.zero_grad(set_to_none=True)
+      loss.backward()
+      opt.step()
+      sync()
+      times.append(time.perf_counter() - t0)
+    # The recipe predicts from the first L - 1 positions of a batch padded to L.
+    row["fixed_shape"] = floor(name, BATCH, length - 1, WINDOW * DIM + DIM * f_init, num_items,
+                               False, statistics.median(times[1:]))
+    row["peak_mem_bytes"] = peak()
+    _write(result, row)
+    if test:
+      model.eval()
+      sums, count = {"hits@10": 0.0, "map@10": 0.0}, 0.0
+      for b in make_batches(test, EVAL_BATCH, max_len=max_len):
+        greater, equal, tm = rank_counts(model, *to_dev(b))
+        hits, ap = hits_and_map(greater.astype(np.float32), equal.astype(np.float32), 10)
+        w = tm.astype(np.float32)
+        sums["hits@10"] += float((np.asarray(hits) * w).sum())
+        sums["map@10"] += float((np.asarray(ap) * w).sum())
+        count += float(w.sum())
+      row.update({f"test_{k}": v / max(count, 1.0) for k, v in sums.items()})
+  except torch.cuda.OutOfMemoryError as e:
+    row.update({"oom": True, "oom_after_steps": n_step, "oom_batch_length": length,
+                "error": str(e).splitlines()[0][:300], "peak_mem_bytes": peak()})
+  _write(result, row)
+
+
+# ---------------------------------------------------------------------------------------- driver
+
+def configs(a) -> list[dict]:
+  if a.quick:
+    real = {"dataset": "ndm/irvine", "max_len": 50, "epochs": 2, "fixed_steps": 2}
+    synth = {"dataset": "synthetic", "num_users": 20_000, "num_cascades": 64, "max_len": 60,
+             "epochs": 2, "fixed_steps": 2}
+    timeout = 300
+  else:
+    real = {"dataset": "forest/twitter", "max_len": 200, "epochs": a.epochs, "fixed_steps": 5}
+    synth = {"dataset": "synthetic", "num_users": 1_000_000, "num_cascades": 1024, "max_len": 500,
+             "epochs": 3, "fixed_steps": 3}
+    timeout = None
+  rb = "ndm_train/" + ("quick_real" if a.quick else "forest_twitter")
+  sb = "ndm_train/" + ("quick_synthetic" if a.quick else "synthetic_1m")
+  common = {"data_dir": a.data_dir, "torch_precision": a.torch_precision}
+  # In order of importance: a cut-off run keeps the rows that matter most.
+  out = [
+      {"name": "real_torch", "bench": rb, "impl": ANCHOR, **real, "timeout": 80},
+      {"name": "real_lean", "bench": rb, "impl": "jax_lean", **real, "timeout": 90},
+      {"name": "synth_lean", "bench": sb, "impl": "jax_lean", **synth, "timeout": 110},
+      {"name": "synth_torch", "bench": sb, "impl": ANCHOR, **synth, "timeout": 50},
+      {"name": "real_dense", "bench": rb, "impl": "jax_dense", **real, "timeout": 80},
+      {"name": "synth_dense", "bench": sb, "impl": "jax_dense", **synth, "timeout": 60},
+  ]
+  for c in out:
+    c.update(common)
+    if timeout:
+      c["timeout"] = timeout
+  return [c for c in out if not a.only or c["name"] in a.only]
+
+
+def run_config(cfg: dict, timeout: float) -> dict:
+  env = dict(os.environ)
+  env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+  env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+  env.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.95")
+  env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  if cfg["impl"] == ANCHOR:
+    env["JAX_PLATFORMS"] = "cpu"  # the torch process uses JAX only for host-side metrics
+  with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+    result = f.name
+  pathlib.Path(result).write_text("{}")
+  t0 = time.perf_counter()
+  cmd = [sys.executable, str(pathlib.Path(__file__).resolve()), "--worker", json.dumps(cfg),
+         "--result", result]
+  try:
+    proc = subprocess.run(cmd, env=env, timeout=timeout, capture_output=True, text=True)
+    rc, tail = proc.returncode, (proc.stdout + proc.stderr)[-1500:]
+    timed_out = False
+  except subprocess.TimeoutExpired as e:
+    rc, timed_out = None, True
+    tail = ((e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes)
+            else (e.stdout or ""))[-800:]
+  row = json.loads(pathlib.Path(result).read_text() or "{}")
+  os.unlink(result)
+  row.setdefault("bench", cfg["bench"])
+  row.setdefault("impl", cfg["impl"])
+  for k in ("device", "throughput", "peak_mem_bytes"):
+    row.setdefault(k, None)
+  row.setdefault("n_devices", 1)
+  row.setdefault("unit", "cascades/s")
+  row.setdefault("oom", False)
+  row.update({"config": cfg["name"], "wall_seconds": round(time.perf_counter() - t0, 1),
+              "timeout_s": round(timeout, 1)})
+  if timed_out:
+    row["timed_out"] = True
+  if rc not in (0, None):
+    row["error"] = row.get("error") or f"exit {rc}: {tail}"
+  return row
+
+
+def add_ratios(rows: list[dict]) -> None:
+  for r in rows:
+    anchor = next((a for a in rows if a["bench"] == r["bench"] and a["impl"] == ANCHOR), None)
+    r["ratio_vs_anchor"] = None
+    if anchor is None:
+      continue
+    if anchor.get("throughput") and r.get("throughput"):
+      r["ratio_vs_anchor"] = r["throughput"] / anchor["throughput"]
+    if anchor.get("peak_mem_bytes") and r.get("peak_mem_bytes"):
+      r["mem_ratio_vs_anchor"] = r["peak_mem_bytes"] / anchor["peak_mem_bytes"]
+    r["anchor_oom"] = bool(anchor.get("oom"))
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--data-dir", default=None, help="folder holding forest/ (on the GPU: .carry_data)")
+  p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "gpu_suite.json"))
+  p.add_argument("--quick", action="store_true", help="tiny CPU configuration (smoke test)")
+  p.add_argument("--epochs", type=int, default=6, help="epochs on forest/twitter (first: warm-up)")
+  p.add_argument("--budget", type=float, default=400.0, help="seconds for the whole suite")
+  p.add_argument("--only", nargs="*", default=None, help="configuration names to run")
+  p.add_argument("--torch-precision", default="high", choices=("highest", "high"),
+                 help="torch float32 matmul precision; 'high' = TF32, as JAX's default on GPUs")
+  p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+  p.add_argument("--result", default=None, help=argparse.SUPPRESS)
+  a = p.parse_args(argv)
+  if a.worker:
+    cfg = json.loads(a.worker)
+    try:
+      (torch_worker if cfg["impl"] == ANCHOR else jax_worker)(cfg, a.result)
+    except Exception:  # noqa: BLE001 - the driver records the traceback tail
+      traceback.print_exc()
+      return 1
+    return 0
+
+  from popdiff_jax.utils.report import format_table, git_commit, versions
+  t_start = time.perf_counter()
+  meta = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": git_commit(),
+          "versions": versions(("jax", "jaxlib", "flax", "optax", "numpy", "torch")),
+          "command": " ".join(sys.argv), "quick": a.quick, "budget_s": a.budget,
+          "batch_size": BATCH, "lr": LR, "dim": DIM, "heads": HEADS, "window": WINDOW}
+  out = pathlib.Path(a.out)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  rows = []
+  for cfg in configs(a):
+    left = a.budget - (time.perf_counter() - t_start)
+    if left < 15:
+      rows.append({"bench": cfg["bench"], "impl": cfg["impl"], "config": cfg["name"],
+                   "skipped": "suite budget spent", "throughput": None})
+      continue
+    rows.append(run_config(cfg, min(cfg["timeout"], left - 5)))
+    add_ratios(rows)
+    meta["wall_seconds"] = round(time.perf_counter() - t_start, 1)
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    r = rows[-1]
+    print(f"[{meta['wall_seconds']:6.1f}s] {cfg['name']}: throughput={r.get('throughput')} "
+          f"peak={r.get('peak_mem_bytes')} oom={r.get('oom')} "
+          f"hits@10={r.get('test_hits@10')} {r.get('error', '')[:300]}", flush=True)
+  add_ratios(rows)
+  out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+  cols = ["bench", "impl", "throughput", "ratio_vs_anchor", "peak_mem_bytes", "oom",
+          "test_hits@10", "wall_seconds"]
+  print(format_table(rows, cols, ".3f"))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
