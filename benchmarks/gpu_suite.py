@@ -394,6 +394,32 @@ def add_ratios(rows: list[dict]) -> None:
     r["anchor_oom"] = bool(anchor.get("oom"))
 
 
+def markdown(result: dict) -> str:
+  """The README tables of a result file: throughput / memory / accuracy, then the floors."""
+  from popdiff_jax.utils.report import markdown_table
+  rows = []
+  for r in result["rows"]:
+    f = r.get("fixed_shape") or {}
+    gib = r.get("peak_mem_bytes")
+    rows.append({"bench": r["bench"], "impl": r["impl"], "cascades/s": r.get("throughput"),
+                 "x anchor": r.get("ratio_vs_anchor"),
+                 "peak GiB": None if gib is None else gib / 2 ** 30,
+                 "oom": "yes" if r.get("oom") else ("timeout" if r.get("timed_out") else ""),
+                 "epochs": r.get("epochs"), "test Hits@10": r.get("test_hits@10"),
+                 "step ms (fixed)": None if not f else 1e3 * f["step_seconds"],
+                 "B x L": None if not f else f"{f['batch']} x {f['length']}",
+                 "proj TFLOP/s": f.get("achieved_proj_tflops"),
+                 "floor ms": None if "floor_seconds" not in f else 1e3 * f["floor_seconds"],
+                 "bound": f.get("bound"), "of floor": f.get("fraction_of_floor")})
+  cols1 = ["bench", "impl", "cascades/s", "x anchor", "peak GiB", "oom", "epochs", "test Hits@10"]
+  cols2 = ["bench", "impl", "B x L", "step ms (fixed)", "proj TFLOP/s", "floor ms", "bound",
+           "of floor"]
+  meta = result.get("meta", {})
+  head = (f"Device {result['rows'][0].get('device') if result['rows'] else '?'}, commit "
+          f"{meta.get('commit')}, {meta.get('date')}, suite wall {meta.get('wall_seconds')} s.")
+  return "\n\n".join([head, markdown_table(rows, cols1), markdown_table(rows, cols2)])
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--data-dir", default=None, help="folder holding forest/ (on the GPU: .carry_data)")
@@ -404,6 +430,8 @@ def main(argv=None) -> int:
   p.add_argument("--only", nargs="*", default=None, help="configuration names to run")
   p.add_argument("--torch-precision", default="high", choices=("highest", "high"),
                  help="torch float32 matmul precision; 'high' = TF32, as JAX's default on GPUs")
+  p.add_argument("--table", default=None, metavar="JSON",
+                 help="print the Markdown tables of a finished result file (for the README)")
   p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
   p.add_argument("--result", default=None, help=argparse.SUPPRESS)
   a = p.parse_args(argv)
@@ -416,6 +444,9 @@ def main(argv=None) -> int:
       return 1
     return 0
 
+  if a.table:
+    print(markdown(json.loads(pathlib.Path(a.table).read_text())))
+    return 0
   from popdiff_jax.utils.report import format_table, git_commit, versions
   t_start = time.perf_counter()
   meta = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": git_commit(),

@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from popdiff_jax.data.batching import CascadeBatch
 from popdiff_jax.data.cascades import TERMINATE
+from popdiff_jax.experiments.next_user import loss_fn
 from popdiff_jax.metrics.ranking import ranking_sums
-from popdiff_jax.models.lean_softmax import (lean_next_user_nll, lean_ranking_sums,
-                                             masked_logsumexp, target_scores)
+from popdiff_jax.models.lean_softmax import (auto_chunk, lean_loss_fn, lean_next_user_nll,
+                                             lean_ranking_sums, masked_logsumexp, target_scores)
 from popdiff_jax.models.lstm import LSTMNextUser
 from popdiff_jax.models.ndm import NDM
 from popdiff_jax.models.next_user import mask_infected, masked_nll, next_user_nll, shift_targets
@@ -166,12 +168,9 @@ def test_ndm_output_features_reproduce_call(strict_dtypes, f_init):
   if not f_init:
     return
 
-  def dense_loss(p):
-    return next_user_nll(nnx.merge(graphdef, p)(users, mask), users, mask)[0]
-
-  def lean_loss(p):
-    return lean_next_user_nll(*nnx.merge(graphdef, p).output_features(users, mask),
-                              users, mask, 10)[0]
+  batch = CascadeBatch(users, jnp.zeros(users.shape, jnp.float32), mask)
+  dense_loss = lambda p: loss_fn(p, graphdef, batch, None)[0]  # the library's training loss
+  lean_loss = lambda p: lean_loss_fn(p, graphdef, batch, None, 10)[0]
 
   lean_vg = jax.jit(jax.value_and_grad(lean_loss))(params)
   dense_vg = jax.jit(jax.value_and_grad(dense_loss))(params)
@@ -199,3 +198,12 @@ def test_rejects_bad_chunk():
   feats, w, bias = _params(rng)
   with pytest.raises(ValueError, match="chunk"):
     lean_next_user_nll(feats, w, bias, users, mask, 0)
+
+
+@pytest.mark.parametrize("b,length,u", [(32, 201, 12629), (32, 8, 1_000_002), (32, 501, 1_000_002),
+                                        (6, 9, 37)])
+def test_auto_chunk_covers_the_users_in_balanced_blocks(b, length, u):
+  c = auto_chunk(b, length, u)
+  n = -(-u // c)
+  assert 1 <= c <= u and n * c >= u and (n - 1) * c < u
+  assert c == u or b * length * c <= 2 ** 26 + b * length * 128

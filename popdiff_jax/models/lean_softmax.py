@@ -284,12 +284,15 @@ def lean_ranking_sums(features: jax.Array, w: jax.Array, bias: jax.Array | None,
 
 
 def auto_chunk(batch: int, length: int, num_items: int, max_elements: int = 2 ** 26) -> int:
-  """A block size keeping one ``[B, L, C]`` block under ``max_elements`` (a power of two, at least
-  1024, at most ``num_items``): short buckets take wide blocks, long ones narrow blocks."""
-  c = 1024
-  while c * 2 * batch * length <= max_elements:
-    c *= 2
-  return max(1, min(c, num_items))
+  """A block size for ``[B, L, C]`` blocks of at most about ``max_elements`` (256 MB in float32).
+
+  Short buckets get wide blocks, long ones narrow blocks; the blocks are balanced (``U`` split into
+  ``n`` near-equal blocks, rounded up to a multiple of 128), so the last block re-reads few columns.
+  """
+  widest = max(128, max_elements // max(batch * length, 1))
+  n = -(-num_items // widest)
+  c = -(-num_items // n)
+  return min(num_items, -(-c // 128) * 128)
 
 
 def lean_loss_fn(params: nnx.State, graphdef: nnx.GraphDef, batch, dropout_key: jax.Array | None,
