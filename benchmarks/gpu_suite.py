@@ -1,4 +1,4 @@
-"""GPU suite (issue 6): NDM training throughput, peak memory and accuracy against the PyTorch recipe.
+"""GPU suite (issue 6): NDM training throughput, peak memory and accuracy vs the PyTorch recipe.
 
 Each configuration runs in its own subprocess (separate peak-memory counters; an out-of-memory is
 caught there and recorded as a row with ``oom: true``) under a hard timeout, and the rows are
@@ -176,8 +176,9 @@ def jax_worker(cfg: dict, result: str) -> None:
       t0 = time.perf_counter()
       for i, b in enumerate(batches):
         state, m = step(state, b, keys[i])
-      loss = float(m["loss"])  # waits for the epoch
+      jax.block_until_ready((state, m))
       epoch_s.append(time.perf_counter() - t0)
+      loss = float(m["loss"])
       n_step += len(batches)
       row.update({"epochs": epoch + 1, "epoch_seconds": epoch_s, "last_loss": loss,
                   "peak_mem_bytes": peak()})
@@ -192,7 +193,7 @@ def jax_worker(cfg: dict, result: str) -> None:
     for i in range(cfg["fixed_steps"] + 1):
       t0 = time.perf_counter()
       state, m = step(state, fixed, jax.random.fold_in(base, 10_000 + i))
-      jax.block_until_ready(m)
+      jax.block_until_ready((state, m))
       times.append(time.perf_counter() - t0)
     feat_dim = WINDOW * DIM + DIM * f_init
     row["fixed_shape"] = floor(dev.device_kind, BATCH, buckets[-1], feat_dim, num_items, lean,
@@ -269,8 +270,8 @@ def torch_worker(cfg: dict, result: str) -> None:
         n_step += 1
       sync()
       epoch_s.append(time.perf_counter() - t0)
-      row.update({"epochs": epoch + 1, "epoch_seconds": epoch_s, "last_loss": float(loss),
-                  "peak_mem_bytes": peak()})
+      row.update({"epochs": epoch + 1, "epoch_seconds": epoch_s,
+                  "last_loss": float(loss.detach()), "peak_mem_bytes": peak()})
       if len(epoch_s) > 1:
         row["throughput"] = len(train) / statistics.median(epoch_s[1:])
       _write(result, row)
@@ -422,7 +423,8 @@ def markdown(result: dict) -> str:
 
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--data-dir", default=None, help="folder holding forest/ (on the GPU: .carry_data)")
+  p.add_argument("--data-dir", default=None,
+                 help="folder holding forest/ (on the GPU: .carry_data)")
   p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "gpu_suite.json"))
   p.add_argument("--quick", action="store_true", help="tiny CPU configuration (smoke test)")
   p.add_argument("--epochs", type=int, default=6, help="epochs on forest/twitter (first: warm-up)")

@@ -54,7 +54,8 @@ def _num_chunks(num_items: int, chunk: int) -> tuple[int, int]:
 
 
 def _block(features: jax.Array, w: jax.Array, bias: jax.Array, users: jax.Array, mask: jax.Array,
-           i: jax.Array, chunk: int) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
+           i: jax.Array, chunk: int
+           ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
   """Scores of the ``i``-th block of users and which of them take part.
 
   Block ``i`` covers users ``[i * C, (i + 1) * C)``; the last block, when ``C`` does not divide
@@ -150,7 +151,7 @@ _masked_lse.defvjp(_masked_lse_fwd, _masked_lse_bwd)
 
 def masked_logsumexp(features: jax.Array, w: jax.Array, bias: jax.Array | None, users: jax.Array,
                      mask: jax.Array, chunk: int = DEFAULT_CHUNK) -> jax.Array:
-  """``log sum_u exp(features @ w + bias)`` over the users not yet infected (NDM Eq. 7's normaliser).
+  """``log sum_u exp(features @ w + bias)`` over users not yet infected (Eq. 7's normaliser).
 
   Equals ``logsumexp(mask_infected(features @ w + bias, users, mask), -1)`` with ``O(B * L * C)``
   memory in both the forward and the backward pass.
