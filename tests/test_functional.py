@@ -110,3 +110,15 @@ def test_unknown_model_and_missing_hparams():
     F.build("nope")
   with pytest.raises(TypeError):
     F.build("ndm", dim=8)
+
+
+def test_readme_example_runs():
+  import pathlib
+  import re
+  readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+  section = readme[readme.index("### Functional API"):]
+  code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+  env = {}
+  exec(compile(code, "README.md", "exec"), env)  # noqa: S102 - our own README
+  assert env["logits"].shape[-1] == 100 and env["node_logits"].shape[-1] == 4
+  assert env["out"]["attention"].shape == (2, 5)
