@@ -63,12 +63,14 @@ def test_apply_is_pure_under_jit_vmap_grad(name):
 def test_dropout_key_is_an_argument():
   model = F.build("ndm", num_items=12, dim=8, num_heads=2, dropout_rate=0.5)
   batch = F.cascade_batch(_CASCADES)
-  a = model.apply(model.params, batch, jax.random.key(0))
-  b = model.apply(model.params, batch, jax.random.key(0))
-  c = model.apply(model.params, batch, jax.random.key(1))
+  apply = jax.jit(model.apply)
+  a = apply(model.params, batch, jax.random.key(0))
+  b = apply(model.params, batch, jax.random.key(0))
+  c = apply(model.params, batch, jax.random.key(1))
   np.testing.assert_array_equal(a, b)
   assert not np.allclose(a, c)
-  loss = jax.grad(lambda p: F.next_user_loss(model.apply(p, batch, jax.random.key(0)), batch))
+  loss = jax.jit(jax.grad(lambda p: F.next_user_loss(model.apply(p, batch, jax.random.key(0)),
+                                                     batch)))
   assert all(np.isfinite(g).all() for g in jax.tree.leaves(loss(model.params)))
 
 
