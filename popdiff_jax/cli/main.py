@@ -170,6 +170,9 @@ def _dispatch(a: argparse.Namespace) -> int:
     (pathlib.Path(a.workdir) / "results.json").write_text(json.dumps(row, indent=1))
     _print_rows([row])
   elif a.command == "evaluate":
+    if not (pathlib.Path(a.workdir) / "config.json").is_file():
+      raise DataError("no training run here (config.json is missing): pass the --workdir of a "
+                      "'popdiff train' run", a.workdir)
     data, trained = next_user.load_trained(a.workdir, data_dir=a.data_dir)
     row = {"dataset": data.name, "model": trained.config.model, "on": a.on, **trained.info}
     row.update(next_user.test_metrics(data, trained, a.on))
