@@ -1,8 +1,13 @@
-"""The popdiff command: each command ends with a results table; bad input is one line, exit 2."""
+"""The popdiff command: each command ends with a results table; bad input is one line, exit 2;
+``--help`` documents every option; the same seed gives the same metrics bit for bit."""
 
+import argparse
 import json
 
-from popdiff_jax.cli.main import main
+import pytest
+
+from popdiff_jax._errors import DataError
+from popdiff_jax.cli.main import build_parser, main
 
 
 def test_reproduce_prints_a_table_and_writes_rows(tmp_path, capsys):
@@ -15,16 +20,32 @@ def test_reproduce_prints_a_table_and_writes_rows(tmp_path, capsys):
   assert row["dataset"] == "ndm/irvine" and 0.0 < row["hits@100"] <= 1.0
 
 
-def test_train_then_evaluate_the_same_checkpoint(tmp_path, capsys):
-  workdir = tmp_path / "lstm"
-  args = ["train", "--dataset", "ndm/irvine", "--model", "lstm", "--workdir", str(workdir),
-          "--epochs", "1", "--dim", "8", "--max-len", "16", "--no-progress"]
-  assert main(args) == 0
-  trained = json.loads((workdir / "results.json").read_text())
+def test_train_then_evaluate_the_same_checkpoint_and_same_seed_same_bits(tmp_path, capsys):
+  args = ["train", "--dataset", "ndm/irvine", "--model", "lstm", "--epochs", "1", "--dim", "8",
+          "--max-len", "16", "--no-progress"]
+  assert main(args + ["--workdir", str(tmp_path / "a")]) == 0
+  trained = json.loads((tmp_path / "a" / "results.json").read_text())
   capsys.readouterr()
-  assert main(["evaluate", "--workdir", str(workdir), "--no-progress"]) == 0
+  assert main(["evaluate", "--workdir", str(tmp_path / "a"), "--no-progress"]) == 0
   table = capsys.readouterr().out
   assert f"{trained['hits@10']:.4f}" in table  # the best checkpoint scores as it did after training
+  # A second run with the same seed in a fresh workdir: every metric equal, bit for bit.
+  assert main(args + ["--workdir", str(tmp_path / "b")]) == 0
+  again = json.loads((tmp_path / "b" / "results.json").read_text())
+  metrics = [k for k in trained if k.startswith(("hits@", "map@", "nll", "val_"))]
+  assert len(metrics) >= 8
+  assert {k: trained[k] for k in metrics} == {k: again[k] for k in metrics}
+
+
+def test_reproduce_popularity_on_synthetic_posts(tmp_path, capsys):
+  out = tmp_path / "rows.json"
+  assert main(["reproduce", "popularity", "--synthetic", "--quick", "--papers", "fusion_dnn",
+               "--no-studies", "--workdir", str(tmp_path / "w"), "--out", str(out),
+               "--no-progress"]) == 0
+  table = capsys.readouterr().out
+  assert "fusion_dnn" in table and "srcc" in table and "synthetic posts" in table
+  (row,) = json.loads(out.read_text())
+  assert row["model"] == "fusion_dnn" and row["srcc"] > 0.3  # the planted signal is learnt
 
 
 def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
@@ -33,3 +54,39 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
   err = capsys.readouterr().err.strip()
   assert code == 2 and err.startswith("popdiff: error:") and "\n" not in err
   assert "forest/twitter" in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["evaluate", "--workdir", "{tmp}/never_trained"],                  # no config.json
+    ["reproduce", "popularity", "--data-dir", "{tmp}/no_posts", "--papers", "fusion_dnn"],
+    ["data", "summary", "forest/twitter", "--data-dir", "{tmp}/absent"],
+])
+def test_more_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, capsys, argv):
+  argv = [a.format(tmp=tmp_path) for a in argv] + ["--no-progress"]
+  assert main(argv) == 2
+  err = capsys.readouterr().err
+  assert err.startswith("popdiff: error:") and err.count("\n") == 1 and "Traceback" not in err
+  with pytest.raises((DataError, OSError, ValueError)):
+    main(argv + ["--debug"])
+
+
+def _subparsers(parser):
+  yield parser
+  for action in parser._actions:
+    if isinstance(action, argparse._SubParsersAction):
+      for sub in action.choices.values():
+        yield from _subparsers(sub)
+
+
+def test_help_documents_every_option():
+  parser = build_parser()
+  seen = 0
+  for p in _subparsers(parser):
+    p.format_help()  # every help string formats (no stray % placeholders)
+    for action in p._actions:
+      if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+        continue
+      text = (action.help or "").replace("(%(default)s)", "").strip()
+      assert len(text.split()) >= 2, f"{p.prog} {action.option_strings or action.dest}: {action.help!r}"
+      seen += 1
+  assert seen > 40

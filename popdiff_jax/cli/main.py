@@ -1,6 +1,7 @@
 """The ``popdiff`` command: train, evaluate and reproduce; each command ends with a results table.
 
-Errors are one clear line (exit 2); ``--debug`` shows the traceback.
+Long operations show tqdm progress bars (``--no-progress`` hides them). Errors are one clear line
+on stderr (exit 2; bad input names the file and line); ``--debug`` shows the full traceback.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def _add_hparams(p: argparse.ArgumentParser) -> None:
   p.add_argument("--epochs", type=int, default=d.num_epochs, help="maximum epochs (%(default)s)")
   p.add_argument("--patience", type=int, default=d.patience,
                  help="early stopping patience on validation NLL (%(default)s)")
-  p.add_argument("--batch-size", type=int, default=d.batch_size, help="(%(default)s)")
+  p.add_argument("--batch-size", type=int, default=d.batch_size,
+                 help="cascades per training step (%(default)s, as the authors' code)")
   p.add_argument("--max-len", type=int, default=d.max_len,
                  help="cascades are cut to this many users (%(default)s)")
   p.add_argument("--dim", type=int, default=d.dim, help="embedding size d (%(default)s)")
@@ -49,7 +51,9 @@ def _add_hparams(p: argparse.ArgumentParser) -> None:
                  help="AdamW decoupled weight decay on matrices (%(default)s; not in the paper)")
   p.add_argument("--max-train-seconds", type=float, default=None,
                  help="time budget per training run (ends the epoch in progress early)")
-  p.add_argument("--seed", type=int, default=d.seed, help="(%(default)s)")
+  p.add_argument("--seed", type=int, default=d.seed,
+                 help="initialisation, shuffling and dropout seed (%(default)s); the same seed "
+                      "gives the same bits on a CPU")
   p.add_argument("--split", choices=("files", "random", "time"), default="files",
                  help="the dataset's own split files (default), or a seeded random / time-ordered "
                       "re-split 80/10/10")
@@ -66,46 +70,79 @@ def _overrides(a: argparse.Namespace) -> dict:
 def build_parser() -> argparse.ArgumentParser:
   from popdiff_jax.data.cascades import DATASETS
   from popdiff_jax.experiments.next_user import MODELS
+  from popdiff_jax.experiments.popularity_reproduce import PAPERS as POPULARITY_PAPERS
   from popdiff_jax.experiments.reproduce import EMBEDDED_NDM_DATASETS
 
   parser = argparse.ArgumentParser(prog="popdiff", description=__doc__.splitlines()[0])
   sub = parser.add_subparsers(dest="command", required=True)
 
   p = sub.add_parser("train", help="train one next-user model on one dataset and test it")
-  p.add_argument("--dataset", required=True, choices=sorted(DATASETS))
-  p.add_argument("--model", default="ndm", choices=MODELS)
-  p.add_argument("--workdir", required=True, help="checkpoints and metrics.jsonl; reused = resumed")
+  p.add_argument("--dataset", required=True, choices=sorted(DATASETS), metavar="NAME",
+                 help="registered dataset: " + ", ".join(sorted(DATASETS)))
+  p.add_argument("--model", default="ndm", choices=MODELS,
+                 help="ndm (Yang et al.), lstm (baseline) or popularity (frequency floor) "
+                      "(%(default)s)")
+  p.add_argument("--workdir", required=True,
+                 help="folder for config.json, metrics.jsonl, checkpoints/ and results.json; "
+                      "rerunning with the same folder resumes after the last finished epoch")
   _add_hparams(p)
   _add_common(p)
 
   p = sub.add_parser("evaluate", help="test the best checkpoint of a training workdir")
-  p.add_argument("--workdir", required=True)
+  p.add_argument("--workdir", required=True,
+                 help="a folder written by 'popdiff train' (its config.json rebuilds the model)")
   p.add_argument("--on", choices=("test", "valid", "train"), default="test",
                  help="which split to score (%(default)s)")
   _add_common(p)
 
   p = sub.add_parser("reproduce", help="run a paper's experiments and print the results table")
-  p.add_argument("paper", choices=("ndm",), help="which paper")
-  p.add_argument("--datasets", nargs="+", default=list(EMBEDDED_NDM_DATASETS),
-                 choices=sorted(DATASETS), help="(default: the embedded NDM datasets)")
-  p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-  p.add_argument("--workdir", default="runs/reproduce_ndm", help="(%(default)s)")
-  p.add_argument("--out", default=None, help="also write the rows as JSON to this file")
-  _add_hparams(p)
-  _add_common(p)
+  papers = p.add_subparsers(dest="paper", required=True, metavar="{ndm,popularity}")
+  q = papers.add_parser("ndm", help="NDM, LSTM and popularity floor: next-user Hits@k / MAP@k")
+  q.add_argument("--datasets", nargs="+", default=list(EMBEDDED_NDM_DATASETS),
+                 choices=sorted(DATASETS), metavar="NAME",
+                 help="datasets to run (default: the embedded NDM datasets "
+                      + " ".join(EMBEDDED_NDM_DATASETS) + ")")
+  q.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS,
+                 help="models to run (default: %(default)s)")
+  q.add_argument("--workdir", default="runs/reproduce_ndm",
+                 help="one subfolder per dataset and model; reused = resumed (%(default)s)")
+  q.add_argument("--out", default=None, help="also write the rows as JSON to this file")
+  _add_hparams(q)
+  _add_common(q)
+
+  q = papers.add_parser("popularity",
+                        help="dual attention, fusion DNN and multimodal SMP on Instagram posts")
+  q.add_argument("--papers", nargs="+", default=list(POPULARITY_PAPERS),
+                 choices=POPULARITY_PAPERS, help="which papers' models (default: all three)")
+  q.add_argument("--synthetic", action="store_true",
+                 help="generated Instagram-like posts with a planted signal instead of "
+                      "instagram_likes (which is never shipped: it has no licence)")
+  q.add_argument("--quick", action="store_true",
+                 help="the test configuration: tiny models, few epochs (a minute or two on a CPU)")
+  q.add_argument("--split", choices=("random", "time", "user"), default="random",
+                 help="how posts are split into train / validation / test (%(default)s)")
+  q.add_argument("--seed", type=int, default=0, help="split and initialisation seed (%(default)s)")
+  q.add_argument("--no-studies", action="store_true",
+                 help="skip the fusion DNN's univariate / ablation rows")
+  q.add_argument("--workdir", default="runs/reproduce_popularity",
+                 help="checkpoints, LDA cache and the synthetic archive (%(default)s)")
+  q.add_argument("--out", default=None, help="also write the rows as JSON to this file")
+  _add_common(q)
 
   p = sub.add_parser("trees", help="Diffusion-LSTM and its baselines on re-share trees")
   p.add_argument("--dataset", choices=("synthetic", "twitter15"), default="synthetic",
                  help="(%(default)s; twitter15 reads twitter15_16_trees/ under --data-dir)")
   p.add_argument("--models", nargs="+", default=None,
                  help="any of random FC content-only social-only Diffusion-LSTM (default: all)")
-  p.add_argument("--workdir", default="runs/diffusion_lstm", help="(%(default)s)")
+  p.add_argument("--workdir", default="runs/diffusion_lstm",
+                 help="checkpoints of each model; reused = resumed (%(default)s)")
   p.add_argument("--tiny", action="store_true", help="the test configuration (seconds on a CPU)")
   _add_common(p)
 
   p = sub.add_parser("data", help="dataset summaries")
-  p.add_argument("action", choices=("summary",))
-  p.add_argument("names", nargs="*", default=sorted(DATASETS), help="(default: all)")
+  p.add_argument("action", choices=("summary",), help="summary: one row per dataset")
+  p.add_argument("names", nargs="*", default=sorted(DATASETS), metavar="NAME",
+                 help="registered datasets to summarise (default: all)")
   _add_common(p)
   return parser
 
@@ -133,10 +170,26 @@ def _dispatch(a: argparse.Namespace) -> int:
     (pathlib.Path(a.workdir) / "results.json").write_text(json.dumps(row, indent=1))
     _print_rows([row])
   elif a.command == "evaluate":
+    if not (pathlib.Path(a.workdir) / "config.json").is_file():
+      raise DataError("no training run here (config.json is missing): pass the --workdir of a "
+                      "'popdiff train' run", a.workdir)
     data, trained = next_user.load_trained(a.workdir, data_dir=a.data_dir)
     row = {"dataset": data.name, "model": trained.config.model, "on": a.on, **trained.info}
     row.update(next_user.test_metrics(data, trained, a.on))
     _print_rows([row])
+  elif a.command == "reproduce" and a.paper == "popularity":
+    from popdiff_jax.experiments.popularity_reproduce import COLUMNS, reproduce_popularity
+
+    rows = reproduce_popularity(a.papers, data_dir=a.data_dir, synthetic=a.synthetic,
+                                quick=a.quick, seed=a.seed, split=a.split, workdir=a.workdir,
+                                studies=not a.no_studies, progress=not a.no_progress)
+    if a.out:
+      pathlib.Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+      pathlib.Path(a.out).write_text(json.dumps(rows, indent=1))
+    source = "synthetic posts" if a.synthetic else "instagram_likes"
+    print(f"\nPopularity ({source}, {a.split} split, seed {a.seed}; test split; accuracy/f1: "
+          "top vs bottom quarter per user; mae/mse/srcc on log(1 + likes))")
+    print(format_table(rows, COLUMNS, floatfmt=".3f"))
   elif a.command == "reproduce":
     overrides = _overrides(a)
     rows = reproduce_next_user(a.datasets, a.models, workdir=a.workdir, data_dir=a.data_dir,
@@ -165,6 +218,18 @@ def _dispatch(a: argparse.Namespace) -> int:
   return 0
 
 
+def _one_line(e: BaseException) -> str:
+  """The error as one line: the library's own errors as they are, others with their type."""
+  if isinstance(e, KeyError) and e.args:
+    msg = str(e.args[0])
+  elif isinstance(e, (DataError, ValueError, OSError)) or type(e).__name__ == "CheckpointError":
+    msg = str(e)
+  else:
+    msg = f"{type(e).__name__}: {e}"
+  msg = " ".join(msg.split())  # never more than one line
+  return msg if len(msg) <= 2000 else msg[:2000] + "..."
+
+
 def main(argv: list[str] | None = None) -> int:
   parser = build_parser()
   a = parser.parse_args(argv)
@@ -172,11 +237,16 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("default")
   try:
     return _dispatch(a)
-  except (DataError, KeyError, ValueError, FileNotFoundError) as e:
+  except KeyboardInterrupt:
     if a.debug:
       raise
-    msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-    print(f"popdiff: error: {msg}", file=sys.stderr)
+    print("popdiff: interrupted (rerun with the same --workdir to resume)", file=sys.stderr)
+    return 130
+  except Exception as e:  # noqa: BLE001 - the CLI's contract: one line unless --debug
+    if a.debug:
+      raise
+    hint = "" if isinstance(e, (DataError, FileNotFoundError)) else " (--debug shows the traceback)"
+    print(f"popdiff: error: {_one_line(e)}{hint}", file=sys.stderr)
     return 2
 
 

@@ -9,7 +9,9 @@ from a data directory: the ``data_dir`` argument, else ``$POPDIFF_DATA_DIR/insta
 
 Skip rules (each skip is counted in :class:`LoaderReport.skipped` under the key given here):
 
-* ``no_likes``: a post without an integer ``edge_liked_by`` field (likes are the target).
+* ``no_likes``: a post without an integer ``edge_liked_by`` field (likes are the target), or with
+  a negative one or one beyond int64 (every count field is read this way; a bad follower, comment
+  or time count reads as 0).
 * ``no_caption``: a post whose ``edge_media_to_caption`` is missing, not a string or blank (the
   text models need a caption; 51 of the 22,561 real posts).
 * ``caption_not_utf8``: a caption that cannot be encoded as UTF-8 (lone surrogates from a broken
@@ -36,6 +38,7 @@ import json
 import os
 import pathlib
 import tarfile
+import zlib
 from typing import Any, Iterable, NamedTuple
 
 import numpy as np
@@ -135,19 +138,24 @@ class LoaderReport:
 
 
 def _as_count(value: Any) -> int | None:
-  """An Instagram count: an int, or GraphQL's {"count": int}; None when neither."""
+  """An Instagram count: an int, or GraphQL's {"count": int}; None when neither, or when it is
+  negative or does not fit in int64 (a count cannot be; treated like a missing field)."""
   if isinstance(value, dict):
     value = value.get("count")
   if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
     return None
-  return int(value)
+  value = int(value)
+  return value if 0 <= value < 2**63 else None
 
 
 def _caption_text(value: Any) -> str | None:
-  """The caption string (plain str, or GraphQL's {"edges": [{"node": {"text": ...}}]})."""
+  """The caption string (plain str, or GraphQL's {"edges": [{"node": {"text": ...}}]}); None for
+  anything else, however it is nested."""
   if isinstance(value, dict):
-    edges = value.get("edges") or []
-    value = edges[0].get("node", {}).get("text") if edges else None
+    edges = value.get("edges")
+    first = edges[0] if isinstance(edges, list) and edges else None
+    node = first.get("node") if isinstance(first, dict) else None
+    value = node.get("text") if isinstance(node, dict) else None
   return value if isinstance(value, str) else None
 
 
@@ -214,14 +222,21 @@ def _iter_user_files(archive: pathlib.Path) -> Iterable[tuple[str, bytes]]:
   """(member name, raw bytes) of every ``*.json`` file in the tar.gz, sorted by name."""
   try:
     tar = tarfile.open(archive, "r:gz")
-  except (OSError, tarfile.TarError) as e:
+  except (OSError, EOFError, tarfile.TarError, zlib.error) as e:
     raise DataError(f"cannot open archive: {e}", path=str(archive)) from e
   with tar:
-    members = sorted((m for m in tar.getmembers() if m.isfile() and m.name.endswith(".json")),
-                     key=lambda m: m.name)
+    try:
+      members = sorted((m for m in tar.getmembers() if m.isfile() and m.name.endswith(".json")),
+                       key=lambda m: m.name)
+    except (OSError, EOFError, tarfile.TarError, zlib.error) as e:  # truncated or corrupt archive
+      raise DataError(f"cannot read archive: {e}", path=str(archive)) from None
     for m in members:
-      f = tar.extractfile(m)
-      yield f"{archive}!{m.name}", (f.read() if f is not None else b"")
+      try:
+        f = tar.extractfile(m)
+        raw = f.read() if f is not None else b""
+      except (OSError, EOFError, tarfile.TarError, zlib.error) as e:
+        raise DataError(f"cannot read archive member {m.name}: {e}", path=str(archive)) from None
+      yield f"{archive}!{m.name}", raw
 
 
 def _decode(raw: bytes, name: str) -> Any:

@@ -42,6 +42,7 @@ import math
 import os
 import re
 import tarfile
+import zlib
 from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
@@ -266,6 +267,39 @@ def tree_from_edges(edges: Sequence[tuple], root, *, name: str, strict: bool = F
 # ----------------------------------------------------------------------------------------------
 # Readers.
 
+def _text_lines(raw: bytes, path: str) -> Iterable[tuple[int, str]]:
+  """``(1-based line number, text)`` of every line of UTF-8 ``raw``; only ``\n`` ends a line (a
+  trailing ``\r`` is dropped). Bytes that are not UTF-8 raise DataError naming the line."""
+  try:
+    text = raw.decode("utf-8")
+  except UnicodeDecodeError as e:
+    raise DataError(f"not UTF-8 text (byte {e.start})", path,
+                    raw[: e.start].count(b"\n") + 1) from None
+  for ln, line in enumerate(text.split("\n"), 1):
+    yield ln, line[:-1] if line.endswith("\r") else line
+
+
+def _read_bytes(path: str) -> bytes:
+  try:
+    with open(path, "rb") as f:
+      return f.read()
+  except OSError as e:
+    raise DataError(f"cannot read file: {e.strerror or e}", path) from None
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _finite(token: str, what: str, name: str, path: str, line: int) -> float:
+  try:
+    value = float(token)
+  except ValueError:
+    raise DataError(f"tree {name!r}: {what} is not a number: {token[:40]!r}", path, line) from None
+  if not math.isfinite(value) or abs(value) > _FLOAT32_MAX:  # delays are stored as float32
+    raise DataError(f"tree {name!r}: {what} is not finite in float32: {token[:40]!r}", path, line)
+  return value
+
+
 _TW_NODE = r"\[\s*'([^']*)'\s*,\s*'([^']*)'\s*,\s*'([^']*)'\s*\]"
 _TW_LINE = re.compile(r"^\s*" + _TW_NODE + r"\s*->\s*" + _TW_NODE + r"\s*$")
 
@@ -273,7 +307,7 @@ _TW_LINE = re.compile(r"^\s*" + _TW_NODE + r"\s*->\s*" + _TW_NODE + r"\s*$")
 def _parse_twitter_tree(text: str, name: str, path: str, strict: bool, label: str | None):
   edges, lines = [], []
   root = None
-  for ln, raw in enumerate(text.splitlines(), 1):
+  for ln, raw in text:
     if not raw.strip():
       continue
     m = _TW_LINE.match(raw)
@@ -281,10 +315,8 @@ def _parse_twitter_tree(text: str, name: str, path: str, strict: bool, label: st
       raise DataError(f"tree {name!r}: cannot parse edge line {raw[:80]!r}", path, ln)
     g = m.groups()
     pa, ch = g[:3], g[3:]
-    try:
-      float(pa[2]), float(ch[2])
-    except ValueError:
-      raise DataError(f"tree {name!r}: delay is not a number in {raw[:80]!r}", path, ln) from None
+    _finite(pa[2], "parent delay", name, path, ln)
+    _finite(ch[2], "delay", name, path, ln)
     if pa[0] == "ROOT":
       if root is not None:
         if strict:
@@ -305,14 +337,14 @@ def _parse_twitter_tree(text: str, name: str, path: str, strict: bool, label: st
 def read_twitter15_labels(path: str | os.PathLike) -> dict[str, str]:
   """Reads ``label.txt`` (``label:root_tweet_id`` per line) into {root_id: label}."""
   out = {}
-  with open(path) as f:
-    for ln, raw in enumerate(f, 1):
-      if not raw.strip():
-        continue
-      if ":" not in raw:
-        raise DataError(f"expected 'label:tweet_id', got {raw.strip()[:60]!r}", str(path), ln)
-      lab, tid = raw.strip().split(":", 1)
-      out[tid.strip()] = lab.strip()
+  path = os.fspath(path)
+  for ln, raw in _text_lines(_read_bytes(path), path):
+    if not raw.strip():
+      continue
+    if ":" not in raw:
+      raise DataError(f"expected 'label:tweet_id', got {raw.strip()[:60]!r}", path, ln)
+    lab, tid = raw.strip().split(":", 1)
+    out[tid.strip()] = lab.strip()
   return out
 
 
@@ -337,17 +369,22 @@ def read_twitter15(tar_path: str | os.PathLike, *, label_path: str | os.PathLike
     label_path = cand if os.path.exists(cand) else None
   labels = read_twitter15_labels(label_path) if label_path else {}
   trees, report = [], CleaningReport()
-  with tarfile.open(tar_path, "r:gz") as tf:
-    members = sorted((m for m in tf.getmembers() if m.isfile() and m.name.endswith(".txt")
-                      and "/tree/" in m.name), key=lambda m: m.name)
-    if max_trees is not None:
-      members = members[:max_trees]
-    for m in members:
-      name = os.path.basename(m.name)[:-4]
-      text = tf.extractfile(m).read().decode("utf-8")
-      tree, rep = _parse_twitter_tree(text, name, f"{tar_path}:{m.name}", strict, labels.get(name))
-      trees.append(tree)
-      report.add(rep)
+  try:
+    with tarfile.open(tar_path, "r:gz") as tf:
+      members = sorted((m for m in tf.getmembers() if m.isfile() and m.name.endswith(".txt")
+                        and "/tree/" in m.name), key=lambda m: m.name)
+      if max_trees is not None:
+        members = members[:max_trees]
+      for m in members:
+        name = os.path.basename(m.name)[:-4]
+        where = f"{tar_path}:{m.name}"
+        text = _text_lines(tf.extractfile(m).read(), where)
+        tree, rep = _parse_twitter_tree(text, name, where, strict, labels.get(name))
+        trees.append(tree)
+        report.add(rep)
+  except (OSError, EOFError, tarfile.TarError, zlib.error) as e:
+    # A missing, truncated or non-gzip archive: one line naming it, not a tarfile traceback.
+    raise DataError(f"cannot read the tree archive: {e}", tar_path) from None
   return trees, report
 
 
@@ -360,58 +397,58 @@ def read_weibo(path: str | os.PathLike, *, strict: bool = False
   """
   path = os.fspath(path)
   trees, report = [], CleaningReport()
-  with open(path) as f:
-    for ln, raw in enumerate(f, 1):
-      raw = raw.rstrip("\n")
-      if not raw.strip():
-        continue
-      cols = raw.split("\t")
-      if len(cols) < 5:
-        name = cols[0] if cols else "?"
-        if len(cols) == 4:
-          raise DataError(f"cascade {name!r} is empty (no paths)", path, ln)
-        raise DataError(f"cascade {name!r}: expected 5 tab-separated columns, got {len(cols)}",
-                        path, ln)
-      name, origin = cols[0], cols[1]
-      toks = cols[4].split()
-      if not toks:
+  for ln, raw in _text_lines(_read_bytes(path), path):
+    if not raw.strip():
+      continue
+    cols = raw.split("\t")
+    if len(cols) < 5:
+      name = cols[0] if cols else "?"
+      if len(cols) == 4:
         raise DataError(f"cascade {name!r} is empty (no paths)", path, ln)
-      edges, first_time = [], {}
-      root = None
-      for tok in toks:
-        if ":" not in tok:
-          raise DataError(f"cascade {name!r}: path {tok!r} lacks ':dt'", path, ln)
-        pth, dt = tok.rsplit(":", 1)
-        try:
-          t = float(dt) / 60.0
-        except ValueError:
-          raise DataError(f"cascade {name!r}: bad time in {tok!r}", path, ln) from None
-        us = pth.split("/")
-        if any(not u for u in us):
-          raise DataError(f"cascade {name!r}: empty uid in path {tok!r}", path, ln)
-        if len(us) == 1:
-          if root is None:
-            root = us[0]
-          first_time[us[0]] = min(first_time.get(us[0], t), t)
-          continue
-        first_time[us[-1]] = min(first_time.get(us[-1], t), t)
-        edges.append((us[-2], us[-1], t))
-      if root is None:
-        root = origin
-        first_time.setdefault(root, 0.0)
-      if root != origin:
-        raise DataError(f"cascade {name!r}: root path {root!r} differs from origin uid {origin!r}",
-                        path, ln)
-      # A node's parent choice uses the child's own retweet time: order the edges by it so that
-      # "earliest" picks the first retweet of a uid that retweeted twice.
-      edges.sort(key=lambda e: e[2])
-      tree, rep = tree_from_edges([(p, c) for p, c, _ in edges], root, name=name, strict=strict,
-                                  delay_of=lambda k: 0.0, user_of=str,
-                                  path=path, lines=[ln] * len(edges))
-      tree = tree._replace(delay=np.asarray([first_time.get(u, 0.0) for u in tree.user],
-                                            np.float32))
-      trees.append(tree)
-      report.add(rep)
+      raise DataError(f"cascade {name!r}: expected 5 tab-separated columns, got {len(cols)}",
+                      path, ln)
+    name, origin = cols[0], cols[1]
+    toks = cols[4].split()
+    if not toks:
+      raise DataError(f"cascade {name!r} is empty (no paths)", path, ln)
+    edges, first_time = [], {}
+    root = None
+    for tok in toks:
+      if ":" not in tok:
+        raise DataError(f"cascade {name!r}: path {tok!r} lacks ':dt'", path, ln)
+      pth, dt = tok.rsplit(":", 1)
+      try:
+        t = float(dt) / 60.0
+      except ValueError:
+        raise DataError(f"cascade {name!r}: bad time in {tok!r}", path, ln) from None
+      if not math.isfinite(t) or abs(t) > _FLOAT32_MAX:  # stored as float32 minutes
+        raise DataError(f"cascade {name!r}: time is not finite in float32 in {tok!r}", path, ln)
+      us = pth.split("/")
+      if any(not u for u in us):
+        raise DataError(f"cascade {name!r}: empty uid in path {tok!r}", path, ln)
+      if len(us) == 1:
+        if root is None:
+          root = us[0]
+        first_time[us[0]] = min(first_time.get(us[0], t), t)
+        continue
+      first_time[us[-1]] = min(first_time.get(us[-1], t), t)
+      edges.append((us[-2], us[-1], t))
+    if root is None:
+      root = origin
+      first_time.setdefault(root, 0.0)
+    if root != origin:
+      raise DataError(f"cascade {name!r}: root path {root!r} differs from origin uid {origin!r}",
+                      path, ln)
+    # A node's parent choice uses the child's own retweet time: order the edges by it so that
+    # "earliest" picks the first retweet of a uid that retweeted twice.
+    edges.sort(key=lambda e: e[2])
+    tree, rep = tree_from_edges([(p, c) for p, c, _ in edges], root, name=name, strict=strict,
+                                delay_of=lambda k: 0.0, user_of=str,
+                                path=path, lines=[ln] * len(edges))
+    tree = tree._replace(delay=np.asarray([first_time.get(u, 0.0) for u in tree.user],
+                                          np.float32))
+    trees.append(tree)
+    report.add(rep)
   return trees, report
 
 
@@ -419,21 +456,23 @@ def read_parent_arrays(path: str | os.PathLike) -> list[Tree]:
   """Reads the plain parent-array format (strict; see the module docstring)."""
   path = os.fspath(path)
   trees = []
-  with open(path) as f:
-    for ln, raw in enumerate(f, 1):
-      raw = raw.rstrip("\n")
-      if not raw.strip():
-        continue
-      cols = raw.split("\t")
-      name = cols[0]
-      if len(cols) < 2 or not cols[1].strip():
-        raise DataError(f"tree {name!r} is empty", path, ln)
-      try:
-        parent = [int(t) for t in cols[1].split()]
-      except ValueError:
-        raise DataError(f"tree {name!r}: parent indices must be integers", path, ln) from None
-      users = cols[2].split() if len(cols) > 2 else None
-      trees.append(tree_from_parents(parent, name=name, user=users, path=path, line=ln))
+  for ln, raw in _text_lines(_read_bytes(path), path):
+    if not raw.strip():
+      continue
+    cols = raw.split("\t")
+    name = cols[0]
+    if len(cols) < 2 or not cols[1].strip():
+      raise DataError(f"tree {name!r} is empty", path, ln)
+    try:
+      parent = [int(t) for t in cols[1].split()]
+    except ValueError:
+      raise DataError(f"tree {name!r}: parent indices must be integers", path, ln) from None
+    for i, p in enumerate(parent):  # checked here too: an index beyond int64 cannot reach NumPy
+      if not -1 <= p < len(parent):
+        raise DataError(f"tree {name!r}: node {i} has parent {p}, which is missing (valid "
+                        f"indices 0..{len(parent) - 1})", path, ln)
+    users = cols[2].split() if len(cols) > 2 else None
+    trees.append(tree_from_parents(parent, name=name, user=users, path=path, line=ln))
   return trees
 
 
