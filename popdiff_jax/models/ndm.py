@@ -73,14 +73,13 @@ class NDM(nnx.Module):
     self.attention_scale = dim ** -0.5 if attention_scale is None else attention_scale
     normal = nnx.initializers.normal(1.0)
     glorot = nnx.initializers.glorot_uniform(in_axis=-2, out_axis=-1)
-    fixed = 0
-    self.frozen_embedding = None
-    if frozen_embedding is not None:
-      fixed = frozen_embedding.shape[1]
-      if frozen_embedding.shape[0] != num_items or not 0 < fixed < dim:
-        raise ValueError(f"frozen_embedding must be [{num_items}, f] with 0 < f < {dim}, "
-                         f"got {tuple(frozen_embedding.shape)}")
-      self.frozen_embedding = FrozenEmbedding(jnp.asarray(frozen_embedding, jnp.float32))
+    fixed = 0 if frozen_embedding is None else frozen_embedding.shape[1]
+    if frozen_embedding is not None and (frozen_embedding.shape[0] != num_items
+                                         or not 0 < fixed < dim):
+      raise ValueError(f"frozen_embedding must be [{num_items}, f] with 0 < f < {dim}, "
+                       f"got {tuple(frozen_embedding.shape)}")
+    self.frozen_embedding = (None if frozen_embedding is None else
+                             FrozenEmbedding(jnp.asarray(frozen_embedding, jnp.float32)))
     self.embedding = nnx.Param(normal(rngs.params(), (num_items, dim - fixed)))
     self.w_q = nnx.Param(glorot(rngs.params(), (num_heads, dim, dim)))
     self.w_k = nnx.Param(glorot(rngs.params(), (num_heads, dim, dim)))
