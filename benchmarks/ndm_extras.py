@@ -117,6 +117,8 @@ def run_job(job: str, a: argparse.Namespace) -> None:
   row["train_budget_seconds"] = round(budget, 1)
   row.update(nu.test_metrics(data, trained))
   row.update(ex.wc_norms(trained.params))
+  row.update({f"init_{k}": v for k, v in ex.initial_wc_norms(config, len(data.vocab),
+                                                            trained.f_init).items()})
   out = pathlib.Path(a.parts) / f"{_job_name(job)}.json"
 
   def save():
@@ -233,7 +235,9 @@ def collect(a: argparse.Namespace) -> int:
       found = [r for r in parts if r["job"] == f"norms:{name}"]
     if found:
       r = found[0]
-      norms.append({"dataset": name, **{k: r.get(k) for k in ("W_init", "W_0", "W_1", "W_2")},
+      keys = ("W_init", "W_0", "W_1", "W_2")
+      norms.append({"dataset": name, **{k: r.get(k) for k in keys},
+                    **{f"init_{k}": r.get(f"init_{k}") for k in keys},
                     **{f"paper_{k}": v for k, v in ex.PAPER_NORMS[name].items()},
                     "epochs": r.get("epochs"), "best_epoch": r.get("best_epoch"),
                     "hits@10": r.get("hits@10"), "source_job": r["job"]})
@@ -309,13 +313,14 @@ def readme(a: argparse.Namespace) -> int:
           f"{_fmt(r.get('micro_f1'))} | {_fmt(r.get('macro_f1_first5'))} | "
           f"{_fmt(r.get('micro_f1_first5'))} | {r.get('epochs', '–')} |")
   norms = json.loads((d / "ndm_norms.json").read_text())
-  print(f"\n||W||_F^2 of the learned W^C (F_init = 1; {norms['meta']['device']}), ours / paper:\n")
-  print("| dataset | W^C_init | W^C_0 | W^C_1 | W^C_2 |")
-  print("|---|---|---|---|---|")
+  print(f"\n||W||_F^2 of the learned W^C (F_init = 1; {norms['meta']['device']}): ours (at "
+        "initialisation) / paper:\n")
+  print("| dataset | W^C_init | W^C_0 | W^C_1 | W^C_2 | epochs |")
+  print("|---|---|---|---|---|---|")
   for r in norms["rows"]:
-    cells = [f"{_fmt(r.get(k), '.1f')} / {_fmt(r.get(f'paper_{k}'), '.1f')}"
-             for k in ("W_init", "W_0", "W_1", "W_2")]
-    print(f"| {r['dataset']} | " + " | ".join(cells) + " |")
+    cells = [f"{_fmt(r.get(k), '.1f')} ({_fmt(r.get(f'init_{k}'), '.1f')}) / "
+             f"{_fmt(r.get(f'paper_{k}'), '.1f')}" for k in ("W_init", "W_0", "W_1", "W_2")]
+    print(f"| {r['dataset']} | " + " | ".join(cells) + f" | {r.get('epochs', '–')} |")
   return 0
 
 

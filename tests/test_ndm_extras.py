@@ -171,3 +171,12 @@ def test_sensitivity_settings_vary_one_axis_at_a_time():
   base = [r for r in rows if all(r[k] == v for k, v in ex.SENSITIVITY_BASE.items())]
   assert {r["param"] for r in base} == {"h", "win", "d", "F_init"}
   assert {r["macro_f1"] for r in base} == {0.0}
+
+
+def test_initial_norms_match_the_glorot_variances():
+  cfg = nu.NextUserConfig(dim=16, num_heads=1, window=3)
+  norms = ex.initial_wc_norms(cfg, 400, 1)
+  d, u, win = 16, 400, 3
+  for n in range(win):  # E||W_n||^2 = d u 2 / (win (d + u))
+    np.testing.assert_allclose(norms[f"W_{n}"], d * u * 2 / (win * (d + u)), rtol=0.1)
+  np.testing.assert_allclose(norms["W_init"], d * u * 2 / (d + u), rtol=0.1)

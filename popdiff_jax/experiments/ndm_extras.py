@@ -286,3 +286,15 @@ def wc_norms(params: Any) -> dict[str, float]:
   if "w_c_init" in params:
     out = {"W_init": float(np.sum(np.asarray(params["w_c_init"][...], np.float64) ** 2)), **out}
   return out
+
+
+def initial_wc_norms(config: NextUserConfig, num_items: int, f_init: int) -> dict[str, float]:
+  """``wc_norms`` of a freshly initialised NDM (same seed as ``train``): the baseline of Table 4.
+
+  Glorot initialisation gives ``W^C_n`` (one [win, d, U] array) a variance of ``2 / (win (d + U))``
+  and ``W^C_init`` (a [d, U] array) ``2 / (d + U)``, so ``W^C_init`` starts ``win`` times larger
+  (the authors' PyTorch Conv1d and Linear defaults differ the same way); compare the learned norms
+  with these.
+  """
+  _, params = nnx.split(build_ndm(config, num_items, f_init))
+  return wc_norms(params)
