@@ -1,4 +1,4 @@
-"""NDM's remaining experiments: NDM+SN (Sec. 5.4), parameter sensitivity (Sec. 5.6) and W^C norms (Sec. 5.7).
+"""NDM's remaining experiments: NDM+SN (5.4), parameter sensitivity (5.6) and W^C norms (5.7).
 
 Writes three result files (``{"meta": ..., "rows": [...]}``):
 
@@ -20,7 +20,8 @@ Subcommands:
     XLA_PYTHON_CLIENT_PREALLOCATE=false python3 benchmarks/ndm_extras.py all \\
         --data-dir .carry_data --out-dir $OUT --budget 400
 
-* ``job``: one job (``sens:h=8,win=3,d=64,F=0``, ``norms:ndm/irvine``, ``sn:infvae/android:NDM+SN``).
+* ``job``: one job (``sens:h=8,win=3,d=64,F=0``, ``norms:ndm/irvine``,
+  ``sn:infvae/android:NDM+SN``).
 * ``collect``: the three JSON files from the parts.
 * ``plot``: Fig. 8 from ``ndm_sensitivity.json`` (matplotlib).
 * ``readme``: the Markdown tables of the README section from the three files.

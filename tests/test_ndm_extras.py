@@ -93,8 +93,8 @@ def test_frozen_block_is_bit_identical_after_training_steps():
 
 
 def test_unwrapped_adam_keeps_the_block_but_adamw_moves_it():
-  """``next_user.train``'s optimiser as is: stop_gradient suffices for Adam (any gradient entry would
-  move Adam's update by about the learning rate, so the block gets none), not for AdamW."""
+  """``next_user.train``'s optimiser as is: stop_gradient suffices for Adam (any gradient entry
+  would move Adam's update by about the learning rate, so the block gets none), not for AdamW."""
   table = _frozen_table()
   _, state = _train_steps(_cfg(learning_rate=1e-2), table, wrap=False)
   np.testing.assert_array_equal(np.asarray(state.params["frozen_embedding"][...]), table)

@@ -1,15 +1,17 @@
-"""NDM's remaining experiments (Yang et al.): NDM+SN (Sec. 5.4), parameter sensitivity (Sec. 5.6, Fig. 8)
-and interpretability (Sec. 5.7, Table 4).
+"""NDM's remaining experiments (Yang et al.): NDM+SN (Sec. 5.4), parameter sensitivity (Sec. 5.6,
+Fig. 8) and interpretability (Sec. 5.7, Table 4).
 
-* NDM+SN: the first ``d/2 = 32`` of NDM's 64 embedding dimensions are fixed to DeepWalk embeddings of
-  the social graph (``social_embedding``), the other 32 are trained (``train(..., frozen_embedding=)``).
-  The fixed block is a ``models.ndm.FrozenEmbedding`` behind ``stop_gradient``, and the optimiser is
-  wrapped by ``freeze_non_params`` so that it updates ``nnx.Param`` leaves only (AdamW's weight decay
-  would otherwise shrink the fixed block, gradient or not).
+* NDM+SN: the first ``d/2 = 32`` of NDM's 64 embedding dimensions are fixed to DeepWalk embeddings
+  of the social graph (``social_embedding``), the other 32 are trained
+  (``train(..., frozen_embedding=)``). The fixed block is a ``models.ndm.FrozenEmbedding`` behind
+  ``stop_gradient``, and the optimiser is wrapped by ``freeze_non_params`` so that it updates
+  ``nnx.Param`` leaves only (AdamW's weight decay would otherwise shrink the fixed block, gradient
+  or not).
 * Sensitivity: one axis at a time from the paper's Lastfm defaults (h = 8, win = 3, d = 64,
   F_init = 0) over ``SENSITIVITY_GRID``, scored by the Monte Carlo F1 protocol.
 * Interpretability: squared Frobenius norms of the learned ``W^C_init, W^C_0, W^C_1, W^C_2``
-  (``wc_norms``) of an NDM trained with F_init = 1.
+  (``wc_norms``) of an NDM trained with F_init = 1, beside their values at initialisation
+  (``initial_wc_norms``).
 
 Choices where the paper is silent (all said again in the README):
 
@@ -103,7 +105,7 @@ def sensitivity_rows(results: list[dict]) -> list[dict]:
   return rows
 
 
-# --------------------------------------------------------------------------------------- social graph
+# ---------------------------------------------------------------------------------- social graph
 
 
 def social_graph(name: str, data_dir: str | None = None) -> tuple[np.ndarray, list[str]]:
@@ -163,8 +165,8 @@ def social_embedding(dataset: CascadeDataset, data_dir: str | None = None,
 
 
 def freeze_non_params(tx: optax.GradientTransformation) -> optax.GradientTransformation:
-  """``tx`` on the ``nnx.Param`` leaves of an ``nnx.State``; every other variable gets a zero update
-  (and no optimiser state)."""
+  """``tx`` on the ``nnx.Param`` leaves of an ``nnx.State``; every other variable gets a zero
+  update (and no optimiser state)."""
 
   def labels(params):
     return jax.tree.map(lambda v: "train" if isinstance(v, nnx.Param) else "frozen", params,
@@ -191,7 +193,9 @@ def train(dataset: CascadeDataset, config: NextUserConfig,
   """``next_user.train`` for NDM with an optional fixed embedding block (NDM+SN).
 
   The same loop, loss, batches, optimiser and epoch selection as ``next_user.train``; the optimiser
-  is wrapped by ``freeze_non_params`` (a no-op without a fixed block).
+  is wrapped by ``freeze_non_params`` (a no-op without a fixed block). No ``config.json`` is
+  written: ``next_user.load_trained`` cannot rebuild the fixed block, so score the model in the
+  same process.
 
   Args:
     dataset: the data.

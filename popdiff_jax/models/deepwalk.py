@@ -1,7 +1,7 @@
-"""DeepWalk (Perozzi et al., KDD 2014): node embeddings from truncated random walks and skip-gram.
+"""DeepWalk (Perozzi et al., KDD 2014): node embeddings from truncated random walks, skip-gram.
 
-NDM+SN (Yang et al., Sec. 5.4) fixes half of NDM's user embedding to DeepWalk embeddings of the social
-graph. This module is DeepWalk in JAX:
+NDM+SN (Yang et al., Sec. 5.4) fixes half of NDM's user embedding to DeepWalk embeddings of the
+social graph. This module is DeepWalk in JAX:
 
 * ``random_walks``: truncated random walks, one per start node, ``vmap``-ed over start nodes and
   ``lax.scan``-ned over steps on a CSR adjacency, seeded by an explicit key (each start node gets
@@ -14,11 +14,11 @@ graph. This module is DeepWalk in JAX:
 Choices (the DeepWalk paper leaves them to word2vec; we follow the reference implementation's
 command-line defaults where it has them): ``walks_per_node = 10``, ``walk_length = 40``,
 ``window = 5``, 5 negatives from the unigram distribution of the walks raised to 3/4 (word2vec).
-Beyond the reference: Adam instead of word2vec's plain SGD, and pairs drawn at random from the walks
-(centre, then an offset uniform in ``1..window`` on a random side, which weights near contexts more, as
-word2vec's shrunk window does) instead of a sequential pass. Edges are treated as undirected (the
-reference's default). ``gensim`` (the reference's trainer) would work too; this keeps the project in
-JAX, seeded and on the GPU, without a new dependency.
+Beyond the reference: Adam instead of word2vec's plain SGD, and pairs drawn at random from the
+walks (centre, then an offset uniform in ``1..window`` on a random side, which weights near contexts
+more, as word2vec's shrunk window does) instead of a sequential pass. Edges are treated as
+undirected (the reference's default). ``gensim`` (the reference's trainer) would work too; this
+keeps the project in JAX, seeded and on the GPU, without a new dependency.
 """
 
 from __future__ import annotations
@@ -231,7 +231,7 @@ def deepwalk(edges: np.ndarray, num_nodes: int, config: DeepWalkConfig = DeepWal
 
 @functools.partial(jax.jit, static_argnames=("tx", "num_steps", "batch", "window", "negatives"))
 def _train(params, opt_state, walks, noise, key, *, tx, num_steps, batch, window, negatives):
-  """``num_steps`` Adam steps in one ``lax.scan``; step ``s`` draws its pairs with ``fold_in(key, s)``."""
+  """``num_steps`` Adam steps in one ``lax.scan``; step ``s`` uses ``fold_in(key, s)``."""
 
   def step(carry, s):
     params, opt_state = carry
