@@ -27,7 +27,7 @@ DATASETS = ("ndm/memetracker", "ndm/irvine", "ndm/lastfm", "forest/twitter", "fo
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--datasets", nargs="+", default=list(DATASETS))
-  p.add_argument("--models", nargs="+", default=list(MODELS))
+  p.add_argument("--models", nargs="*", default=list(MODELS))
   p.add_argument("--data-dir", default=None)
   p.add_argument("--epochs", type=int, default=50)
   p.add_argument("--max-train-seconds", type=float, default=None,
@@ -35,12 +35,29 @@ def main(argv=None) -> int:
   p.add_argument("--workdir", default="/tmp/popdiff_bench_next_user")
   p.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" /
                                       "ndm_next_user.json"))
+  p.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
+                 help="an extra NDM row named NAME with these NextUserConfig overrides, e.g. "
+                      "'ndm-reg={\"bias_init\": \"log_frequency\", \"weight_decay\": 1.0}'")
+  p.add_argument("--combine", nargs="+", default=None, metavar="PART",
+                 help="only merge these result files (from parallel runs) into --out")
   p.add_argument("--merge", action="store_true",
                  help="keep the rows of other datasets already in --out (replace only these)")
   p.add_argument("--no-progress", action="store_true")
   a = p.parse_args(argv)
+  if a.combine:
+    parts = [json.loads(pathlib.Path(f).read_text()) for f in a.combine]
+    meta = dict(parts[0]["meta"], parts=[q["meta"] for q in parts])
+    rows = [r for q in parts for r in q["rows"]]
+    pathlib.Path(a.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    print(format_table(rows, NEXT_USER_COLUMNS))
+    return 0
+  variants = []
+  for v in a.variant:
+    name, _, cfg = v.partition("=")
+    variants.append((name, json.loads(cfg)))
   meta = run_metadata()
   meta.update({"epochs_max": a.epochs, "max_train_seconds": a.max_train_seconds,
+               "variants": dict(variants),
                "command": " ".join(sys.argv)})
   rows = []
   out = pathlib.Path(a.out)
@@ -55,9 +72,15 @@ def main(argv=None) -> int:
     rows += reproduce_next_user([name], a.models, workdir=a.workdir, data_dir=a.data_dir,
                                 progress=not a.no_progress, num_epochs=a.epochs,
                                 max_train_seconds=a.max_train_seconds)
+    for vname, overrides in variants:
+      vrows = reproduce_next_user([name], ["ndm"], workdir=pathlib.Path(a.workdir) / vname,
+                                  data_dir=a.data_dir, progress=not a.no_progress,
+                                  num_epochs=a.epochs, max_train_seconds=a.max_train_seconds,
+                                  **overrides)
+      rows += [dict(r, model=vname, config=overrides) for r in vrows]
     meta["wall_seconds"] = round(time.perf_counter() - t0, 1)
     out.write_text(json.dumps({"meta": meta, "rows": kept + rows}, indent=1))  # keep partial results
-    print(format_table(rows[-len(a.models):], NEXT_USER_COLUMNS), flush=True)
+    print(format_table([r for r in rows if r["dataset"] == name], NEXT_USER_COLUMNS), flush=True)
   print("\n" + format_table(kept + rows, NEXT_USER_COLUMNS))
   return 0
 

@@ -27,6 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from popdiff_jax.train.checkpoint import Checkpointer, abstract_like
+from popdiff_jax.train.parallel import group_steps, stack_batches
 from popdiff_jax.train.state import TrainState
 
 
@@ -86,6 +87,10 @@ def fit(
     progress: bool = True,
     keep_checkpoints: int = 2,
     max_seconds: float | None = None,
+    place_batch: Callable[[Any, bool], Any] | None = None,
+    place_state: Callable[[TrainState], TrainState] | None = None,
+    multi_step: Callable[[TrainState, Any, jax.Array], tuple[TrainState, dict]] | None = None,
+    steps_per_call: int = 1,
 ) -> FitResult:
   """Trains for up to ``num_epochs`` epochs with validation-based early stopping.
 
@@ -109,12 +114,22 @@ def fit(
     max_seconds: a time budget for this call: once it has passed, the current epoch ends early
       (its row says ``partial``), is evaluated and checkpointed, and training stops
       (``FitResult.stopped_by == "time"``).
+    place_batch: ``(batch, stacked) -> batch`` applied to every batch (``stacked=False``) or stack
+      of batches (``True``) before the step, e.g. ``DataParallel.place_batch`` of
+      ``train.parallel`` to split it over a device mesh.
+    place_state: puts a restored state where the step expects it (``DataParallel.place_state``).
+    multi_step: jitted ``(state, stacked_batches, base_key) -> (state, summed metrics)`` from
+      ``train.parallel.multi_step``; used for runs of ``steps_per_call`` same-shaped batches.
+    steps_per_call: optimiser steps per dispatched call (needs ``multi_step`` when > 1). The batch
+      order and the keys are those of single steps, so the trajectory is the same.
 
   Returns:
     A ``FitResult`` whose state carries the best parameters.
   """
   if mode not in ("min", "max"):
     raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+  if steps_per_call > 1 and multi_step is None:
+    raise ValueError("steps_per_call > 1 needs multi_step (train.parallel.multi_step, jitted)")
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   ckpt = Checkpointer(workdir, max_to_keep=keep_checkpoints)
@@ -129,7 +144,7 @@ def fit(
   resumed_from = None
   if ckpt.latest_step() is not None:
     restored, meta, _ = ckpt.restore(abstract_like(_snapshot(state, (state.params, state.extra))))
-    state = restored["state"]
+    state = restored["state"] if place_state is None else place_state(restored["state"])
     best_params = (restored["best_params"], restored.get("best_extra", state.extra))
     history = list(meta.get("history", []))
     best_value = meta.get("best_value")
@@ -152,21 +167,35 @@ def fit(
     sums: dict[str, Any] = {}
     n_steps = 0
     n_examples = 0
-    bar = tqdm(train_batches(epoch), desc=f"{desc} epoch {epoch + 1}/{num_epochs}",
+    batches = train_batches(epoch)
+    if steps_per_call > 1:
+      groups = group_steps(list(batches), steps_per_call)
+      total = sum(len(g) for g in groups)
+    else:
+      groups = ([b] for b in batches)
+      total = len(batches) if hasattr(batches, "__len__") else None
+    bar = tqdm(total=total, desc=f"{desc} epoch {epoch + 1}/{num_epochs}",
                disable=not progress, leave=False, unit="batch")
     partial = False
-    for batch in bar:
+    for group in groups:
       if max_seconds is not None and n_steps and time.perf_counter() - call_start > max_seconds:
         partial = True
         break
-      key = jax.random.fold_in(base_key, host_step)
-      state, metrics = train_step(state, batch, key)
-      host_step += 1
-      n_steps += 1
+      if len(group) > 1:
+        stacked = stack_batches(group)
+        if place_batch is not None:
+          stacked = place_batch(stacked, True)
+        state, metrics = multi_step(state, stacked, base_key)
+      else:
+        batch = group[0] if place_batch is None else place_batch(group[0], False)
+        state, metrics = train_step(state, batch, jax.random.fold_in(base_key, host_step))
+      host_step += len(group)
+      n_steps += len(group)
       sums = metrics if not sums else jax.tree.map(lambda a, b: a + b, sums, metrics)
       if batch_size_of is not None:
-        n_examples += batch_size_of(batch)
-      if progress and n_steps % 20 == 0:
+        n_examples += sum(batch_size_of(b) for b in group)
+      bar.update(len(group))
+      if progress and n_steps % 20 < len(group):
         elapsed = time.perf_counter() - t0
         bar.set_postfix(loss=f"{float(sums['loss']) / n_steps:.4f}",
                         ex_s=f"{n_examples / max(elapsed, 1e-9):.0f}")
