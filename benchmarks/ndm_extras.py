@@ -77,7 +77,8 @@ def run_job(job: str, a: argparse.Namespace) -> None:
   t_start = time.time()
   deadline = a.deadline or (t_start + 1e9)
   kind, _, rest = job.partition(":")
-  config = nu.NextUserConfig(model="ndm", num_epochs=a.epochs, patience=a.patience, seed=a.seed)
+  config = nu.NextUserConfig(model="ndm", num_epochs=a.epochs, patience=a.patience, seed=a.seed,
+                             **json.loads(a.config_json))
   if a.tiny:
     config = dataclasses.replace(config, dim=16, num_heads=2, max_len=30)
   row: dict = {"job": job, "device": jax.devices()[0].device_kind}
@@ -160,7 +161,7 @@ def run_all(a: argparse.Namespace) -> int:
                  str(a.patience), "--max-train-seconds", str(a.max_train_seconds),
                  "--eval-reserve", str(a.eval_reserve), "--sens-runs", str(a.sens_runs),
                  "--sn-runs", str(a.sn_runs), "--max-rows", str(a.max_rows), "--seed",
-                 str(a.seed)] + (["--tiny"] if a.tiny else [])
+                 str(a.seed), "--config-json", a.config_json] + (["--tiny"] if a.tiny else [])
   status: dict[str, str] = {}
   while pending or running:
     while pending and len(running) < a.parallel and time.time() < deadline:
@@ -195,6 +196,7 @@ def _meta(a: argparse.Namespace, **extra) -> dict:
   from popdiff_jax.utils.report import run_metadata
   meta = run_metadata()
   meta.update({"epochs_max": a.epochs, "patience": a.patience,
+               "config_overrides": json.loads(a.config_json),
                "max_train_seconds": a.max_train_seconds, "sens_runs_per_cascade": a.sens_runs,
                "sn_runs_per_cascade": a.sn_runs, "tiny": a.tiny}, **extra)
   meta.update(getattr(a, "meta_extra", {}))
@@ -338,10 +340,12 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
   p.add_argument("--eval-reserve", type=float, default=110.0,
                  help="seconds before the deadline kept for the Monte Carlo F1")
   p.add_argument("--sens-runs", type=int, default=200, help="MC runs per cascade, Lastfm sweep")
-  p.add_argument("--sn-runs", type=int, default=1000, help="MC runs per cascade, NDM+SN sets")
+  p.add_argument("--sn-runs", type=int, default=500, help="MC runs per cascade, NDM+SN sets")
   p.add_argument("--max-rows", type=int, default=1024, help="MC runs advanced together")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--tiny", action="store_true", help="small models and data: a CPU smoke test")
+  p.add_argument("--config-json", default="{}",
+                 help='NextUserConfig overrides for every job, e.g. \'{"weight_decay": 1.0}\'')
 
 
 def main(argv=None) -> int:

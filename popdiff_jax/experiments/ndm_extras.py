@@ -50,6 +50,7 @@ from popdiff_jax.models.deepwalk import DeepWalkConfig, deepwalk
 from popdiff_jax.models.ndm import NDM
 from popdiff_jax.simulate.sampler import simulate_dataset
 from popdiff_jax.train.loop import fit
+from popdiff_jax.train.parallel import multi_step
 from popdiff_jax.train.state import create_train_state
 
 # Datasets with a social graph (NDM+SN) and the four of Table 4 (Twitter: FOREST's copy, as in
@@ -192,10 +193,10 @@ def train(dataset: CascadeDataset, config: NextUserConfig,
           progress: bool = True) -> Trained:
   """``next_user.train`` for NDM with an optional fixed embedding block (NDM+SN).
 
-  The same loop, loss, batches, optimiser and epoch selection as ``next_user.train``; the optimiser
-  is wrapped by ``freeze_non_params`` (a no-op without a fixed block). No ``config.json`` is
-  written: ``next_user.load_trained`` cannot rebuild the fixed block, so score the model in the
-  same process.
+  The same loop, loss, batches, optimiser, ``bias_init``, ``steps_per_call`` and epoch selection
+  as ``next_user.train`` (one device only); the optimiser is wrapped by ``freeze_non_params`` (a
+  no-op without a fixed block). No ``config.json`` is written: ``next_user.load_trained`` cannot
+  rebuild the fixed block, so score the model in the same process.
 
   Args:
     dataset: the data.
@@ -213,13 +214,22 @@ def train(dataset: CascadeDataset, config: NextUserConfig,
   f_init = default_f_init(dataset.name) if config.f_init is None else config.f_init
   workdir = pathlib.Path(workdir or tempfile.mkdtemp(prefix="popdiff_sn_"))
   workdir.mkdir(parents=True, exist_ok=True)
+  if config.num_devices != 1 or config.model_parallel != 1:
+    raise ValueError("ndm_extras.train runs on one device (num_devices = model_parallel = 1)")
   model = build_ndm(config, len(dataset.vocab), f_init, frozen_embedding)
+  if config.bias_init == "log_frequency":
+    model.bias[...] = jnp.asarray(next_user.log_frequency_prior(dataset.train, len(dataset.vocab)))
+  elif config.bias_init != "zeros":
+    raise ValueError(f"bias_init must be 'zeros' or 'log_frequency', got {config.bias_init!r}")
   graphdef, params = nnx.split(model)
   tx = freeze_non_params(next_user.make_optimizer(config))
   eval_step = next_user.make_eval_step(graphdef)
   valid = make_batches(dataset.valid, config.eval_batch_size, max_len=config.max_len)
+  step_fn = next_user.make_train_step(graphdef, tx, jit=False)
   result = fit(
-      create_train_state(params, tx), train_step=next_user.make_train_step(graphdef, tx),
+      create_train_state(params, tx), train_step=jax.jit(step_fn, donate_argnums=0),
+      multi_step=jax.jit(multi_step(step_fn), donate_argnums=0),
+      steps_per_call=config.steps_per_call,
       train_batches=lambda epoch: make_batches(dataset.train, config.batch_size,
                                                max_len=config.max_len, shuffle=True,
                                                seed=config.seed, epoch=epoch),
