@@ -336,7 +336,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
   p.add_argument("--workdir", default="/tmp/ndm_extras_runs", help="checkpoints")
   p.add_argument("--epochs", type=int, default=50)
   p.add_argument("--patience", type=int, default=3)
-  p.add_argument("--max-train-seconds", type=float, default=170.0)
+  p.add_argument("--max-train-seconds", type=float, default=150.0)
   p.add_argument("--eval-reserve", type=float, default=110.0,
                  help="seconds before the deadline kept for the Monte Carlo F1")
   p.add_argument("--sens-runs", type=int, default=200, help="MC runs per cascade, Lastfm sweep")
