@@ -30,6 +30,10 @@ from flax import nnx
 from popdiff_jax.models._layers import dropout
 
 
+class FrozenEmbedding(nnx.Variable):
+  """A fixed block of the embedding table (NDM+SN, Sec. 5.4): state, not an ``nnx.Param``."""
+
+
 class NDM(nnx.Module):
   """Neural Diffusion Model (Yang et al., Eqs. 1-8).
 
@@ -44,12 +48,17 @@ class NDM(nnx.Module):
       default 0). A regulariser for small datasets, see ``NextUserConfig``.
     attention_scale: multiplier of the attention scores; None means ``dim ** -0.5``.
     use_bias: a per-user bias in Eq. 7 (the authors' Conv1d has one).
+    frozen_embedding: optional float [U, f] table, f < d, fixed as the first f embedding dimensions
+      (NDM+SN, Sec. 5.4: DeepWalk embeddings of the social graph). It is held as a
+      ``FrozenEmbedding`` (not an ``nnx.Param``) behind ``jax.lax.stop_gradient``; only the other
+      ``d - f`` dimensions are trained.
     rngs: parameter initialisation keys.
   """
 
   def __init__(self, num_items: int, *, dim: int = 64, num_heads: int = 8, window: int = 3,
                f_init: int = 0, dropout_rate: float = 0.1, embedding_dropout: float = 0.0,
-               attention_scale: float | None = None, use_bias: bool = True, rngs: nnx.Rngs):
+               attention_scale: float | None = None, use_bias: bool = True,
+               frozen_embedding: jax.Array | None = None, rngs: nnx.Rngs):
     if f_init not in (0, 1):
       raise ValueError(f"f_init must be 0 or 1, got {f_init}")
     if window < 1:
@@ -64,7 +73,14 @@ class NDM(nnx.Module):
     self.attention_scale = dim ** -0.5 if attention_scale is None else attention_scale
     normal = nnx.initializers.normal(1.0)
     glorot = nnx.initializers.glorot_uniform(in_axis=-2, out_axis=-1)
-    self.embedding = nnx.Param(normal(rngs.params(), (num_items, dim)))
+    fixed = 0 if frozen_embedding is None else frozen_embedding.shape[1]
+    if frozen_embedding is not None and (frozen_embedding.shape[0] != num_items
+                                         or not 0 < fixed < dim):
+      raise ValueError(f"frozen_embedding must be [{num_items}, f] with 0 < f < {dim}, "
+                       f"got {tuple(frozen_embedding.shape)}")
+    self.frozen_embedding = (None if frozen_embedding is None else
+                             FrozenEmbedding(jnp.asarray(frozen_embedding, jnp.float32)))
+    self.embedding = nnx.Param(normal(rngs.params(), (num_items, dim - fixed)))
     self.w_q = nnx.Param(glorot(rngs.params(), (num_heads, dim, dim)))
     self.w_k = nnx.Param(glorot(rngs.params(), (num_heads, dim, dim)))
     self.w_v = nnx.Param(glorot(rngs.params(), (num_heads, dim, dim)))
@@ -74,6 +90,14 @@ class NDM(nnx.Module):
     self.w_c = nnx.Param(glorot(rngs.params(), (window, dim, num_items)))
     self.w_c_init = nnx.Param(glorot(rngs.params(), (dim, num_items))) if f_init else None
     self.bias = nnx.Param(jnp.zeros((num_items,))) if use_bias else None
+
+  def embed(self, users: jax.Array) -> jax.Array:
+    """``emb(u)`` float [..., d] of int32 ``users`` [...]: the frozen block (if any) first."""
+    emb = self.embedding[...][users]
+    if self.frozen_embedding is not None:
+      fixed = jax.lax.stop_gradient(self.frozen_embedding[...])[users]
+      emb = jnp.concatenate([fixed, emb], axis=-1)
+    return emb
 
   def active_embeddings(self, users: jax.Array, mask: jax.Array,
                         dropout_key: jax.Array | None = None) -> jax.Array:
@@ -87,7 +111,7 @@ class NDM(nnx.Module):
     Returns:
       float [B, L, d].
     """
-    emb = self.embedding[...][users]  # [B, L, d]
+    emb = self.embed(users)  # [B, L, d]
     if dropout_key is not None and self.embedding_dropout:
       dropout_key, key_e = jax.random.split(dropout_key)
       emb = dropout(emb, self.embedding_dropout, key_e)
@@ -184,7 +208,7 @@ class NDM(nnx.Module):
     """
     n, p = users.shape
     act = self.active_embeddings(users, mask, None)
-    emb = self.embedding[...][users]
+    emb = self.embed(users)
     k = jnp.einsum("bld,hde->bhle", emb, self.w_k[...])
     v = jnp.einsum("bld,hde->bhle", emb, self.w_v[...])
     pad = ((0, 0), (0, 0), (0, max_len - p), (0, 0))
@@ -208,7 +232,7 @@ class NDM(nnx.Module):
 
   def decode_step(self, cache: dict, user: jax.Array) -> dict:
     """Appends one infected user per row (int32 [N]) to the cache (Eqs. 3-5 for that position)."""
-    emb = self.embedding[...][user]  # [N, d]
+    emb = self.embed(user)  # [N, d]
     q = jnp.einsum("nd,hde->nhe", emb, self.w_q[...])
     k_new = jnp.einsum("nd,hde->nhe", emb, self.w_k[...])
     v_new = jnp.einsum("nd,hde->nhe", emb, self.w_v[...])
