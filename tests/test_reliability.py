@@ -21,7 +21,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from orbax.checkpoint.checkpoint_manager import StepAlreadyExistsError
 
 from popdiff_jax.train.checkpoint import CheckpointError
 
@@ -157,12 +156,6 @@ def toy_straight(tmp_path_factory):
   return _toy_fit(tmp_path_factory.mktemp("toy") / "run", 4)
 
 
-# Fails until ``Checkpointer.restore`` moves the unreadable newer checkpoints aside: the fallback
-# restore works, but the resumed run then tries to save the corrupt step's number again and orbax
-# refuses (StepAlreadyExistsError). The fix (train/checkpoint.py, lead-owned) is in the ux branch's
-# report; apply it and delete this marker.
-@pytest.mark.xfail(strict=True, raises=StepAlreadyExistsError,
-                   reason="Checkpointer keeps the corrupt step, so the resumed run cannot save it")
 @pytest.mark.parametrize("how", ["truncate", "zero_length", "array_data_garbage",
                                  "metadata_truncated",
                                  "state_deleted"])

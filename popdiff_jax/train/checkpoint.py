@@ -80,11 +80,24 @@ class Checkpointer:
                                        metadata=ocp.args.JsonRestore()))
         if errors:
           _log.warning("restored checkpoint %d after skipping unreadable ones: %s", s, errors)
+          self._quarantine([c for c in candidates if c > s])
         return restored.state, dict(restored.metadata or {}), int(s)
       except Exception as e:  # noqa: BLE001 - any read failure means: try the previous checkpoint.
         errors.append(f"step {s}: {type(e).__name__}: {e}"[:300])
     raise CheckpointError(f"no readable checkpoint in {self.directory}: " + "; ".join(errors)
                           if errors else f"no checkpoint in {self.directory}")
+
+  def _quarantine(self, steps: list[int]) -> None:
+    """Renames unreadable checkpoints newer than the restored one to ``<step>.corrupt-<n>`` (kept
+    for inspection, no longer a step), so that the resumed run can save those steps again."""
+    for s in steps:
+      src = self.directory / str(s)
+      n = 0
+      while (dst := self.directory / f"{s}.corrupt-{n}").exists():
+        n += 1
+      src.rename(dst)
+      _log.warning("moved unreadable checkpoint %s to %s", src, dst)
+    self._manager.reload()
 
   def close(self) -> None:
     self._manager.close()
