@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from popdiff_jax.data.batching import make_batches
 from popdiff_jax.data.cascades import Cascade, CascadeDataset, UserVocab
 from popdiff_jax.experiments import next_user as nu
 
@@ -58,3 +59,23 @@ def test_default_selection_is_validation_nll_with_patience(tmp_path):
 def test_unknown_selection_metric_is_refused(tmp_path):
   with pytest.raises(ValueError, match="select_by"):
     nu.train(_synthetic(), nu.NextUserConfig(dim=8, num_heads=2, f_init=0, select_by="hits@7"), tmp_path)
+
+
+def test_zero_output_init_starts_at_the_popularity_prior(tmp_path):
+  data = _synthetic(2)
+  base = dict(dim=8, num_heads=2, f_init=1, max_len=8, num_epochs=0, bias_init="log_frequency")
+  start = nu.train(data, nu.NextUserConfig(output_init_scale=0.0, **base), tmp_path / "a",
+                   progress=False)
+  batch = make_batches(data.valid, 8, max_len=8)[0]
+  logits = np.asarray(start.logits_fn()(start.params, batch.users, batch.mask))
+  prior = nu.log_frequency_prior(data.train, len(data.vocab))
+  np.testing.assert_allclose(logits, np.broadcast_to(prior, logits.shape), atol=1e-6)
+  # Any other scale multiplies the Glorot tables of the same seed; the rest is untouched.
+  half = nu.train(data, nu.NextUserConfig(output_init_scale=0.5, **base), tmp_path / "b",
+                  progress=False).params
+  full = nu.train(data, nu.NextUserConfig(**base), tmp_path / "c", progress=False).params
+  for name in ("w_c", "w_c_init"):
+    assert np.abs(np.asarray(full[name][...])).max() > 0
+    np.testing.assert_allclose(np.asarray(half[name][...]), 0.5 * np.asarray(full[name][...]))
+  np.testing.assert_array_equal(np.asarray(half["embedding"][...]),
+                                np.asarray(full["embedding"][...]))
