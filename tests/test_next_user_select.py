@@ -58,7 +58,8 @@ def test_default_selection_is_validation_nll_with_patience(tmp_path):
 
 def test_unknown_selection_metric_is_refused(tmp_path):
   with pytest.raises(ValueError, match="select_by"):
-    nu.train(_synthetic(), nu.NextUserConfig(dim=8, num_heads=2, f_init=0, select_by="hits@7"), tmp_path)
+    nu.train(_synthetic(), nu.NextUserConfig(dim=8, num_heads=2, f_init=0, select_by="hits@7"),
+             tmp_path)
 
 
 def test_zero_output_init_starts_at_the_popularity_prior(tmp_path):
@@ -79,3 +80,14 @@ def test_zero_output_init_starts_at_the_popularity_prior(tmp_path):
     np.testing.assert_allclose(np.asarray(half[name][...]), 0.5 * np.asarray(full[name][...]))
   np.testing.assert_array_equal(np.asarray(half["embedding"][...]),
                                 np.asarray(full["embedding"][...]))
+
+
+def test_zero_output_init_starts_the_lstm_at_the_popularity_prior(tmp_path):
+  data = _synthetic(3)
+  cfg = nu.NextUserConfig(model="lstm", dim=8, max_len=8, num_epochs=0, f_init=0,
+                          bias_init="log_frequency", output_init_scale=0.0)
+  start = nu.train(data, cfg, tmp_path, progress=False)
+  batch = make_batches(data.valid, 8, max_len=8)[0]
+  logits = np.asarray(start.logits_fn()(start.params, batch.users, batch.mask))
+  prior = nu.log_frequency_prior(data.train, len(data.vocab))
+  np.testing.assert_allclose(logits, np.broadcast_to(prior, logits.shape), atol=1e-6)

@@ -54,18 +54,21 @@ class NextUserConfig:
       not on biases or LayerNorm (not in the paper; 0 = plain Adam). On small sets (Irvine,
       Android) NDM's |U| x win*d output table overfits within a few epochs; with weight decay the
       per-user bias carries the popularity prior and the matrices only what the data supports.
-    bias_init: NDM's per-user output bias at initialisation: ``"zeros"`` (the paper is silent;
-      default) or ``"log_frequency"``: log of the add-one training frequency of each user, so the
-      untrained model already ranks like the popularity baseline. At Adam's 1e-3 a zero bias moves
-      by at most ~0.1 in the few dozen steps a small set such as Irvine (12 steps an epoch) trains
-      for before overfitting, too little to learn the prior.
-    output_init_scale: NDM only: W^C (and W^C_init) of Eq. 7 are multiplied by this after their
-      Glorot initialisation (not in the paper; 1 = unchanged). With 0 the untrained model scores
-      every user by its bias alone (with ``bias_init="log_frequency"``: exactly the popularity
-      baseline) instead of the bias plus random logits (standard deviation over users 0.40 on
-      Irvine, 0.19 on Android, 0.25 on Christianity, against 0.7-0.9 for the log-frequency prior
-      itself); early stopping on a small set (Irvine: 2-5 epochs of 12 steps) may end before Adam
-      has removed that noise. The first step's gradient reaches only W^C; from the second on every parameter trains.
+    bias_init: the per-user output bias at initialisation (NDM's Eq. 7 bias, the LSTM's output
+      layer bias): ``"zeros"`` (the paper is silent; default) or ``"log_frequency"``: log of the
+      add-one training frequency of each user, so the untrained model already ranks like the
+      popularity baseline. At Adam's 1e-3 a zero bias moves by at most ~0.1 in the few dozen
+      steps a small set such as Irvine (12 steps an epoch) trains for before overfitting, too
+      little to learn the prior.
+    output_init_scale: W^C (and W^C_init) of NDM's Eq. 7, or the LSTM's output kernel, are
+      multiplied by this after their initialisation (not in the paper; 1 = unchanged). With 0
+      the untrained model scores every user by its bias alone (with
+      ``bias_init="log_frequency"``: exactly the popularity baseline) instead of the bias plus
+      random logits (standard deviation over users 0.40 on Irvine, 0.19 on Android, 0.25 on
+      Christianity for NDM, against 0.7-0.9 for the log-frequency prior itself); early stopping on
+      a small set (Irvine: 2-5 epochs of 12 steps) may end before Adam has removed that noise.
+      The first step's gradient reaches only the output table; from the second on every
+      parameter trains.
     batch_size: cascades per step (authors' code: 32).
     max_len: cascades are cut to this many users (NDM's loader advises truncation; FOREST uses 200).
     num_epochs: maximum epochs. The authors' code trains a fixed 20 epochs with no validation set;
@@ -270,12 +273,16 @@ def train(dataset: CascadeDataset, config: NextUserConfig,
   (workdir / "config.json").write_text(json.dumps(
       {"dataset": dataset.name, "config": dataclasses.asdict(config)}, indent=1))
   model = build_model(config, num_items, f_init)
-  if config.bias_init == "log_frequency" and getattr(model, "bias", None) is not None:
-    model.bias[...] = jnp.asarray(log_frequency_prior(dataset.train, num_items))
-  elif config.bias_init not in ("zeros", "log_frequency"):
+  if config.bias_init not in ("zeros", "log_frequency"):
     raise ValueError(f"bias_init must be 'zeros' or 'log_frequency', got {config.bias_init!r}")
-  if config.output_init_scale != 1.0 and getattr(model, "w_c", None) is not None:
-    for table in (model.w_c, model.w_c_init):
+  head = getattr(model, "out", None)  # the LSTM's output layer; NDM keeps W^C and bias itself
+  bias = head.bias if head is not None else getattr(model, "bias", None)
+  if config.bias_init == "log_frequency" and bias is not None:
+    bias[...] = jnp.asarray(log_frequency_prior(dataset.train, num_items))
+  if config.output_init_scale != 1.0:
+    tables = ((head.kernel,) if head is not None else
+              (getattr(model, "w_c", None), getattr(model, "w_c_init", None)))
+    for table in tables:
       if table is not None:
         table[...] = table[...] * config.output_init_scale
   graphdef, params = nnx.split(model)
