@@ -37,7 +37,8 @@ def main(argv=None) -> int:
   p.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" /
                                       "ndm_next_user.json"))
   p.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
-                 help="an extra NDM row named NAME with these NextUserConfig overrides, e.g. "
+                 help="an extra row named NAME with these NextUserConfig overrides (NDM unless they "
+                      "set \"model\"), e.g. "
                       "'ndm-reg={\"bias_init\": \"log_frequency\", \"weight_decay\": 1.0}'")
   p.add_argument("--combine", nargs="+", default=None, metavar="PART",
                  help="only merge these result files (from parallel runs) into --out")

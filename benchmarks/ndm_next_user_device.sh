@@ -11,8 +11,9 @@
 # .carry_whl/ holds a tqdm wheel for machines without it.
 #
 # What runs: JOBS="dataset:model ..." where model is ndm, lstm, popularity or the name of a variant
-# in VARIANTS (a JSON object {name: NextUserConfig overrides}); the variant rows are NDM rows named
-# after the variant. Without JOBS: every dataset of DATASETS x every model of MODELS.
+# in VARIANTS (a JSON object {name: NextUserConfig overrides}); the variant rows (NDM unless the
+# overrides set "model") are named after the variant. Without JOBS: every dataset of DATASETS x
+# every model of MODELS.
 #   DATA=.carry_data BUDGET=240 PAR=7 bash benchmarks/ndm_next_user_device.sh
 #   JOBS="ndm/lastfm:lstm ndm/lastfm:ndm-reg" VARIANTS='{"ndm-reg": {"weight_decay": 1.0}}' ...
 # CPU smoke test:
