@@ -48,3 +48,26 @@ def test_lean_epoch_equals_dense_epoch(irvine, tmp_path, model):
   np.testing.assert_allclose(lean.info["val_nll"], dense.info["val_nll"], rtol=1e-5)
   for a, b in zip(jax.tree.leaves(lean.params), jax.tree.leaves(dense.params)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+
+
+def test_cli_train_on_four_devices_with_two_steps_per_call(tmp_path, capsys):
+  import json
+
+  from popdiff_jax.cli.main import build_parser, main
+
+  assert jax.device_count() >= 4
+  # 30 rows per batch do not divide by 4 devices: each batch gets 2 masked padding rows.
+  args = ["train", "--dataset", "ndm/irvine", "--model", "ndm", "--epochs", "1", "--dim", "8",
+          "--heads", "2", "--max-len", "7", "--batch-size", "30", "--devices", "4",
+          "--steps-per-call", "2", "--lean", "--lean-chunk", "256", "--workdir", str(tmp_path),
+          "--no-progress"]
+  assert main(args) == 0
+  table = capsys.readouterr().out
+  assert "hits@10" in table and "ndm/irvine" in table
+  row = json.loads((tmp_path / "results.json").read_text())
+  assert 0.0 < row["hits@100"] <= 1.0 and row["epochs"] == 1
+  config = json.loads((tmp_path / "config.json").read_text())["config"]
+  assert (config["num_devices"], config["steps_per_call"], config["loss"]) == (4, 2, "lean")
+  a = build_parser().parse_args(["reproduce", "ndm", "--devices", "0", "--model-parallel", "2",
+                                 "--distributed"])
+  assert (a.devices, a.model_parallel, a.distributed, a.lean) == (0, 2, True, False)
