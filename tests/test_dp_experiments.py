@@ -2,6 +2,7 @@
 (4 forced CPU devices equal 1 device), masked padding rows for batches that do not divide."""
 
 import dataclasses
+import json
 import warnings
 
 import jax
@@ -35,24 +36,36 @@ def _no_truncation_warnings():
 
 
 @pytest.mark.parametrize("model", ["ndm", "lstm"])
-def test_lean_epoch_equals_dense_epoch(irvine, tmp_path, model):
-  rows = {}
+def test_lean_epoch_equals_dense_epoch(irvine, model):
+  """One epoch of the config's train step (shuffled, dropout on), then the eval sums, per loss."""
+  from popdiff_jax.data.batching import make_batches
+  from popdiff_jax.train.state import create_train_state
+
+  out = {}
   for loss in ("dense", "lean"):
     cfg = _tiny(model, loss=loss, lean_chunk=512)
-    trained = nu.train(irvine, cfg, tmp_path / loss, progress=False)
-    rows[loss] = (trained, nu.test_metrics(irvine, trained, "valid"))
-  (dense, m_dense), (lean, m_lean) = rows["dense"], rows["lean"]
-  assert set(m_dense) == set(m_lean) and "hits@10" in m_lean
+    graphdef, params = nu.nnx.split(nu.build_model(cfg, len(irvine.vocab), 0))
+    tx = nu.make_optimizer(cfg)
+    step = nu.make_train_step(graphdef, tx, loss=cfg.loss, chunk=cfg.lean_chunk)
+    state = create_train_state(params, tx)
+    base = jax.random.key(cfg.seed)
+    losses = []
+    for batch in make_batches(irvine.train, cfg.batch_size, max_len=cfg.max_len, shuffle=True):
+      state, m = step(state, batch, jax.random.fold_in(base, state.step))
+      losses.append(float(m["loss"]))
+    eval_step = nu.make_eval_step(graphdef, loss=cfg.loss, chunk=cfg.lean_chunk)
+    valid = make_batches(irvine.valid, cfg.eval_batch_size, max_len=cfg.max_len)
+    out[loss] = (losses, state.params, nu.evaluate(eval_step, state.params, valid))
+  (l_dense, p_dense, m_dense), (l_lean, p_lean, m_lean) = out["dense"], out["lean"]
+  assert len(l_lean) == 3 and set(m_dense) == set(m_lean) and "hits@10" in m_lean
+  np.testing.assert_allclose(l_lean, l_dense, rtol=1e-5)
   for k in m_dense:
     np.testing.assert_allclose(m_lean[k], m_dense[k], rtol=1e-5, atol=1e-5, err_msg=k)
-  np.testing.assert_allclose(lean.info["val_nll"], dense.info["val_nll"], rtol=1e-5)
-  for a, b in zip(jax.tree.leaves(lean.params), jax.tree.leaves(dense.params)):
+  for a, b in zip(jax.tree.leaves(p_lean), jax.tree.leaves(p_dense)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
 
 
 def test_cli_train_on_four_devices_with_two_steps_per_call(tmp_path, capsys):
-  import json
-
   from popdiff_jax.cli.main import build_parser, main
 
   assert jax.device_count() >= 4
@@ -71,3 +84,186 @@ def test_cli_train_on_four_devices_with_two_steps_per_call(tmp_path, capsys):
   a = build_parser().parse_args(["reproduce", "ndm", "--devices", "0", "--model-parallel", "2",
                                  "--distributed"])
   assert (a.devices, a.model_parallel, a.distributed, a.lean) == (0, 2, True, False)
+
+
+# ------------------------------------------------------------------ popularity and trees loops
+
+def _fake_posts(n=160, seed=0):
+  """A random FeatureSet (shapes as build_features gives) with a learnable score, and a split."""
+  from popdiff_jax.data.instagram import Split
+  from popdiff_jax.features.pipeline import FeatureSet
+
+  rng = np.random.default_rng(seed)
+  t, di, dt, k = 6, 5, 4, 3
+  tokens = rng.integers(2, 30, size=(n, t)).astype(np.int32)
+  lengths = rng.integers(1, t + 1, size=n)
+  token_mask = np.arange(t)[None, :] < lengths[:, None]
+  tokens = np.where(token_mask, tokens, 0).astype(np.int32)
+  f = lambda *s: rng.normal(size=s).astype(np.float32)  # noqa: E731
+  numeric, smp = f(n, 10), f(n, 14)
+  score = (2.0 + numeric[:, 0] + 0.5 * smp[:, 1] + 0.1 * f(n)).astype(np.float32)
+  label = np.where(score > np.median(score), 1, 0).astype(np.int32)
+  label[::7] = -1
+  feats = FeatureSet(tokens=tokens, token_mask=token_mask, image=f(n, di), text=f(n, dt),
+                     lda=np.abs(f(n, k)), env_image=f(n, di), env_topic=np.abs(f(n, k)),
+                     numeric=numeric, smp=smp, image_score=score + f(n), score=score,
+                     label=label, user=(np.arange(n) % 10).astype(np.int32))
+  idx = rng.permutation(n)
+  split = Split(np.sort(idx[:100]), np.sort(idx[100:130]), np.sort(idx[130:]), "random", seed)
+  return feats, split
+
+
+def _assert_rows_close(a, b):
+  keys = [k for k in a if isinstance(a[k], float)]
+  assert keys
+  for k in keys:
+    np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-5, err_msg=k)
+
+
+@pytest.mark.parametrize("which", ["dual_attention", "fusion", "smp"])
+def test_popularity_loops_on_four_devices_equal_one(tmp_path, which):
+  """Two epochs (one for the slow-to-compile dual attention) of each popularity training loop:
+  5 steps an epoch, global batch 20 (5 rows a device)."""
+  from popdiff_jax.experiments import popularity as ex
+
+  feats, split = _fake_posts()
+  out = {}
+  for n in (1, 4):
+    wd = tmp_path / f"d{n}"
+    if which == "dual_attention":
+      cfg = ex.DualAttentionConfig(embed_dim=8, hidden_dim=8, attn_dim=4, out_dim=8,
+                                   batch_size=20, epochs=1, patience=2, num_devices=n)
+      row, extra = ex.run_dual_attention(feats, split, "dual_attention", seed=0, config=cfg,
+                                         workdir=wd, vocab_size=30)
+      out[n] = (row, extra["probs"])
+    elif which == "fusion":
+      cfg = ex.FusionConfig(hidden=(8, 4), batch_size=20, epochs=2, lr=1e-3, num_devices=n)
+      out[n] = ex.run_fusion_dnn(feats, split, seed=0, config=cfg, workdir=wd)
+    else:
+      cfg = ex.SMPConfig(batch_size=20, epochs=2, patience=2, num_devices=n)
+      out[n] = ex.run_smp_conv1d(feats, split, seed=0, with_image=False, config=cfg,
+                                 workdir=wd)
+  # The training loss of every epoch (fit's metrics.jsonl), then the test rows and predictions.
+  hist = {n: [json.loads(line)["train_loss"] for p in sorted((tmp_path / f"d{n}").glob("*"))
+              for line in (p / "metrics.jsonl").read_text().splitlines()] for n in (1, 4)}
+  assert len(hist[1]) == (1 if which == "dual_attention" else 2)
+  np.testing.assert_allclose(hist[4], hist[1], rtol=1e-5, atol=1e-6)
+  if which == "fusion":
+    # The Dense bias before each BatchNorm has an exactly zero gradient (BatchNorm removes the
+    # mean); Adam scales its rounding noise (~1e-9, different in the two reduction orders) to
+    # steps of +-lr. That does not change the training function, only the running means the
+    # evaluation uses, so the test predictions agree to 1e-3 rather than 1e-5.
+    np.testing.assert_allclose(out[4][1], out[1][1], rtol=1e-3, atol=1e-3)
+    return
+  _assert_rows_close(out[4][0], out[1][0])
+  np.testing.assert_allclose(out[4][1], out[1][1], rtol=1e-5, atol=1e-5)
+
+
+def test_diffusion_lstm_loop_on_four_devices_equals_one(tmp_path):
+  from popdiff_jax.data import synthetic_trees as S
+  from popdiff_jax.experiments import diffusion_lstm as E
+
+  cfg = E.DiffusionLSTMConfig.tiny(optimizer="adam", lr=1e-2, lr_low=1e-3, epochs_high=2,
+                                   epochs_low=0)
+  prepared = E.prepare_synthetic(cfg, S.SyntheticTreesConfig(num_users=100, num_trees=96, seed=2))
+  runs = {}
+  for n in (1, 4):
+    c = dataclasses.replace(cfg, num_devices=n)
+    _, params, info = E.train_model(prepared, "full", c, workdir=tmp_path / f"d{n}")
+    runs[n] = (params, info)
+  losses = [[r[k] for r in runs[n][1]["history"] for k in ("train_loss", "val_loss")]
+            for n in (1, 4)]
+  assert len(losses[0]) == 4
+  np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5, atol=1e-6)
+  for a, b in zip(jax.tree.leaves(runs[4][0]), jax.tree.leaves(runs[1][0])):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------------ rows that do not divide
+
+def test_pad_rows_adds_masked_zero_rows_only_when_needed():
+  from popdiff_jax.data.batching import CascadeBatch
+  from popdiff_jax.train.parallel import make_mesh, pad_rows, shard_batch
+
+  rng = np.random.default_rng(0)
+  batch = CascadeBatch(rng.integers(2, 9, size=(6, 5)).astype(np.int32),
+                       rng.random((6, 5)).astype(np.float32), np.ones((6, 5), bool))
+  padded = pad_rows(batch, 4)
+  assert padded.users.shape == (8, 5) and padded.mask.dtype == bool
+  np.testing.assert_array_equal(padded.users[:6], batch.users)
+  assert not padded.mask[6:].any() and not padded.users[6:].any() and padded.num_cascades == 6
+  assert pad_rows(batch, 3) is batch and pad_rows(batch, 1) is batch
+  stacked = pad_rows(jax.tree.map(lambda x: np.stack([x, x]), batch), 4, stacked=True)
+  assert stacked.users.shape == (2, 8, 5)
+  with pytest.raises(ValueError, match="batch axis"):
+    pad_rows({"a": np.zeros((6, 2)), "b": np.zeros((5,))}, 4)
+  mesh = make_mesh(4)
+  # Without padding a leaf that does not divide is replicated (correct, not split) ...
+  placed = shard_batch(mesh, batch)
+  assert placed.users.addressable_shards[0].data.shape == (6, 5)
+  # ... with padding every device gets 2 rows, none dropped.
+  placed = shard_batch(mesh, batch, pad=True)
+  assert [s.data.shape for s in placed.users.addressable_shards] == [(2, 5)] * 4
+  assert int(np.asarray(placed.mask).sum()) == int(batch.mask.sum())
+
+
+def _ndm_six_row_setup():
+  import optax
+
+  from popdiff_jax.functional import build, cascade_batch, next_user_loss
+  from popdiff_jax.train.state import apply_gradients, create_train_state
+
+  model = build("ndm", num_items=30, dim=8, num_heads=2, window=3, dropout_rate=0.2)
+  tx = optax.adam(1e-2)
+  rng = np.random.default_rng(3)
+  batches = [cascade_batch([list(rng.choice(np.arange(2, 30), size=rng.integers(2, 7),
+                                              replace=False)) for _ in range(6)],
+                           max_len=7, rows=6) for _ in range(3)]
+
+  def step(state, batch, key):
+    loss, grads = jax.value_and_grad(
+        lambda p: next_user_loss(model.apply(p, batch, key), batch))(state.params)
+    return apply_gradients(state, grads, tx), {"loss": loss}
+  return create_train_state(model.params, tx), step, batches
+
+
+def _smp_six_row_setup():
+  import optax
+
+  from popdiff_jax.experiments import popularity as ex
+  from popdiff_jax.models import smp
+  from popdiff_jax.models._popularity_common import make_rngs, split_model
+  from popdiff_jax.train.state import create_train_state
+
+  feats, split = _fake_posts()
+  arrays = ex.make_arrays(feats, use=("features",), features=feats.smp, target=feats.score - 2.0)
+  graphdef, params, extra = split_model(smp.SMPConv1d(14, rngs=make_rngs(0)))
+  tx = optax.adam(1e-2)
+  step, _ = ex.regression_steps(graphdef, tx, "smp", jit=False)
+  batches = list(ex.iterate_batches(arrays, split.train[:18], 6, shuffle_seed=0, drop_last=True))
+  return create_train_state(params, tx, extra), step, batches
+
+
+@pytest.mark.parametrize("setup", [_ndm_six_row_setup, _smp_six_row_setup], ids=["ndm", "smp"])
+def test_six_rows_on_four_devices_are_padded_and_equal_one_device(setup):
+  """6-row batches on 4 devices: padded to 8 with masked rows; loss and parameters after 3
+  steps (dropout on) equal the unpadded 1-device steps."""
+  from popdiff_jax.train.parallel import fit_arguments
+
+  state0, step, batches = setup()
+  assert all(jax.tree.leaves(b)[0].shape[0] == 6 for b in batches)
+  base = jax.random.key(7)
+  runs = {}
+  for n in (1, 4):
+    state, kw = fit_arguments(step, state0, n, pad=True)
+    losses = []
+    for b in batches:
+      placed = b if kw["place_batch"] is None else kw["place_batch"](b, False)
+      if n == 4:
+        assert jax.tree.leaves(placed)[0].shape[0] == 8
+      state, m = kw["train_step"](state, placed, jax.random.fold_in(base, state.step))
+      losses.append(float(m["loss"]))
+    runs[n] = (losses, state)
+  np.testing.assert_allclose(runs[4][0], runs[1][0], rtol=1e-5, atol=1e-6)
+  for a, b in zip(jax.tree.leaves(runs[4][1].params), jax.tree.leaves(runs[1][1].params)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
