@@ -399,13 +399,13 @@ def configs(a) -> list[dict]:
   # On an H100 a JAX worker spends ~60 s compiling its six length buckets, ~1 s training, ~10 s
   # compiling and running the one-shape evaluation.
   out = [
-      {"name": "real_torch", "bench": rb, "impl": ANCHOR, **real, "timeout": 80,
-       "eval_timeout": 30},
-      {"name": "real_lean", "bench": rb, "impl": "jax_lean", **real, "timeout": 110,
+      {"name": "real_torch", "bench": rb, "impl": ANCHOR, **real, "timeout": 70,
+       "eval_timeout": 20},
+      {"name": "real_lean", "bench": rb, "impl": "jax_lean", **real, "timeout": 100,
        "eval_timeout": 40},
       {"name": "synth_lean", "bench": sb, "impl": "jax_lean", **synth, "timeout": 110},
       {"name": "synth_torch", "bench": sb, "impl": ANCHOR, **synth, "timeout": 50},
-      {"name": "real_dense", "bench": rb, "impl": "jax_dense", **real, "timeout": 110,
+      {"name": "real_dense", "bench": rb, "impl": "jax_dense", **real, "timeout": 100,
        "eval_timeout": 40},
       {"name": "synth_dense", "bench": sb, "impl": "jax_dense", **synth, "timeout": 60},
   ]
@@ -433,6 +433,9 @@ def run_config(cfg: dict, timeout: float) -> dict:
   env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
   env.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.95")
   env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  # Shared by the workers: the JAX rows' identical evaluation program compiles once.
+  env.setdefault("JAX_COMPILATION_CACHE_DIR",
+                 str(pathlib.Path(tempfile.gettempdir()) / "popdiff_gpu_suite_jax_cache"))
   if cfg["impl"] == ANCHOR:
     env["JAX_PLATFORMS"] = "cpu"  # the torch process uses JAX only for host-side metrics
   with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:

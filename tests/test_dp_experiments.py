@@ -267,3 +267,61 @@ def test_six_rows_on_four_devices_are_padded_and_equal_one_device(setup):
   np.testing.assert_allclose(runs[4][0], runs[1][0], rtol=1e-5, atol=1e-6)
   for a, b in zip(jax.tree.leaves(runs[4][1].params), jax.tree.leaves(runs[1][1].params)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------------ the GPU suite's bookkeeping
+
+def _suite():
+  import importlib.util
+  import pathlib
+
+  path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_suite.py"
+  spec = importlib.util.spec_from_file_location("gpu_suite_dp", path)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod
+
+
+def test_gpu_suite_scaling_configs_ratios_merge_and_one_eval_shape(tmp_path):
+  import argparse
+
+  suite = _suite()
+  args = argparse.Namespace(quick=False, epochs=6, eval_cascades=100, n_devices=2,
+                            global_batch=None, data_dir=".carry_data", torch_precision="high",
+                            only=None)
+  cfgs = {c["name"]: c for c in suite.configs(args)}
+  assert {"scale_real_1", "scale_real_2", "scale_synth_2"} <= set(cfgs)
+  assert cfgs["scale_real_2"]["n_devices"] == 2 and cfgs["scale_real_2"]["no_eval"]
+  assert cfgs["real_lean"]["eval_timeout"] > 0 and cfgs["real_lean"]["eval_cascades"] == 100
+  # The forest rerun: torch + lean + dense fit the 400 s the lead has, evaluation included.
+  forest = [cfgs[n] for n in ("real_torch", "real_lean", "real_dense")]
+  assert sum(c["timeout"] + c["eval_timeout"] for c in forest) <= 390
+  args.n_devices, args.only = 1, ["real_torch"]
+  assert [c["name"] for c in suite.configs(args)] == ["real_torch"]
+
+  rows = [{"bench": "ndm_scaling/x", "impl": "jax_lean", "n_devices": 1, "throughput": 10.0},
+          {"bench": "ndm_scaling/x", "impl": "jax_lean", "n_devices": 2, "throughput": 18.0},
+          {"bench": "ndm_train/x", "impl": "torch_recipe", "throughput": 1.0,
+           "test_hits@10": 0.2},
+          {"bench": "ndm_train/x", "impl": "jax_lean", "throughput": 6.0, "test_hits@10": 0.21}]
+  suite.add_ratios(rows)
+  assert rows[1]["ratio_vs_anchor"] == pytest.approx(1.8)
+  assert rows[3]["ratio_vs_anchor"] == pytest.approx(6.0)
+  assert rows[3]["hits@10"] == 0.21 and rows[3]["anchor_hits@10"] == 0.2
+  a, b = tmp_path / "a.json", tmp_path / "b.json"
+  a.write_text(json.dumps({"meta": {"commit": "x"}, "rows": rows}))
+  b.write_text(json.dumps({"meta": {"commit": "y"}, "rows": [
+      {"bench": "ndm_train/x", "impl": "jax_lean", "throughput": 7.0, "test_hits@10": 0.22}]}))
+  merged = suite.merge_results([str(a), str(b)])
+  assert len(merged["rows"]) == 4
+  new = [r for r in merged["rows"] if r["impl"] == "jax_lean" and r["bench"] == "ndm_train/x"]
+  assert new[0]["throughput"] == 7.0 and new[0]["ratio_vs_anchor"] == pytest.approx(7.0)
+  assert "Merged from" in suite.markdown(merged)
+
+  from popdiff_jax.data.cascades import Cascade
+  test = [Cascade(np.arange(2, 2 + n, dtype=np.int32), np.arange(n, dtype=np.float64))
+          for n in (3, 9, 1, 5, 2)]
+  chosen, batches = suite.eval_batches(test, max_len=7, cap=4)
+  assert len(chosen) == 4 and {b.users.shape for b in batches} == {(suite.EVAL_BATCH, 8)}
+  assert sum(b.num_cascades for b in batches) == 4
+  assert len(suite.eval_batches(test, max_len=7, cap=0)[0]) == 5
