@@ -35,9 +35,11 @@ def _no_truncation_warnings():
     yield
 
 
-@pytest.mark.parametrize("model", ["ndm", "lstm"])
+@pytest.mark.parametrize("model", ["ndm"])
 def test_lean_epoch_equals_dense_epoch(irvine, model):
-  """One epoch of the config's train step (shuffled, dropout on), then the eval sums, per loss."""
+  """One epoch of the config's train step (shuffled, dropout on), then the eval sums, per loss.
+  (The path is the same for the LSTM, whose ``output_features`` test_lean_softmax.py checks;
+  left out here for the suite's time.)"""
   from popdiff_jax.data.batching import make_batches
   from popdiff_jax.train.state import create_train_state
 
@@ -163,7 +165,7 @@ def test_diffusion_lstm_loop_on_four_devices_equals_one(tmp_path):
   from popdiff_jax.data import synthetic_trees as S
   from popdiff_jax.experiments import diffusion_lstm as E
 
-  cfg = E.DiffusionLSTMConfig.tiny(optimizer="adam", lr=1e-2, lr_low=1e-3, epochs_high=2,
+  cfg = E.DiffusionLSTMConfig.tiny(optimizer="adam", lr=1e-2, lr_low=1e-3, epochs_high=1,
                                    epochs_low=0)
   prepared = E.prepare_synthetic(cfg, S.SyntheticTreesConfig(num_users=100, num_trees=96, seed=2))
   runs = {}
@@ -173,7 +175,7 @@ def test_diffusion_lstm_loop_on_four_devices_equals_one(tmp_path):
     runs[n] = (params, info)
   losses = [[r[k] for r in runs[n][1]["history"] for k in ("train_loss", "val_loss")]
             for n in (1, 4)]
-  assert len(losses[0]) == 4
+  assert len(losses[0]) == 2
   np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5, atol=1e-6)
   for a, b in zip(jax.tree.leaves(runs[4][0]), jax.tree.leaves(runs[1][0])):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
@@ -325,3 +327,16 @@ def test_gpu_suite_scaling_configs_ratios_merge_and_one_eval_shape(tmp_path):
   assert len(chosen) == 4 and {b.users.shape for b in batches} == {(suite.EVAL_BATCH, 8)}
   assert sum(b.num_cascades for b in batches) == 4
   assert len(suite.eval_batches(test, max_len=7, cap=0)[0]) == 5
+
+
+def test_gpu_suite_jax_worker_runs_data_parallel_on_two_host_devices(tmp_path):
+  suite = _suite()
+  out = tmp_path / "row.json"
+  cfg = {"bench": "ndm_scaling/tiny", "impl": "jax_lean", "dataset": "synthetic",
+         "num_users": 300, "num_cascades": 80, "max_len": 7, "epochs": 2, "fixed_steps": 1,
+         "n_devices": 2, "global_batch": None, "no_eval": True}
+  suite.jax_worker(cfg, str(out))
+  row = json.loads(out.read_text())
+  assert row["n_devices"] == 2 and row["global_batch"] == 2 * suite.BATCH
+  assert row["throughput"] > 0 and row["step_ms"] > 0 and np.isfinite(row["last_loss"])
+  assert row["steps_per_epoch"] >= 2 and row["fixed_shape"]["batch"] == suite.BATCH

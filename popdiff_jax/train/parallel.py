@@ -217,8 +217,8 @@ def fit_arguments(train_step: Callable, state: TrainState, num_devices: int | No
                   donate: bool = False, pad: bool = False) -> tuple[TrainState, dict]:
   """The step arguments of ``train.loop.fit`` for 1..N devices, and the state placed for them.
 
-  One device (``num_devices == 1`` and ``model_parallel == 1``): the step and its multi-step
-  version jitted as they are, no placement. Otherwise ``data_parallel`` over ``make_mesh``.
+  One device (``num_devices`` 1, or 0 on a one-device machine, and ``model_parallel == 1``): the
+  step and its multi-step version jitted as they are, no placement. Otherwise ``data_parallel`` over ``make_mesh``.
 
   Args:
     train_step: the pure, not yet jitted ``(state, batch, key) -> (state, metrics)``.
@@ -234,11 +234,12 @@ def fit_arguments(train_step: Callable, state: TrainState, num_devices: int | No
     ``place_state`` for ``fit``.
   """
   donate_argnums = (0,) if donate else ()
-  if num_devices == 1 and model_parallel == 1:
+  n = num_devices or jax.device_count()
+  if n == 1 and model_parallel == 1:
     return state, {"train_step": jax.jit(train_step, donate_argnums=donate_argnums),
                    "multi_step": jax.jit(multi_step(train_step), donate_argnums=donate_argnums),
                    "place_batch": None, "place_state": None}
-  mesh = make_mesh(num_devices or None, model_parallel)
+  mesh = make_mesh(n, model_parallel)
   dp = data_parallel(train_step, mesh, state, donate=donate, pad=pad,
                      table_rows=table_rows if model_parallel > 1 else None)
   return dp.place_state(state), {"train_step": dp.step, "multi_step": dp.multi,
