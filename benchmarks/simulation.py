@@ -12,8 +12,10 @@ NDM sampler (``--ndm-users``): Monte Carlo continuations per second of the incre
 the same loop that recomputes NDM's forward pass over the whole sequence at every step (what a
 sampler built on the training forward does), same model, same runs, same steps, in the same run.
 The model has random weights (throughput does not depend on training); each run starts from a
-one-user prefix and takes ``--ndm-steps`` steps (budget = steps, Terminate masked out so every run
-takes them all). Rows go to ``ndm_sampler`` in the same JSON.
+one-user prefix with a budget of ``--ndm-steps`` new users. The anchor masks Terminate and runs
+every step; the library's loop stops when all runs have stopped, which with random weights is after
+all steps too (a few runs sample Terminate early, ``mean_new_users`` shows it, but the batch runs
+until its last run ends), so both do the same number of steps. Rows go to ``ndm_sampler``.
 
 Usage:
   python benchmarks/simulation.py                      # full run, writes benchmarks/results/ic_simulation.json
