@@ -179,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--workdir", default="runs/diffusion_lstm",
                  help="checkpoints of each model; reused = resumed (%(default)s)")
   p.add_argument("--tiny", action="store_true", help="the test configuration (seconds on a CPU)")
+  p.add_argument("--devices", type=int, default=1, metavar="N",
+                 help="data-parallel training over N devices, 0 = all (%(default)s)")
   _add_common(p)
 
   p = sub.add_parser("data", help="dataset summaries")
@@ -246,8 +248,8 @@ def _dispatch(a: argparse.Namespace) -> int:
     from popdiff_jax.data.cascades import resolve_data_dir
     from popdiff_jax.experiments import diffusion_lstm
 
-    cfg = (diffusion_lstm.DiffusionLSTMConfig.tiny() if a.tiny
-           else diffusion_lstm.DiffusionLSTMConfig())
+    cfg = (diffusion_lstm.DiffusionLSTMConfig.tiny(num_devices=a.devices) if a.tiny
+           else diffusion_lstm.DiffusionLSTMConfig(num_devices=a.devices))
     root = resolve_data_dir(a.data_dir)
     folder = None if root is None else str(root / "twitter15_16_trees")
     rows = diffusion_lstm.run(a.dataset, a.models or tuple(diffusion_lstm.MODELS), cfg=cfg,
