@@ -32,14 +32,16 @@ Glorot-uniform input weights, orthogonal recurrent weights, zero biases.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 __all__ = [
-  "DiffusionLSTM", "VARIANTS", "levelwise_tree_lstm", "lstm_cell", "weighted_bce", "class_weights",
+  "DiffusionLSTM", "VARIANTS", "LEVELWISE_IMPLS", "levelwise_tree_lstm", "lstm_cell", "weighted_bce", "class_weights",
   "dropout", "GeneratedTrees", "init_model", "apply_model", "generate_trees",
 ]
 
@@ -74,21 +76,26 @@ def lstm_cell(xw: jax.Array, h_p: jax.Array, c_p: jax.Array, u: jax.Array
   return h, c
 
 
-def levelwise_tree_lstm(xw: jax.Array, parent: jax.Array, h_root: jax.Array, c_root: jax.Array,
-                        u: jax.Array, num_chunks: int) -> tuple[jax.Array, jax.Array]:
-  """Runs Eq. 1 over a level-wise batch: one scan step per chunk of same-depth nodes.
+LEVELWISE_IMPLS = ("vjp", "scan")
 
-  Args:
-    xw: (N, 4H) ``W x + b`` per node slot, N = num_chunks * C, slots ordered as in TreeBatch.
-    parent: (N,) int32 row of each node's parent in the (B + N)-row state buffer (rows < B are the
-      roots' virtual parents).
-    h_root: (B, H) hidden state of each root's virtual parent (zeros in the paper).
-    c_root: (B, H) memory of each root's virtual parent (the content embedding).
-    u: (H, 4H) recurrent weights.
-    num_chunks: K (static).
 
-  Returns:
-    (h, c): (N, H) states of every node slot (padding slots hold finite junk).
+def _check_levelwise_shapes(xw, parent, h_root, c_root, u, num_chunks):
+  n, g = xw.shape
+  if g % 4 or u.shape != (g // 4, g):
+    raise ValueError(f"xw (N, 4H) and u (H, 4H) disagree: {xw.shape}, {u.shape}")
+  if num_chunks < 1 or n % num_chunks:
+    raise ValueError(f"N = {n} node slots is not a multiple of num_chunks = {num_chunks}")
+  if parent.shape != (n,) or h_root.shape != c_root.shape or h_root.shape[1:] != (g // 4,):
+    raise ValueError(f"bad shapes: parent {parent.shape}, h_root {h_root.shape}, "
+                     f"c_root {c_root.shape} for N = {n}, H = {g // 4}")
+
+
+def _scan_autodiff(xw, parent, h_root, c_root, u, num_chunks, unroll):
+  """The first formulation: two (B + N, H) buffers, autodiff through ``lax.scan``.
+
+  Its gradient is XLA's transpose of the scan, whose while body carries two (B + N, H)
+  cotangent buffers; on CPU XLA copies both buffers in every iteration (see benchmarks/tree_lstm.py
+  ``--hlo``), so a backward step costs O(N·H), not O(C·H). Kept for comparison (``impl="scan"``).
   """
   n, g = xw.shape
   hid = g // 4
@@ -109,8 +116,131 @@ def levelwise_tree_lstm(xw: jax.Array, parent: jax.Array, h_root: jax.Array, c_r
 
   ks = jnp.arange(num_chunks, dtype=jnp.int32)
   (h_buf, c_buf), _ = jax.lax.scan(
-      step, (h_buf, c_buf), (ks, xw.reshape(num_chunks, c_w, g), parent.reshape(num_chunks, c_w)))
+      step, (h_buf, c_buf), (ks, xw.reshape(num_chunks, c_w, g), parent.reshape(num_chunks, c_w)),
+      unroll=unroll)
   return h_buf[b:], c_buf[b:]
+
+
+def _vjp_forward(xw, parent, h_root, c_root, u, num_chunks, unroll):
+  """Forward of ``impl="vjp"``: one (B + N, 2H) buffer ``[h | c]``; returns the final buffer."""
+  n, g = xw.shape
+  hid = g // 4
+  b = h_root.shape[0]
+  c_w = n // num_chunks
+  buf = jnp.concatenate([jnp.concatenate([h_root, c_root], axis=1),
+                         jnp.zeros((n, 2 * hid), xw.dtype)], axis=0)
+
+  def step(buf, inp):
+    k, xw_k, par_k = inp
+    hc_p = buf[par_k]  # parents sit in earlier chunks or the virtual root rows: already final
+    h, c = lstm_cell(xw_k, hc_p[:, :hid], hc_p[:, hid:], u)
+    buf = jax.lax.dynamic_update_slice_in_dim(buf, jnp.concatenate([h, c], axis=1), b + k * c_w,
+                                              axis=0)
+    return buf, None
+
+  ks = jnp.arange(num_chunks, dtype=jnp.int32)
+  buf, _ = jax.lax.scan(step, buf, (ks, xw.reshape(num_chunks, c_w, g),
+                                    parent.reshape(num_chunks, c_w)), unroll=unroll)
+  return buf
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
+def _levelwise_vjp(xw, parent, h_root, c_root, u, num_chunks, unroll):
+  buf = _vjp_forward(xw, parent, h_root, c_root, u, num_chunks, unroll)
+  b, hid = h_root.shape
+  return buf[b:, :hid], buf[b:, hid:]
+
+
+def _levelwise_vjp_fwd(xw, parent, h_root, c_root, u, num_chunks, unroll):
+  buf = _vjp_forward(xw, parent, h_root, c_root, u, num_chunks, unroll)
+  b, hid = h_root.shape
+  # Residuals: the final state buffer (every node's and virtual root's (h, c)) and the inputs;
+  # the gates are recomputed chunk by chunk in the backward pass (one (C, H)·(H, 4H) product).
+  return (buf[b:, :hid], buf[b:, hid:]), (buf, xw, parent, u)
+
+
+def _levelwise_vjp_bwd(num_chunks, unroll, res, cts):
+  """Reverse scan over the chunks, O(C·H) per step.
+
+  The cotangent buffer ``[dh | dc]`` (B + N, 2H) starts as the output cotangents; chunk k
+  (visited last to first) reads its rows, which are complete since all its children lie in
+  later chunks, back-propagates Eq. 1 through its gates, and scatter-adds (dh_p, dc_p) into its
+  parents' rows (earlier chunks or virtual roots): a parent's gradient is the sum over its
+  children. dU = Σ_nodes h_pᵀ dz is one (H, N)·(N, 4H) product after the scan.
+  """
+  buf, xw, parent, u = res
+  g_h, g_c = cts
+  n, g = xw.shape
+  hid = g // 4
+  b = buf.shape[0] - n
+  c_w = n // num_chunks
+  zeros_root = jnp.zeros((b, 2 * hid), xw.dtype)
+  ct = jnp.concatenate([zeros_root, jnp.concatenate([g_h, g_c], axis=1)], axis=0)
+  u_t = u.T
+
+  def step(ct, inp):
+    k, xw_k, par_k = inp
+    hc_p = buf[par_k]
+    h_p, c_p = hc_p[:, :hid], hc_p[:, hid:]
+    z = xw_k + h_p @ u
+    zf, zi, zo, zg = jnp.split(z, 4, axis=-1)
+    f, i, o, tg = jax.nn.sigmoid(zf), jax.nn.sigmoid(zi), jax.nn.sigmoid(zo), jnp.tanh(zg)
+    c = f * c_p + i * tg
+    tc = jnp.tanh(c)
+    d = jax.lax.dynamic_slice_in_dim(ct, b + k * c_w, c_w, axis=0)
+    dh, dc = d[:, :hid], d[:, hid:]
+    dc = dc + dh * o * (1.0 - tc * tc)
+    dz = jnp.concatenate([dc * c_p * f * (1.0 - f), dc * tg * i * (1.0 - i),
+                          dh * tc * o * (1.0 - o), dc * i * (1.0 - tg * tg)], axis=1)
+    d_par = jnp.concatenate([dz @ u_t, dc * f], axis=1)
+    ct = ct.at[par_k].add(d_par)
+    return ct, dz
+
+  ks = jnp.arange(num_chunks, dtype=jnp.int32)
+  ct, dz = jax.lax.scan(step, ct, (ks, xw.reshape(num_chunks, c_w, g),
+                                   parent.reshape(num_chunks, c_w)), reverse=True, unroll=unroll)
+  dz = dz.reshape(n, g)
+  h_par = buf[parent, :hid]
+  du = h_par.T @ dz
+  d_parent = np.zeros(parent.shape, jax.dtypes.float0)
+  return dz, d_parent, ct[:b, :hid], ct[:b, hid:], du
+
+
+_levelwise_vjp.defvjp(_levelwise_vjp_fwd, _levelwise_vjp_bwd)
+
+
+def levelwise_tree_lstm(xw: jax.Array, parent: jax.Array, h_root: jax.Array, c_root: jax.Array,
+                        u: jax.Array, num_chunks: int, *, unroll: int | bool = 1,
+                        impl: str = "vjp") -> tuple[jax.Array, jax.Array]:
+  """Runs Eq. 1 over a level-wise batch: one scan step per chunk of same-depth nodes.
+
+  Each step gathers the chunk's parents' (h, c) from a state buffer of B + N rows, applies the
+  cell to the C nodes of the chunk and writes their states back in place; the work of a step is
+  O(C·H) in the forward and, with ``impl="vjp"``, in the backward pass too.
+
+  Args:
+    xw: (N, 4H) ``W x + b`` per node slot, N = num_chunks * C, slots ordered as in TreeBatch.
+    parent: (N,) int32 row of each node's parent in the (B + N)-row state buffer (rows < B are the
+      roots' virtual parents). Each chunk's parents must lie in earlier chunks or in rows < B.
+    h_root: (B, H) hidden state of each root's virtual parent (zeros in the paper).
+    c_root: (B, H) memory of each root's virtual parent (the content embedding).
+    u: (H, 4H) recurrent weights.
+    num_chunks: K (static).
+    unroll: ``lax.scan`` unroll factor (static; True = all K steps unrolled, no loop).
+    impl: ``"vjp"`` (default): one (B + N, 2H) ``[h | c]`` buffer and a hand-written backward
+      pass (reverse scan, cotangents scatter-added into the parents' rows, dU as one product
+      after the scan); ``"scan"``: the first formulation, JAX autodiff through the scan (its
+      backward steps copy O(N·H) buffers on CPU). Same values and gradients.
+
+  Returns:
+    (h, c): (N, H) states of every node slot (padding slots hold finite junk).
+  """
+  _check_levelwise_shapes(xw, parent, h_root, c_root, u, num_chunks)
+  if impl == "scan":
+    return _scan_autodiff(xw, parent, h_root, c_root, u, num_chunks, unroll)
+  if impl != "vjp":
+    raise ValueError(f"impl must be one of {LEVELWISE_IMPLS}, got {impl!r}")
+  return _levelwise_vjp(xw, parent, h_root, c_root, u, num_chunks, unroll)
 
 
 def weighted_bce(logits: jax.Array, targets: jax.Array, mask: jax.Array, w_pos: jax.Array,
