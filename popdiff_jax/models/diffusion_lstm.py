@@ -90,13 +90,8 @@ def _check_levelwise_shapes(xw, parent, h_root, c_root, u, num_chunks):
                      f"c_root {c_root.shape} for N = {n}, H = {g // 4}")
 
 
-def _scan_autodiff(xw, parent, h_root, c_root, u, num_chunks, unroll):
-  """The first formulation: two (B + N, H) buffers, autodiff through ``lax.scan``.
-
-  Its gradient is XLA's transpose of the scan, whose while body carries two (B + N, H)
-  cotangent buffers; on CPU XLA copies both buffers in every iteration (see benchmarks/tree_lstm.py
-  ``--hlo``), so a backward step costs O(N·H), not O(C·H). Kept for comparison (``impl="scan"``).
-  """
+def _forward_buffers(xw, parent, h_root, c_root, u, num_chunks, unroll):
+  """The forward scan; returns the final (B + N, H) h and c buffers (rows < B: virtual roots)."""
   n, g = xw.shape
   hid = g // 4
   b = h_root.shape[0]
@@ -118,61 +113,55 @@ def _scan_autodiff(xw, parent, h_root, c_root, u, num_chunks, unroll):
   (h_buf, c_buf), _ = jax.lax.scan(
       step, (h_buf, c_buf), (ks, xw.reshape(num_chunks, c_w, g), parent.reshape(num_chunks, c_w)),
       unroll=unroll)
+  return h_buf, c_buf
+
+
+def _scan_autodiff(xw, parent, h_root, c_root, u, num_chunks, unroll):
+  """The first formulation (``impl="scan"``): JAX autodiff through the forward scan.
+
+  Its gradient is XLA's transpose of the scan, whose while body carries two (B + N, H)
+  cotangent buffers; on CPU XLA copies both buffers in every iteration (benchmarks/tree_lstm.py
+  records the copies it finds in the optimized HLO), so a backward step costs O(N·H), not O(C·H).
+  """
+  b = h_root.shape[0]
+  h_buf, c_buf = _forward_buffers(xw, parent, h_root, c_root, u, num_chunks, unroll)
   return h_buf[b:], c_buf[b:]
 
 
-def _vjp_forward(xw, parent, h_root, c_root, u, num_chunks, unroll):
-  """Forward of ``impl="vjp"``: one (B + N, 2H) buffer ``[h | c]``; returns the final buffer."""
-  n, g = xw.shape
-  hid = g // 4
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7))
+def _levelwise_vjp(xw, parent, h_root, c_root, u, num_chunks, unroll, precision):
+  return _scan_autodiff(xw, parent, h_root, c_root, u, num_chunks, unroll)
+
+
+def _levelwise_vjp_fwd(xw, parent, h_root, c_root, u, num_chunks, unroll, precision):
+  h_buf, c_buf = _forward_buffers(xw, parent, h_root, c_root, u, num_chunks, unroll)
   b = h_root.shape[0]
-  c_w = n // num_chunks
-  buf = jnp.concatenate([jnp.concatenate([h_root, c_root], axis=1),
-                         jnp.zeros((n, 2 * hid), xw.dtype)], axis=0)
-
-  def step(buf, inp):
-    k, xw_k, par_k = inp
-    hc_p = buf[par_k]  # parents sit in earlier chunks or the virtual root rows: already final
-    h, c = lstm_cell(xw_k, hc_p[:, :hid], hc_p[:, hid:], u)
-    buf = jax.lax.dynamic_update_slice_in_dim(buf, jnp.concatenate([h, c], axis=1), b + k * c_w,
-                                              axis=0)
-    return buf, None
-
-  ks = jnp.arange(num_chunks, dtype=jnp.int32)
-  buf, _ = jax.lax.scan(step, buf, (ks, xw.reshape(num_chunks, c_w, g),
-                                    parent.reshape(num_chunks, c_w)), unroll=unroll)
-  return buf
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
-def _levelwise_vjp(xw, parent, h_root, c_root, u, num_chunks, unroll):
-  buf = _vjp_forward(xw, parent, h_root, c_root, u, num_chunks, unroll)
-  b, hid = h_root.shape
-  return buf[b:, :hid], buf[b:, hid:]
-
-
-def _levelwise_vjp_fwd(xw, parent, h_root, c_root, u, num_chunks, unroll):
-  buf = _vjp_forward(xw, parent, h_root, c_root, u, num_chunks, unroll)
-  b, hid = h_root.shape
-  # Residuals: the final state buffer (every node's and virtual root's (h, c)) and the inputs;
+  # Residuals: the final state buffers (every node's and virtual root's (h, c)) and the inputs;
   # the gates are recomputed chunk by chunk in the backward pass (one (C, H)·(H, 4H) product).
-  return (buf[b:, :hid], buf[b:, hid:]), (buf, xw, parent, u)
+  return (h_buf[b:], c_buf[b:]), (h_buf, c_buf, xw, parent, u)
 
 
-def _levelwise_vjp_bwd(num_chunks, unroll, res, cts):
+def _levelwise_vjp_bwd(num_chunks, unroll, precision, res, cts):
   """Reverse scan over the chunks, O(C·H) per step.
 
   The cotangent buffer ``[dh | dc]`` (B + N, 2H) starts as the output cotangents; chunk k
   (visited last to first) reads its rows, which are complete since all its children lie in
   later chunks, back-propagates Eq. 1 through its gates, and scatter-adds (dh_p, dc_p) into its
   parents' rows (earlier chunks or virtual roots): a parent's gradient is the sum over its
-  children. dU = Σ_nodes h_pᵀ dz is one (H, N)·(N, 4H) product after the scan.
+  children. dU = Σ_nodes h_pᵀ dz is one (H, N)·(N, 4H) product after the scan. The products
+  run at the matmul precision that was in force when the forward pass was traced (``precision``),
+  as autodiff's transposed products would.
   """
-  buf, xw, parent, u = res
+  with jax.default_matmul_precision(precision):
+    return _levelwise_vjp_bwd_body(num_chunks, unroll, res, cts)
+
+
+def _levelwise_vjp_bwd_body(num_chunks, unroll, res, cts):
+  h_buf, c_buf, xw, parent, u = res
   g_h, g_c = cts
   n, g = xw.shape
   hid = g // 4
-  b = buf.shape[0] - n
+  b = h_buf.shape[0] - n
   c_w = n // num_chunks
   zeros_root = jnp.zeros((b, 2 * hid), xw.dtype)
   ct = jnp.concatenate([zeros_root, jnp.concatenate([g_h, g_c], axis=1)], axis=0)
@@ -180,8 +169,7 @@ def _levelwise_vjp_bwd(num_chunks, unroll, res, cts):
 
   def step(ct, inp):
     k, xw_k, par_k = inp
-    hc_p = buf[par_k]
-    h_p, c_p = hc_p[:, :hid], hc_p[:, hid:]
+    h_p, c_p = h_buf[par_k], c_buf[par_k]
     z = xw_k + h_p @ u
     zf, zi, zo, zg = jnp.split(z, 4, axis=-1)
     f, i, o, tg = jax.nn.sigmoid(zf), jax.nn.sigmoid(zi), jax.nn.sigmoid(zo), jnp.tanh(zg)
@@ -200,7 +188,7 @@ def _levelwise_vjp_bwd(num_chunks, unroll, res, cts):
   ct, dz = jax.lax.scan(step, ct, (ks, xw.reshape(num_chunks, c_w, g),
                                    parent.reshape(num_chunks, c_w)), reverse=True, unroll=unroll)
   dz = dz.reshape(n, g)
-  h_par = buf[parent, :hid]
+  h_par = h_buf[parent]
   du = h_par.T @ dz
   d_parent = np.zeros(parent.shape, jax.dtypes.float0)
   return dz, d_parent, ct[:b, :hid], ct[:b, hid:], du
@@ -240,7 +228,10 @@ def levelwise_tree_lstm(xw: jax.Array, parent: jax.Array, h_root: jax.Array, c_r
     return _scan_autodiff(xw, parent, h_root, c_root, u, num_chunks, unroll)
   if impl != "vjp":
     raise ValueError(f"impl must be one of {LEVELWISE_IMPLS}, got {impl!r}")
-  return _levelwise_vjp(xw, parent, h_root, c_root, u, num_chunks, unroll)
+  # The matmul precision in force now (e.g. a jax.default_matmul_precision block around the
+  # forward only) also governs the hand-written backward products.
+  precision = jax.config.jax_default_matmul_precision
+  return _levelwise_vjp(xw, parent, h_root, c_root, u, num_chunks, unroll, precision)
 
 
 def weighted_bce(logits: jax.Array, targets: jax.Array, mask: jax.Array, w_pos: jax.Array,
