@@ -4,7 +4,7 @@
 # and on all 1,490. Trees: $TWITTER15_TAR (default .carry_trees/data/twitter15_tree.tar.gz, a
 # git-ignored carry folder). Results (partial ones too): $OUT/tree_lstm_speed.json, logs, and the
 # optimized HLO of every variant in $OUT/hlo.tgz. Run from the repository root:
-#   bash benchmarks/tree_lstm_device.sh
+#   bash benchmarks/tree_lstm_device.sh   (TREE_ARGS="..." appends arguments: a CPU smoke test)
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/tree_lstm_out}
@@ -16,11 +16,11 @@ VARIANTS=${VARIANTS:-scan:1,scan:8,vjp:1,vjp:4,vjp:16,vjp:full}
 nvidia-smi --query-gpu=name --format=csv,noheader > "$OUT/gpu.txt" 2>&1
 timeout 125 python3 benchmarks/tree_lstm.py --trees 256 --chunks 1024 2048 4096 16384 \
   --variants "$VARIANTS" --max_full_unroll 32 --repeats 5 --budget_s 110 --max_pad_ratio 3 \
-  --hlo_dir "$OUT/hlo" --out "$OUT/tree_lstm_speed.json" > "$OUT/log_256.txt" 2>&1
+  --hlo_dir "$OUT/hlo" --out "$OUT/tree_lstm_speed.json" ${TREE_ARGS:-} > "$OUT/log_256.txt" 2>&1
 echo "256 trees: rc $?"
 timeout 150 python3 benchmarks/tree_lstm.py --trees 0 --chunks 2048 4096 8192 16384 \
   --variants "$VARIANTS" --max_full_unroll 32 --repeats 5 --budget_s 135 --max_pad_ratio 3 \
-  --hlo_dir "$OUT/hlo" --append --out "$OUT/tree_lstm_speed.json" > "$OUT/log_all.txt" 2>&1
+  --hlo_dir "$OUT/hlo" --append --out "$OUT/tree_lstm_speed.json" ${TREE_ARGS:-} > "$OUT/log_all.txt" 2>&1
 echo "all trees: rc $?"
 tar czf "$OUT/hlo.tgz" -C "$OUT" hlo && rm -rf "$OUT/hlo"
 tail -n 30 "$OUT/log_256.txt"
