@@ -17,6 +17,10 @@ Level-wise computation (beyond the paper, same function): nodes are laid out dep
 chunks (:class:`popdiff_jax.data.trees.TreeBatch`); a ``lax.scan`` runs one step per chunk, gathering
 the parents' states from a state buffer and writing the chunk's states back. ``W x + b`` of every node
 is one matrix product before the scan, so each step does only the ``U h_p`` product and the gates.
+The backward pass is hand-written (``jax.custom_vjp``, :func:`levelwise_tree_lstm` ``impl="vjp"``):
+a reverse scan whose steps scatter-add each chunk's (dh_p, dc_p) into its parents' rows of a
+cotangent buffer, O(C·H) per step; autodiff through the scan (``impl="scan"``) made XLA copy its
+(B + N, H) cotangent buffers in every step (O(N·H), measured on CPU: benchmarks/tree_lstm_scaling.py).
 
 Variants (``variant=``), the paper's Sec. 4.3 baselines:
   * ``"full"``: social input, c0 = FC(content).
@@ -298,14 +302,21 @@ class DiffusionLSTM(nnx.Module):
     head_hidden: width of the head's hidden FC layer.
     dropout_rate: rate of both dropout layers.
     variant: one of VARIANTS.
+    scan_unroll: ``lax.scan`` unroll factor of the level-wise pass (see levelwise_tree_lstm).
+    scan_impl: ``"vjp"`` (hand-written backward pass) or ``"scan"`` (autodiff through the scan;
+      use it for forward-mode differentiation, which a custom VJP does not support).
     rngs: nnx.Rngs for initialisation only (dropout keys are call arguments).
   """
 
   def __init__(self, input_dim: int, content_dim: int, num_protos: int, *, hidden: int = 128,
                head_hidden: int = 128, dropout_rate: float = 0.5, variant: str = "full",
-               rngs: nnx.Rngs):
+               scan_unroll: int = 1, scan_impl: str = "vjp", rngs: nnx.Rngs):
     if variant not in VARIANTS:
       raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    if scan_impl not in LEVELWISE_IMPLS:
+      raise ValueError(f"scan_impl must be one of {LEVELWISE_IMPLS}, got {scan_impl!r}")
+    self.scan_unroll = scan_unroll
+    self.scan_impl = scan_impl
     self.variant = variant
     self.num_protos = num_protos
     self.hidden = hidden
@@ -369,7 +380,8 @@ class DiffusionLSTM(nnx.Module):
     xw = self.input_term(self.node_input(batch.x, content_rows))
     h0, c0 = self.root_state(batch.content)
     return levelwise_tree_lstm(xw, batch.parent, h0, c0, self.u[...],
-                               batch.chunk_depth.shape[0])
+                               batch.chunk_depth.shape[0], unroll=self.scan_unroll,
+                               impl=self.scan_impl)
 
   def __call__(self, batch, key: jax.Array | None = None) -> jax.Array:
     """(N, k + 1) logits of every node slot; ``key`` enables dropout (training)."""
@@ -487,11 +499,11 @@ class DiffusionLSTM(nnx.Module):
 
 def init_model(key: jax.Array, *, input_dim: int, content_dim: int, num_protos: int,
                variant: str = "full", hidden: int = 128, head_hidden: int = 128,
-               dropout_rate: float = 0.5):
+               dropout_rate: float = 0.5, scan_unroll: int = 1, scan_impl: str = "vjp"):
   """Builds a model and splits it: returns (graphdef, params) with params an nnx.State pytree."""
   model = DiffusionLSTM(input_dim, content_dim, num_protos, hidden=hidden,
                         head_hidden=head_hidden, dropout_rate=dropout_rate, variant=variant,
-                        rngs=nnx.Rngs(params=key))
+                        scan_unroll=scan_unroll, scan_impl=scan_impl, rngs=nnx.Rngs(params=key))
   return nnx.split(model)
 
 
