@@ -7,9 +7,13 @@ Three implementations of the same cell on the same trees with the same hidden si
   batch, so it is timed on the first trees of the set (at least ``--node_min`` nodes; reported).
 * ``torch_levelwise``: one step per depth over all nodes of that depth of all trees, parents
   gathered from the previous level's tensors (index_select), autograd through the levels.
-* ``jax_levelwise[C=...]``: the library's ``levelwise_tree_lstm`` on a ``TreeBatch`` (one
-  ``lax.scan`` step per chunk of C same-depth nodes; ``W x + b`` of all nodes in one product before
-  the scan), jitted; with C = the widest level it is exactly one step per depth.
+* ``jax_levelwise[C=...,IMPL,unroll=U]``: the library's ``levelwise_tree_lstm`` on a ``TreeBatch``
+  (one ``lax.scan`` step per chunk of C same-depth nodes; ``W x + b`` of all nodes in one product
+  before the scan), jitted; with C = the widest level it is exactly one step per depth. IMPL
+  ``vjp`` is the hand-written backward pass, ``scan`` autodiff through the scan (the first
+  version); U the scan's unroll factor (``full``: no loop). ``--variants scan:1,vjp:1,vjp:8``
+  times several in one run; each row also counts the copies of (B + N)-row buffers in the
+  optimized HLO (``hlo_buffer_copies_*``; ``--hlo_dir`` keeps the HLO text).
 
 fwd = all node states; fwd+bwd = gradient of Σ h·r (r random) w.r.t. W, U, b, the root memory and
 the inputs. Full float32 matmuls on both sides (JAX precision "highest", TF32 off in torch).
@@ -17,7 +21,9 @@ Timings are medians of ``--repeats`` runs after warm-up, with block_until_ready 
 On a GPU each scan step costs a fixed latency (~10 µs measured on an H100); the JSON reports the
 µs per step and the floor ``steps × 10 µs``.
 
-Usage: ``python benchmarks/tree_lstm.py [--trees 64] [--tar PATH] [--out benchmarks/results/tree_lstm_speed.json]``
+Usage: ``python benchmarks/tree_lstm.py [--trees 64 256 0] [--chunks 4096 8192]
+[--variants scan:1,vjp:1,vjp:8] [--tar PATH] [--out benchmarks/results/tree_lstm_speed.json]``
+(``--trees 0``: all 1,490 Twitter15 trees). On a GPU: ``bash benchmarks/tree_lstm_device.sh``.
 """
 
 from __future__ import annotations
