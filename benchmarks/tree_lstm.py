@@ -11,7 +11,8 @@ Three implementations of the same cell on the same trees with the same hidden si
   (one ``lax.scan`` step per chunk of C same-depth nodes; ``W x + b`` of all nodes in one product
   before the scan), jitted; with C = the widest level it is exactly one step per depth. IMPL
   ``vjp`` is the hand-written backward pass, ``scan`` autodiff through the scan (the first
-  version); U the scan's unroll factor (``full``: no loop). ``--variants scan:1,vjp:1,vjp:8``
+  version), ``vjpx`` / ``scanx`` the same given x, W, b (``levelwise_tree_lstm_inputs``: W x + b
+  chunk by chunk inside the scan); U the scan's unroll factor (``full``: no loop). ``--variants scan:1,vjp:1,vjp:8``
   times several in one run; each row also counts the copies of (B + N)-row buffers in the
   optimized HLO (``hlo_buffer_copies_*``; ``--hlo_dir`` keeps the HLO text).
 
@@ -111,9 +112,14 @@ def run_jax_variant(args, base, hid, jp, jb, k, chunk, impl, unroll, unroll_req,
 
   def states(p, bb):
     with jax.default_matmul_precision("highest"):
+      h0 = jnp.zeros_like(bb["c0"])
+      if impl.endswith("x"):  # W x + b inside the scan, chunk by chunk
+        h, _ = M.levelwise_tree_lstm_inputs(bb["x"], p["w"], p["b"], bb["parent"], h0, bb["c0"],
+                                            p["u"], k, impl=impl[:-1], unroll=unroll)
+        return h
       xw = bb["x"] @ p["w"] + p["b"][None, :]
-      h, _ = M.levelwise_tree_lstm(xw, bb["parent"], jnp.zeros_like(bb["c0"]), bb["c0"],
-                                   p["u"], k, impl=impl, unroll=unroll)
+      h, _ = M.levelwise_tree_lstm(xw, bb["parent"], h0, bb["c0"], p["u"], k, impl=impl,
+                                   unroll=unroll)
       return h
 
   def loss(p, x, c0, bb):
@@ -159,9 +165,10 @@ def parse_variants(spec: str) -> list[tuple[str, str]]:
   for item in spec.split(","):
     impl, _, unroll = item.strip().partition(":")
     unroll = unroll or "1"
-    if impl not in M.LEVELWISE_IMPLS or not (unroll == "full" or unroll.isdigit()):
-      raise SystemExit(f"bad variant {item!r}: want IMPL:UNROLL, IMPL in {M.LEVELWISE_IMPLS}, "
-                       "UNROLL an integer or 'full'")
+    ok_unroll = unroll == "full" or unroll.isdigit()
+    if impl.removesuffix("x") not in M.LEVELWISE_IMPLS or not ok_unroll:
+      raise SystemExit(f"bad variant {item!r}: want IMPL:UNROLL, IMPL in {M.LEVELWISE_IMPLS} "
+                       "(+ 'x': levelwise_tree_lstm_inputs), UNROLL an integer or 'full'")
     out.append((impl, unroll))
   return out
 

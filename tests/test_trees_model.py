@@ -178,6 +178,24 @@ def test_levelwise_impls_and_unroll_agree():
   want = run("scan", 1)
   for impl, unroll in (("vjp", 1), ("vjp", 3), ("vjp", True), ("scan", 2)):
     chex.assert_trees_all_close(run(impl, unroll), want, rtol=2e-5, atol=2e-6)
+  # Given x, W, b (W x + b inside the scan): same values, and the gradients chain through W x + b.
+  x = jnp.asarray(rng.normal(size=(batch.x.shape[0], 3)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(3, 4 * hid)), jnp.float32)
+  bias = jnp.asarray(rng.normal(size=4 * hid), jnp.float32)
+
+  def run_x(fused, impl):
+    def loss(x, w, bias, c0, u):
+      if fused:
+        h, c = M.levelwise_tree_lstm_inputs(x, w, bias, parent, h0, c0, u, kk, impl=impl,
+                                            unroll=2)
+      else:
+        h, c = M.levelwise_tree_lstm(x @ w + bias[None, :], parent, h0, c0, u, kk, impl="scan")
+      return jnp.sum(h * r[:, :hid]) + jnp.sum(jnp.tanh(c) * r[:, hid:])
+    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3, 4)))(x, w, bias, c0, u)
+
+  want_x = run_x(False, None)
+  for impl in M.LEVELWISE_IMPLS:
+    chex.assert_trees_all_close(run_x(True, impl), want_x, rtol=2e-5, atol=2e-6)
   with pytest.raises(ValueError, match="impl"):
     M.levelwise_tree_lstm(xw, parent, h0, c0, u, kk, impl="nope")
   with pytest.raises(ValueError, match="multiple"):
@@ -214,8 +232,8 @@ def test_model_shapes_and_finite_loss(variant):
 
 
 def test_model_scan_impls_agree_and_forward_mode_works_with_scan():
-  """DiffusionLSTM(scan_impl="vjp", scan_unroll=2) and scan_impl="scan": same loss and grads;
-  forward-mode (jax.jvp), which a custom VJP does not support, works with "scan"."""
+  """DiffusionLSTM(scan_impl="vjp", scan_unroll=2), scan_fuse_input=True and scan_impl="scan":
+  same loss and grads; forward-mode (jax.jvp), which a custom VJP does not support, works with "scan"."""
   gd, params, batch, _ = _model_and_batch("full")
   wp, wn = M.class_weights(np.ones(5) * 3, np.ones(5) * 7)
   model = M.nnx.merge(gd, params)
@@ -229,6 +247,10 @@ def test_model_scan_impls_agree_and_forward_mode_works_with_scan():
   got = jax.jit(jax.value_and_grad(loss_of("vjp", 2)))(params)
   want = jax.jit(jax.value_and_grad(loss_of("scan", 1)))(params)
   chex.assert_trees_all_close(got, want, rtol=2e-5, atol=1e-7)
+  gdf, _ = M.init_model(jax.random.key(0), scan_fuse_input=True, **args)
+  fused = jax.jit(jax.value_and_grad(lambda p: M.weighted_bce(
+      M.apply_model(gdf, p, batch), batch.targets, batch.node_mask, wp, wn)))(params)
+  chex.assert_trees_all_close(fused, want, rtol=2e-5, atol=1e-7)
   tangent = jax.tree.map(jnp.ones_like, params)
   _, jvp = jax.jvp(loss_of("scan", 1), (params,), (tangent,))
   assert np.isfinite(float(jvp))

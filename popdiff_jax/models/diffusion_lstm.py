@@ -45,7 +45,7 @@ import numpy as np
 from flax import nnx
 
 __all__ = [
-  "DiffusionLSTM", "VARIANTS", "LEVELWISE_IMPLS", "levelwise_tree_lstm", "lstm_cell", "weighted_bce", "class_weights",
+  "DiffusionLSTM", "VARIANTS", "LEVELWISE_IMPLS", "levelwise_tree_lstm", "levelwise_tree_lstm_inputs", "lstm_cell", "weighted_bce", "class_weights",
   "dropout", "GeneratedTrees", "init_model", "apply_model", "generate_trees",
 ]
 
@@ -94,20 +94,30 @@ def _check_levelwise_shapes(xw, parent, h_root, c_root, u, num_chunks):
                      f"c_root {c_root.shape} for N = {n}, H = {g // 4}")
 
 
-def _forward_buffers(xw, parent, h_root, c_root, u, num_chunks, unroll):
-  """The forward scan; returns the final (B + N, H) h and c buffers (rows < B: virtual roots)."""
-  n, g = xw.shape
-  hid = g // 4
+def _input_term(inp_k, w, b):
+  """The chunk's ``W x + b``: ``inp_k`` itself (xw given) or ``x_k @ w + b`` (inputs given)."""
+  if w is None:
+    return inp_k
+  return inp_k @ w + b[None, :]
+
+
+def _forward_buffers(inp, w, b_in, parent, h_root, c_root, u, num_chunks, unroll):
+  """The forward scan; returns the final (B + N, H) h and c buffers (rows < B: virtual roots).
+
+  ``inp`` is xw (N, 4H) with ``w = b_in = None``, or the raw inputs x (N, D) with (w, b_in).
+  """
+  n = inp.shape[0]
+  hid = u.shape[0]
   b = h_root.shape[0]
   c_w = n // num_chunks
-  h_buf = jnp.concatenate([h_root, jnp.zeros((n, hid), xw.dtype)], axis=0)
-  c_buf = jnp.concatenate([c_root, jnp.zeros((n, hid), xw.dtype)], axis=0)
+  h_buf = jnp.concatenate([h_root, jnp.zeros((n, hid), h_root.dtype)], axis=0)
+  c_buf = jnp.concatenate([c_root, jnp.zeros((n, hid), c_root.dtype)], axis=0)
 
-  def step(carry, inp):
+  def step(carry, xs):
     h_buf, c_buf = carry
-    k, xw_k, par_k = inp
+    k, inp_k, par_k = xs
     # Parents always sit in earlier chunks (or the virtual root rows), already final.
-    h, c = lstm_cell(xw_k, h_buf[par_k], c_buf[par_k], u)
+    h, c = lstm_cell(_input_term(inp_k, w, b_in), h_buf[par_k], c_buf[par_k], u)
     start = b + k * c_w
     h_buf = jax.lax.dynamic_update_slice_in_dim(h_buf, h, start, axis=0)
     c_buf = jax.lax.dynamic_update_slice_in_dim(c_buf, c, start, axis=0)
@@ -115,12 +125,13 @@ def _forward_buffers(xw, parent, h_root, c_root, u, num_chunks, unroll):
 
   ks = jnp.arange(num_chunks, dtype=jnp.int32)
   (h_buf, c_buf), _ = jax.lax.scan(
-      step, (h_buf, c_buf), (ks, xw.reshape(num_chunks, c_w, g), parent.reshape(num_chunks, c_w)),
+      step, (h_buf, c_buf),
+      (ks, inp.reshape(num_chunks, c_w, inp.shape[1]), parent.reshape(num_chunks, c_w)),
       unroll=unroll)
   return h_buf, c_buf
 
 
-def _scan_autodiff(xw, parent, h_root, c_root, u, num_chunks, unroll):
+def _scan_autodiff(inp, w, b_in, parent, h_root, c_root, u, num_chunks, unroll):
   """The first formulation (``impl="scan"``): JAX autodiff through the forward scan.
 
   Its gradient is XLA's transpose of the scan, whose while body carries two (B + N, H)
@@ -128,53 +139,33 @@ def _scan_autodiff(xw, parent, h_root, c_root, u, num_chunks, unroll):
   records the copies it finds in the optimized HLO), so a backward step costs O(N·H), not O(C·H).
   """
   b = h_root.shape[0]
-  h_buf, c_buf = _forward_buffers(xw, parent, h_root, c_root, u, num_chunks, unroll)
+  h_buf, c_buf = _forward_buffers(inp, w, b_in, parent, h_root, c_root, u, num_chunks, unroll)
   return h_buf[b:], c_buf[b:]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7))
-def _levelwise_vjp(xw, parent, h_root, c_root, u, num_chunks, unroll, precision):
-  return _scan_autodiff(xw, parent, h_root, c_root, u, num_chunks, unroll)
-
-
-def _levelwise_vjp_fwd(xw, parent, h_root, c_root, u, num_chunks, unroll, precision):
-  h_buf, c_buf = _forward_buffers(xw, parent, h_root, c_root, u, num_chunks, unroll)
-  b = h_root.shape[0]
-  # Residuals: the final state buffers (every node's and virtual root's (h, c)) and the inputs;
-  # the gates are recomputed chunk by chunk in the backward pass (one (C, H)·(H, 4H) product).
-  return (h_buf[b:], c_buf[b:]), (h_buf, c_buf, xw, parent, u)
-
-
-def _levelwise_vjp_bwd(num_chunks, unroll, precision, res, cts):
-  """Reverse scan over the chunks, O(C·H) per step.
+def _backward(inp, w, b_in, h_buf, c_buf, parent, u, g_h, g_c, num_chunks, unroll):
+  """Reverse scan over the chunks, O(C·H) per step; returns dz (N, 4H), d h_root, d c_root, dU.
 
   The cotangent buffer ``[dh | dc]`` (B + N, 2H) starts as the output cotangents; chunk k
   (visited last to first) reads its rows, which are complete since all its children lie in
-  later chunks, back-propagates Eq. 1 through its gates, and scatter-adds (dh_p, dc_p) into its
-  parents' rows (earlier chunks or virtual roots): a parent's gradient is the sum over its
-  children. dU = Σ_nodes h_pᵀ dz is one (H, N)·(N, 4H) product after the scan. The products
-  run at the matmul precision that was in force when the forward pass was traced (``precision``),
-  as autodiff's transposed products would.
+  later chunks, recomputes its gates (one (C, H)·(H, 4H) product), back-propagates Eq. 1 and
+  scatter-adds (dh_p, dc_p) into its parents' rows (earlier chunks or virtual roots): a
+  parent's gradient is the sum over its children. dU = Σ_nodes h_pᵀ dz is one (H, N)·(N, 4H)
+  product after the scan; dz = d(W x + b) is the scan's stacked output.
   """
-  with jax.default_matmul_precision(precision):
-    return _levelwise_vjp_bwd_body(num_chunks, unroll, res, cts)
-
-
-def _levelwise_vjp_bwd_body(num_chunks, unroll, res, cts):
-  h_buf, c_buf, xw, parent, u = res
-  g_h, g_c = cts
-  n, g = xw.shape
-  hid = g // 4
+  n = inp.shape[0]
+  hid = u.shape[0]
+  g = 4 * hid
   b = h_buf.shape[0] - n
   c_w = n // num_chunks
-  zeros_root = jnp.zeros((b, 2 * hid), xw.dtype)
-  ct = jnp.concatenate([zeros_root, jnp.concatenate([g_h, g_c], axis=1)], axis=0)
+  ct = jnp.concatenate([jnp.zeros((b, 2 * hid), g_h.dtype),
+                        jnp.concatenate([g_h, g_c], axis=1)], axis=0)
   u_t = u.T
 
-  def step(ct, inp):
-    k, xw_k, par_k = inp
+  def step(ct, xs):
+    k, inp_k, par_k = xs
     h_p, c_p = h_buf[par_k], c_buf[par_k]
-    z = xw_k + h_p @ u
+    z = _input_term(inp_k, w, b_in) + h_p @ u
     zf, zi, zo, zg = jnp.split(z, 4, axis=-1)
     f, i, o, tg = jax.nn.sigmoid(zf), jax.nn.sigmoid(zi), jax.nn.sigmoid(zo), jnp.tanh(zg)
     c = f * c_p + i * tg
@@ -189,16 +180,64 @@ def _levelwise_vjp_bwd_body(num_chunks, unroll, res, cts):
     return ct, dz
 
   ks = jnp.arange(num_chunks, dtype=jnp.int32)
-  ct, dz = jax.lax.scan(step, ct, (ks, xw.reshape(num_chunks, c_w, g),
+  ct, dz = jax.lax.scan(step, ct, (ks, inp.reshape(num_chunks, c_w, inp.shape[1]),
                                    parent.reshape(num_chunks, c_w)), reverse=True, unroll=unroll)
   dz = dz.reshape(n, g)
-  h_par = h_buf[parent]
-  du = h_par.T @ dz
-  d_parent = np.zeros(parent.shape, jax.dtypes.float0)
-  return dz, d_parent, ct[:b, :hid], ct[:b, hid:], du
+  du = h_buf[parent].T @ dz
+  return dz, ct[:b, :hid], ct[:b, hid:], du
+
+
+def _float0_like(parent):
+  return np.zeros(parent.shape, jax.dtypes.float0)
+
+
+# impl="vjp" given xw = W x + b.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7))
+def _levelwise_vjp(xw, parent, h_root, c_root, u, num_chunks, unroll, precision):
+  return _scan_autodiff(xw, None, None, parent, h_root, c_root, u, num_chunks, unroll)
+
+
+def _levelwise_vjp_fwd(xw, parent, h_root, c_root, u, num_chunks, unroll, precision):
+  h_buf, c_buf = _forward_buffers(xw, None, None, parent, h_root, c_root, u, num_chunks, unroll)
+  b = h_root.shape[0]
+  # Residuals: the final state buffers (every node's and virtual root's (h, c)) and the inputs;
+  # the gates are recomputed chunk by chunk in the backward pass.
+  return (h_buf[b:], c_buf[b:]), (h_buf, c_buf, xw, parent, u)
+
+
+def _levelwise_vjp_bwd(num_chunks, unroll, precision, res, cts):
+  # The products run at the matmul precision in force when the forward pass was traced, as
+  # autodiff's transposed products would.
+  h_buf, c_buf, xw, parent, u = res
+  with jax.default_matmul_precision(precision):
+    dz, dh0, dc0, du = _backward(xw, None, None, h_buf, c_buf, parent, u, *cts, num_chunks,
+                                 unroll)
+  return dz, _float0_like(parent), dh0, dc0, du
 
 
 _levelwise_vjp.defvjp(_levelwise_vjp_fwd, _levelwise_vjp_bwd)
+
+
+# impl="vjp" given the raw inputs x and (W, b): W x + b computed chunk by chunk inside the scan.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8, 9))
+def _levelwise_x_vjp(x, w, b_in, parent, h_root, c_root, u, num_chunks, unroll, precision):
+  return _scan_autodiff(x, w, b_in, parent, h_root, c_root, u, num_chunks, unroll)
+
+
+def _levelwise_x_vjp_fwd(x, w, b_in, parent, h_root, c_root, u, num_chunks, unroll, precision):
+  h_buf, c_buf = _forward_buffers(x, w, b_in, parent, h_root, c_root, u, num_chunks, unroll)
+  b = h_root.shape[0]
+  return (h_buf[b:], c_buf[b:]), (h_buf, c_buf, x, w, b_in, parent, u)
+
+
+def _levelwise_x_vjp_bwd(num_chunks, unroll, precision, res, cts):
+  h_buf, c_buf, x, w, b_in, parent, u = res
+  with jax.default_matmul_precision(precision):
+    dz, dh0, dc0, du = _backward(x, w, b_in, h_buf, c_buf, parent, u, *cts, num_chunks, unroll)
+    return (dz @ w.T, x.T @ dz, dz.sum(0), _float0_like(parent), dh0, dc0, du)
+
+
+_levelwise_x_vjp.defvjp(_levelwise_x_vjp_fwd, _levelwise_x_vjp_bwd)
 
 
 def levelwise_tree_lstm(xw: jax.Array, parent: jax.Array, h_root: jax.Array, c_root: jax.Array,
@@ -206,9 +245,9 @@ def levelwise_tree_lstm(xw: jax.Array, parent: jax.Array, h_root: jax.Array, c_r
                         impl: str = "vjp") -> tuple[jax.Array, jax.Array]:
   """Runs Eq. 1 over a level-wise batch: one scan step per chunk of same-depth nodes.
 
-  Each step gathers the chunk's parents' (h, c) from a state buffer of B + N rows, applies the
-  cell to the C nodes of the chunk and writes their states back in place; the work of a step is
-  O(C·H) in the forward and, with ``impl="vjp"``, in the backward pass too.
+  Each step gathers the chunk's parents' (h, c) from two state buffers of B + N rows, applies
+  the cell to the C nodes of the chunk and writes their states back in place; the work of a step
+  is O(C·H) in the forward and, with ``impl="vjp"``, in the backward pass too.
 
   Args:
     xw: (N, 4H) ``W x + b`` per node slot, N = num_chunks * C, slots ordered as in TreeBatch.
@@ -219,23 +258,51 @@ def levelwise_tree_lstm(xw: jax.Array, parent: jax.Array, h_root: jax.Array, c_r
     u: (H, 4H) recurrent weights.
     num_chunks: K (static).
     unroll: ``lax.scan`` unroll factor (static; True = all K steps unrolled, no loop).
-    impl: ``"vjp"`` (default): one (B + N, 2H) ``[h | c]`` buffer and a hand-written backward
-      pass (reverse scan, cotangents scatter-added into the parents' rows, dU as one product
-      after the scan); ``"scan"``: the first formulation, JAX autodiff through the scan (its
-      backward steps copy O(N·H) buffers on CPU). Same values and gradients.
+    impl: ``"vjp"`` (default): a hand-written backward pass (reverse scan; cotangents
+      scatter-added into the parents' rows of one (B + N, 2H) buffer; gates recomputed per chunk;
+      dU as one product after the scan); ``"scan"``: the first formulation, JAX autodiff through
+      the scan (its backward steps copy O(N·H) buffers on CPU; supports forward-mode AD). Same
+      forward pass, same values and gradients.
 
   Returns:
     (h, c): (N, H) states of every node slot (padding slots hold finite junk).
   """
   _check_levelwise_shapes(xw, parent, h_root, c_root, u, num_chunks)
   if impl == "scan":
-    return _scan_autodiff(xw, parent, h_root, c_root, u, num_chunks, unroll)
+    return _scan_autodiff(xw, None, None, parent, h_root, c_root, u, num_chunks, unroll)
   if impl != "vjp":
     raise ValueError(f"impl must be one of {LEVELWISE_IMPLS}, got {impl!r}")
   # The matmul precision in force now (e.g. a jax.default_matmul_precision block around the
   # forward only) also governs the hand-written backward products.
   precision = jax.config.jax_default_matmul_precision
   return _levelwise_vjp(xw, parent, h_root, c_root, u, num_chunks, unroll, precision)
+
+
+def levelwise_tree_lstm_inputs(x: jax.Array, w: jax.Array, b: jax.Array, parent: jax.Array,
+                               h_root: jax.Array, c_root: jax.Array, u: jax.Array,
+                               num_chunks: int, *, unroll: int | bool = 1,
+                               impl: str = "vjp") -> tuple[jax.Array, jax.Array]:
+  """:func:`levelwise_tree_lstm` of ``xw = x @ w + b``, that product done chunk by chunk in the scan.
+
+  Same math; it never writes the (N, 4H) ``xw`` to memory (each step reads the chunk's (C, D)
+  inputs instead of its (C, 4H) ``xw`` rows), which saves memory traffic when D << 4H.
+
+  Args:
+    x: (N, D) node inputs; w: (D, 4H); b: (4H,). The other arguments as levelwise_tree_lstm.
+
+  Returns:
+    (h, c): (N, H) states of every node slot.
+  """
+  if w.shape[0] != x.shape[1] or b.shape != (w.shape[1],):
+    raise ValueError(f"x {x.shape}, w {w.shape}, b {b.shape} disagree")
+  _check_levelwise_shapes(jax.ShapeDtypeStruct((x.shape[0], w.shape[1]), x.dtype), parent,
+                          h_root, c_root, u, num_chunks)
+  if impl == "scan":
+    return _scan_autodiff(x, w, b, parent, h_root, c_root, u, num_chunks, unroll)
+  if impl != "vjp":
+    raise ValueError(f"impl must be one of {LEVELWISE_IMPLS}, got {impl!r}")
+  precision = jax.config.jax_default_matmul_precision
+  return _levelwise_x_vjp(x, w, b, parent, h_root, c_root, u, num_chunks, unroll, precision)
 
 
 def weighted_bce(logits: jax.Array, targets: jax.Array, mask: jax.Array, w_pos: jax.Array,
@@ -305,18 +372,22 @@ class DiffusionLSTM(nnx.Module):
     scan_unroll: ``lax.scan`` unroll factor of the level-wise pass (see levelwise_tree_lstm).
     scan_impl: ``"vjp"`` (hand-written backward pass) or ``"scan"`` (autodiff through the scan;
       use it for forward-mode differentiation, which a custom VJP does not support).
+    scan_fuse_input: compute ``W x + b`` chunk by chunk inside the scan
+      (levelwise_tree_lstm_inputs) instead of one (N, 4H) product before it. Same math.
     rngs: nnx.Rngs for initialisation only (dropout keys are call arguments).
   """
 
   def __init__(self, input_dim: int, content_dim: int, num_protos: int, *, hidden: int = 128,
                head_hidden: int = 128, dropout_rate: float = 0.5, variant: str = "full",
-               scan_unroll: int = 1, scan_impl: str = "vjp", rngs: nnx.Rngs):
+               scan_unroll: int = 1, scan_impl: str = "vjp", scan_fuse_input: bool = False,
+               rngs: nnx.Rngs):
     if variant not in VARIANTS:
       raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     if scan_impl not in LEVELWISE_IMPLS:
       raise ValueError(f"scan_impl must be one of {LEVELWISE_IMPLS}, got {scan_impl!r}")
     self.scan_unroll = scan_unroll
     self.scan_impl = scan_impl
+    self.scan_fuse_input = scan_fuse_input
     self.variant = variant
     self.num_protos = num_protos
     self.hidden = hidden
@@ -377,11 +448,14 @@ class DiffusionLSTM(nnx.Module):
   def states(self, batch) -> tuple[jax.Array, jax.Array]:
     """(h, c): (N, H) states of every node slot of a TreeBatch (level-wise scan)."""
     content_rows = batch.content[batch.tree]
-    xw = self.input_term(self.node_input(batch.x, content_rows))
+    x_in = self.node_input(batch.x, content_rows)
     h0, c0 = self.root_state(batch.content)
-    return levelwise_tree_lstm(xw, batch.parent, h0, c0, self.u[...],
-                               batch.chunk_depth.shape[0], unroll=self.scan_unroll,
-                               impl=self.scan_impl)
+    kw = dict(unroll=self.scan_unroll, impl=self.scan_impl)
+    if self.scan_fuse_input:
+      return levelwise_tree_lstm_inputs(x_in, self.w[...], self.b[...], batch.parent, h0, c0,
+                                        self.u[...], batch.chunk_depth.shape[0], **kw)
+    return levelwise_tree_lstm(self.input_term(x_in), batch.parent, h0, c0, self.u[...],
+                               batch.chunk_depth.shape[0], **kw)
 
   def __call__(self, batch, key: jax.Array | None = None) -> jax.Array:
     """(N, k + 1) logits of every node slot; ``key`` enables dropout (training)."""
@@ -499,11 +573,13 @@ class DiffusionLSTM(nnx.Module):
 
 def init_model(key: jax.Array, *, input_dim: int, content_dim: int, num_protos: int,
                variant: str = "full", hidden: int = 128, head_hidden: int = 128,
-               dropout_rate: float = 0.5, scan_unroll: int = 1, scan_impl: str = "vjp"):
+               dropout_rate: float = 0.5, scan_unroll: int = 1, scan_impl: str = "vjp",
+               scan_fuse_input: bool = False):
   """Builds a model and splits it: returns (graphdef, params) with params an nnx.State pytree."""
   model = DiffusionLSTM(input_dim, content_dim, num_protos, hidden=hidden,
                         head_hidden=head_hidden, dropout_rate=dropout_rate, variant=variant,
-                        scan_unroll=scan_unroll, scan_impl=scan_impl, rngs=nnx.Rngs(params=key))
+                        scan_unroll=scan_unroll, scan_impl=scan_impl,
+                        scan_fuse_input=scan_fuse_input, rngs=nnx.Rngs(params=key))
   return nnx.split(model)
 
 
