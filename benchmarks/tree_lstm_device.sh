@@ -12,7 +12,7 @@ mkdir -p "$OUT/hlo"
 export TWITTER15_TAR=${TWITTER15_TAR:-.carry_trees/data/twitter15_tree.tar.gz}
 export XLA_PYTHON_CLIENT_MEM_FRACTION=0.55 PYTHONUNBUFFERED=1
 export POPDIFF_COMMIT=${POPDIFF_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
-VARIANTS=${VARIANTS:-scan:1,vjp:1,vjp:4,vjp:16,vjpx:4,vjp:full}
+VARIANTS=${VARIANTS:-scan:1,vjp:1,vjp:8,vjpx:8,vjp:full}
 nvidia-smi --query-gpu=name --format=csv,noheader > "$OUT/gpu.txt" 2>&1
 timeout 105 python3 benchmarks/tree_lstm.py --trees 256 --chunks 4096 2048 16384 \
   --variants "$VARIANTS" --max_full_unroll 32 --repeats 5 --budget_s 90 --max_pad_ratio 3 \
