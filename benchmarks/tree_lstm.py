@@ -12,9 +12,9 @@ Three implementations of the same cell on the same trees with the same hidden si
   before the scan), jitted; with C = the widest level it is exactly one step per depth. IMPL
   ``vjp`` is the hand-written backward pass, ``scan`` autodiff through the scan (the first
   version), ``vjpx`` / ``scanx`` the same given x, W, b (``levelwise_tree_lstm_inputs``: W x + b
-  chunk by chunk inside the scan); U the scan's unroll factor (``full``: no loop). ``--variants scan:1,vjp:1,vjp:8``
-  times several in one run; each row also counts the copies of (B + N)-row buffers in the
-  optimized HLO (``hlo_buffer_copies_*``; ``--hlo_dir`` keeps the HLO text).
+  chunk by chunk inside the scan); U the scan's unroll factor (``full``: no loop).
+  ``--variants scan:1,vjp:1,vjp:8`` times several in one run; each row also counts the copies of
+  (B + N)-row buffers in the optimized HLO (``hlo_buffer_copies_*``; ``--hlo_dir`` keeps the HLO).
 
 fwd = all node states; fwd+bwd = gradient of Σ h·r (r random) w.r.t. W, U, b, the root memory and
 the inputs. Full float32 matmuls on both sides (JAX precision "highest", TF32 off in torch).

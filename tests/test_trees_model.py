@@ -233,7 +233,8 @@ def test_model_shapes_and_finite_loss(variant):
 
 def test_model_scan_impls_agree_and_forward_mode_works_with_scan():
   """DiffusionLSTM(scan_impl="vjp", scan_unroll=2), scan_fuse_input=True and scan_impl="scan":
-  same loss and grads; forward-mode (jax.jvp), which a custom VJP does not support, works with "scan"."""
+  same loss and grads; forward-mode (jax.jvp), which a custom VJP does not support, works with
+  "scan"."""
   gd, params, batch, _ = _model_and_batch("full")
   wp, wn = M.class_weights(np.ones(5) * 3, np.ones(5) * 7)
   model = M.nnx.merge(gd, params)

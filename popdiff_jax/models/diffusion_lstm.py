@@ -20,7 +20,8 @@ is one matrix product before the scan, so each step does only the ``U h_p`` prod
 The backward pass is hand-written (``jax.custom_vjp``, :func:`levelwise_tree_lstm` ``impl="vjp"``):
 a reverse scan whose steps scatter-add each chunk's (dh_p, dc_p) into its parents' rows of a
 cotangent buffer, O(C·H) per step; autodiff through the scan (``impl="scan"``) made XLA copy its
-(B + N, H) cotangent buffers in every step (O(N·H), measured on CPU: benchmarks/tree_lstm_scaling.py).
+(B + N, H) cotangent buffers in every step (O(N·H); measured on CPU by
+benchmarks/tree_lstm_scaling.py).
 
 Variants (``variant=``), the paper's Sec. 4.3 baselines:
   * ``"full"``: social input, c0 = FC(content).
@@ -45,7 +46,8 @@ import numpy as np
 from flax import nnx
 
 __all__ = [
-  "DiffusionLSTM", "VARIANTS", "LEVELWISE_IMPLS", "levelwise_tree_lstm", "levelwise_tree_lstm_inputs", "lstm_cell", "weighted_bce", "class_weights",
+  "DiffusionLSTM", "VARIANTS", "LEVELWISE_IMPLS", "levelwise_tree_lstm",
+  "levelwise_tree_lstm_inputs", "lstm_cell", "weighted_bce", "class_weights",
   "dropout", "GeneratedTrees", "init_model", "apply_model", "generate_trees",
 ]
 
@@ -282,7 +284,7 @@ def levelwise_tree_lstm_inputs(x: jax.Array, w: jax.Array, b: jax.Array, parent:
                                h_root: jax.Array, c_root: jax.Array, u: jax.Array,
                                num_chunks: int, *, unroll: int | bool = 1,
                                impl: str = "vjp") -> tuple[jax.Array, jax.Array]:
-  """:func:`levelwise_tree_lstm` of ``xw = x @ w + b``, that product done chunk by chunk in the scan.
+  """:func:`levelwise_tree_lstm` of ``xw = x @ w + b``, the product done chunk by chunk in the scan.
 
   Same math; it never writes the (N, 4H) ``xw`` to memory (each step reads the chunk's (C, D)
   inputs instead of its (C, 4H) ``xw`` rows), which saves memory traffic when D << 4H.
