@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import sys
 import time
@@ -58,6 +59,8 @@ def main(argv=None) -> int:
   meta = run_metadata()
   meta.update({"epochs_max": a.epochs, "max_train_seconds": a.max_train_seconds,
                "variants": dict(variants),
+               "env": {k: os.environ.get(k) for k in ("XLA_FLAGS", "JAX_COMPILATION_CACHE_DIR",
+                                                      "XLA_PYTHON_CLIENT_PREALLOCATE")},
                "command": " ".join(sys.argv)})
   rows = []
   out = pathlib.Path(a.out)
