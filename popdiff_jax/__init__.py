@@ -49,9 +49,9 @@ from popdiff_jax.simulate.sampler import Simulation, simulate, simulate_dataset
 from popdiff_jax.train.checkpoint import Checkpointer, CheckpointError
 from popdiff_jax.train.loop import FitResult, fit
 from popdiff_jax.train.state import TrainState, apply_gradients, create_train_state
-from popdiff_jax.train.parallel import (DataParallel, data_parallel, group_steps, init_distributed,
-                                        make_mesh, multi_step, shard_batch, stack_batches,
-                                        table_sharding)
+from popdiff_jax.train.parallel import (DataParallel, data_parallel, fit_arguments, group_steps,
+                                        init_distributed, make_mesh, multi_step, pad_rows,
+                                        shard_batch, stack_batches, table_sharding)
 from popdiff_jax.functional import MODEL_NAMES, Model, cascade_batch, next_user_loss, tree_batch
 from popdiff_jax.functional import build as build_model
 from popdiff_jax.models.lean_softmax import (auto_chunk, lean_eval_sums, lean_loss_fn,
@@ -84,7 +84,7 @@ __all__ = [
     "prepare_trees", "run_diffusion_lstm", "ap_summary", "depth_mae_per_depth",
     "mean_histogram_intersection", "per_class_ap", "DiffusionLSTM", "class_weights",
     "generate_trees", "levelwise_tree_lstm", "weighted_bce", "DataParallel", "data_parallel",
-    "group_steps", "init_distributed", "make_mesh", "multi_step", "shard_batch", "stack_batches",
+    "fit_arguments", "pad_rows", "group_steps", "init_distributed", "make_mesh", "multi_step", "shard_batch", "stack_batches",
     "table_sharding", "MODEL_NAMES", "Model", "build_model", "cascade_batch", "next_user_loss",
     "tree_batch", "auto_chunk", "lean_eval_sums", "lean_loss_fn", "lean_next_user_nll",
     "lean_ranking_sums", "masked_logsumexp", "CSRGraph", "DeepWalkConfig", "csr_from_edges",
