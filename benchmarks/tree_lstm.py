@@ -159,6 +159,23 @@ def run_jax_variant(args, base, hid, jp, jb, k, chunk, impl, unroll, unroll_req,
               hlo_buffer_copies_fwd_bwd=copies_b, max_abs_diff_vs_torch=err)
 
 
+def best_variants(rows: list[dict]) -> list[dict]:
+  """Per (device, trees): the JAX row with the most nodes/s, forward and forward+backward."""
+  out = []
+  keys = sorted({(r["device"], r["trees"]) for r in rows if "jax_impl" in r})
+  for dev, n in keys:
+    js = [r for r in rows if "jax_impl" in r and r["device"] == dev and r["trees"] == n]
+    bf = max(js, key=lambda r: r["nodes_per_s_fwd"])
+    bfb = max(js, key=lambda r: r["nodes_per_s_fwd_bwd"])
+    out.append(dict(device=dev, trees=n, fwd_impl=bf["impl"],
+                    ratio_fwd_vs_torch_levelwise=bf["ratio_fwd_vs_torch_levelwise"],
+                    ratio_fwd_vs_node_by_node=bf["ratio_fwd_vs_node_by_node"],
+                    fwd_bwd_impl=bfb["impl"],
+                    ratio_fwd_bwd_vs_torch_levelwise=bfb["ratio_fwd_bwd_vs_torch_levelwise"],
+                    ratio_fwd_bwd_vs_node_by_node=bfb["ratio_fwd_bwd_vs_node_by_node"]))
+  return out
+
+
 def parse_variants(spec: str) -> list[tuple[str, str]]:
   """``"scan:1,vjp:1,vjp:8,vjp:full"`` -> [(impl, unroll), ...]."""
   out = []
@@ -245,6 +262,7 @@ def main():
       "versions": {"jax": jax.__version__, "flax": flax.__version__, "numpy": np.__version__,
                    "torch": torch.__version__, "python": platform.python_version()},
       "level_floor_us_assumed": LEVEL_FLOOR_US, "args": vars(args), "rows": rows,
+      "best": best_variants(rows),
     }
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -428,6 +446,10 @@ def main():
           f"{r.get('ratio_fwd_vs_torch_levelwise', float('nan')):6.2f} "
           f"{r.get('ratio_fwd_bwd_vs_torch_levelwise', float('nan')):8.2f} "
           f"{r.get('us_per_step_fwd', float('nan')):8.1f}")
+  for b in best_variants(rows):
+    print(f"best of {b['trees']} trees ({b['device']}): fwd {b['fwd_impl']} "
+          f"{b['ratio_fwd_vs_torch_levelwise']:.2f}x torch level-wise; fwd+bwd {b['fwd_bwd_impl']} "
+          f"{b['ratio_fwd_bwd_vs_torch_levelwise']:.2f}x (goal >= 3x)")
   print(f"wrote {out}")
 
 
