@@ -12,7 +12,9 @@ Three implementations of the same cell on the same trees with the same hidden si
   before the scan), jitted; with C = the widest level it is exactly one step per depth. IMPL
   ``vjp`` is the hand-written backward pass, ``scan`` autodiff through the scan (the first
   version), ``vjpx`` / ``scanx`` the same given x, W, b (``levelwise_tree_lstm_inputs``: W x + b
-  chunk by chunk inside the scan); U the scan's unroll factor (``full``: no loop).
+  chunk by chunk inside the scan), ``level`` one step per level of static width
+  (``levelwise_tree_lstm_by_level``: no scan; U ignored); U the scan's unroll factor (``full``: no
+  loop).
   ``--variants scan:1,vjp:1,vjp:8`` times several in one run; each row also counts the copies of
   (B + N)-row buffers in the optimized HLO (``hlo_buffer_copies_*``; ``--hlo_dir`` keeps the HLO).
 
@@ -107,12 +109,16 @@ def _count_buffer_copies(hlo: str, rows: int) -> dict:
 
 
 def run_jax_variant(args, base, hid, jp, jb, k, chunk, impl, unroll, unroll_req, n_nodes, slot_of,
-                    h_torch, node_f, node_fb, lvl_f, lvl_fb, log):
+                    h_torch, node_f, node_fb, lvl_f, lvl_fb, log, runs=None):
   """Compiles (AOT), checks against torch and times one JAX variant; returns its result row."""
 
   def states(p, bb):
     with jax.default_matmul_precision("highest"):
       h0 = jnp.zeros_like(bb["c0"])
+      if impl == "level":  # one step per level, static level widths
+        xw = bb["x"] @ p["w"] + p["b"][None, :]
+        h, _ = M.levelwise_tree_lstm_by_level(xw, bb["parent"], h0, bb["c0"], p["u"], runs)
+        return h
       if impl.endswith("x"):  # W x + b inside the scan, chunk by chunk
         h, _ = M.levelwise_tree_lstm_inputs(bb["x"], p["w"], p["b"], bb["parent"], h0, bb["c0"],
                                             p["u"], k, impl=impl[:-1], unroll=unroll)
@@ -125,7 +131,8 @@ def run_jax_variant(args, base, hid, jp, jb, k, chunk, impl, unroll, unroll_req,
   def loss(p, x, c0, bb):
     return jnp.sum(states(p, dict(bb, x=x, c0=c0)) * bb["r"])
 
-  name = f"jax_levelwise[C={chunk},{impl},unroll={unroll_req}]"
+  name = (f"jax_levelwise[C={chunk},{impl},unroll={unroll_req}]" if impl != "level"
+          else f"jax_levelwise[C={chunk},level]")
   log(f"{name}: {k} steps, compiling")
   t0 = time.perf_counter()
   c_fwd = jax.jit(states).lower(jp, jb).compile()
@@ -145,18 +152,36 @@ def run_jax_variant(args, base, hid, jp, jb, k, chunk, impl, unroll, unroll_req,
   t_f = timeit(lambda: jax.block_until_ready(c_fwd(jp, jb)), args.repeats)
   t_fb = timeit(lambda: jax.block_until_ready(c_grad(jp, jb["x"], jb["c0"], jb)), args.repeats)
   jf, jfb = n_nodes / t_f, n_nodes / t_fb
-  return dict(base, impl=name, jax_impl=impl, unroll=unroll_req, chunk=chunk, steps=k,
+  steps = len(runs) if impl == "level" else k
+  return dict(base, impl=name, jax_impl=impl, unroll=unroll_req, chunk=chunk, steps=steps,
               padded_slots=k * chunk, nodes_per_s_fwd=jf, nodes_per_s_fwd_bwd=jfb,
               fwd_ms=t_f * 1e3, fwd_bwd_ms=t_fb * 1e3,
               ratio_fwd_vs_node_by_node=jf / node_f,
               ratio_fwd_bwd_vs_node_by_node=jfb / node_fb,
               ratio_fwd_vs_torch_levelwise=jf / lvl_f,
               ratio_fwd_bwd_vs_torch_levelwise=jfb / lvl_fb,
-              us_per_step_fwd=t_f * 1e6 / k, us_per_step_fwd_bwd=t_fb * 1e6 / k,
-              level_floor_fwd_ms=k * LEVEL_FLOOR_US / 1e3,
-              fwd_over_floor=t_f * 1e6 / (k * LEVEL_FLOOR_US),
+              us_per_step_fwd=t_f * 1e6 / steps, us_per_step_fwd_bwd=t_fb * 1e6 / steps,
+              level_floor_fwd_ms=steps * LEVEL_FLOOR_US / 1e3,
+              fwd_over_floor=t_f * 1e6 / (steps * LEVEL_FLOOR_US),
               compile_s=compile_s, hlo_buffer_copies_fwd=copies_f,
               hlo_buffer_copies_fwd_bwd=copies_b, max_abs_diff_vs_torch=err)
+
+
+def best_variants(rows: list[dict]) -> list[dict]:
+  """Per (device, trees): the JAX row with the most nodes/s, forward and forward+backward."""
+  out = []
+  keys = sorted({(r["device"], r["trees"]) for r in rows if "jax_impl" in r})
+  for dev, n in keys:
+    js = [r for r in rows if "jax_impl" in r and r["device"] == dev and r["trees"] == n]
+    bf = max(js, key=lambda r: r["nodes_per_s_fwd"])
+    bfb = max(js, key=lambda r: r["nodes_per_s_fwd_bwd"])
+    out.append(dict(device=dev, trees=n, fwd_impl=bf["impl"],
+                    ratio_fwd_vs_torch_levelwise=bf["ratio_fwd_vs_torch_levelwise"],
+                    ratio_fwd_vs_node_by_node=bf["ratio_fwd_vs_node_by_node"],
+                    fwd_bwd_impl=bfb["impl"],
+                    ratio_fwd_bwd_vs_torch_levelwise=bfb["ratio_fwd_bwd_vs_torch_levelwise"],
+                    ratio_fwd_bwd_vs_node_by_node=bfb["ratio_fwd_bwd_vs_node_by_node"]))
+  return out
 
 
 def parse_variants(spec: str) -> list[tuple[str, str]]:
@@ -166,7 +191,7 @@ def parse_variants(spec: str) -> list[tuple[str, str]]:
     impl, _, unroll = item.strip().partition(":")
     unroll = unroll or "1"
     ok_unroll = unroll == "full" or unroll.isdigit()
-    if impl.removesuffix("x") not in M.LEVELWISE_IMPLS or not ok_unroll:
+    if (impl != "level" and impl.removesuffix("x") not in M.LEVELWISE_IMPLS) or not ok_unroll:
       raise SystemExit(f"bad variant {item!r}: want IMPL:UNROLL, IMPL in {M.LEVELWISE_IMPLS} "
                        "(+ 'x': levelwise_tree_lstm_inputs), UNROLL an integer or 'full'")
     out.append((impl, unroll))
@@ -245,6 +270,7 @@ def main():
       "versions": {"jax": jax.__version__, "flax": flax.__version__, "numpy": np.__version__,
                    "torch": torch.__version__, "python": platform.python_version()},
       "level_floor_us_assumed": LEVEL_FLOOR_US, "args": vars(args), "rows": rows,
+      "best": best_variants(rows),
     }
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -413,7 +439,8 @@ def main():
           continue
         unroll = True if unroll_req == "full" else int(unroll_req)
         row = run_jax_variant(args, base, hid, jp, jb, k, chunk, impl, unroll, unroll_req,
-                              n_nodes, slot_of, h_torch, node_f, node_fb, lvl_f, lvl_fb, log)
+                              n_nodes, slot_of, h_torch, node_f, node_fb, lvl_f, lvl_fb, log,
+                              runs=M.chunk_runs(batch.chunk_depth))
         emit(row)
 
   write()
@@ -428,6 +455,10 @@ def main():
           f"{r.get('ratio_fwd_vs_torch_levelwise', float('nan')):6.2f} "
           f"{r.get('ratio_fwd_bwd_vs_torch_levelwise', float('nan')):8.2f} "
           f"{r.get('us_per_step_fwd', float('nan')):8.1f}")
+  for b in best_variants(rows):
+    print(f"best of {b['trees']} trees ({b['device']}): fwd {b['fwd_impl']} "
+          f"{b['ratio_fwd_vs_torch_levelwise']:.2f}x torch level-wise; fwd+bwd {b['fwd_bwd_impl']} "
+          f"{b['ratio_fwd_bwd_vs_torch_levelwise']:.2f}x (goal >= 3x)")
   print(f"wrote {out}")
 
 

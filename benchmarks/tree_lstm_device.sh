@@ -12,13 +12,13 @@ mkdir -p "$OUT/hlo"
 export TWITTER15_TAR=${TWITTER15_TAR:-.carry_trees/data/twitter15_tree.tar.gz}
 export XLA_PYTHON_CLIENT_MEM_FRACTION=0.55 PYTHONUNBUFFERED=1
 export POPDIFF_COMMIT=${POPDIFF_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
-VARIANTS=${VARIANTS:-scan:1,vjp:1,vjp:8,vjpx:8,vjp:full}
+VARIANTS=${VARIANTS:-level:1,vjp:1}
 nvidia-smi --query-gpu=name --format=csv,noheader > "$OUT/gpu.txt" 2>&1
-timeout 105 python3 benchmarks/tree_lstm.py --trees 256 --chunks 4096 2048 16384 \
+timeout 105 python3 benchmarks/tree_lstm.py --trees 256 --chunks 4096 256 \
   --variants "$VARIANTS" --max_full_unroll 32 --repeats 5 --budget_s 90 --max_pad_ratio 3 \
   --hlo_dir "$OUT/hlo" --out "$OUT/tree_lstm_speed.json" ${TREE_ARGS:-} > "$OUT/log_256.txt" 2>&1
 echo "256 trees: rc $?"
-timeout 140 python3 benchmarks/tree_lstm.py --trees 0 --chunks 4096 8192 2048 16384 \
+timeout 140 python3 benchmarks/tree_lstm.py --trees 0 --chunks 4096 8192 256 \
   --variants "$VARIANTS" --max_full_unroll 32 --repeats 5 --budget_s 120 --max_pad_ratio 3 \
   --hlo_dir "$OUT/hlo" --append --out "$OUT/tree_lstm_speed.json" ${TREE_ARGS:-} > "$OUT/log_all.txt" 2>&1
 echo "all trees: rc $?"

@@ -47,7 +47,7 @@ from flax import nnx
 
 __all__ = [
   "DiffusionLSTM", "VARIANTS", "LEVELWISE_IMPLS", "levelwise_tree_lstm",
-  "levelwise_tree_lstm_inputs", "lstm_cell", "weighted_bce", "class_weights",
+  "levelwise_tree_lstm_inputs", "levelwise_tree_lstm_by_level", "chunk_runs", "lstm_cell", "weighted_bce", "class_weights",
   "dropout", "GeneratedTrees", "init_model", "apply_model", "generate_trees",
 ]
 
@@ -305,6 +305,64 @@ def levelwise_tree_lstm_inputs(x: jax.Array, w: jax.Array, b: jax.Array, parent:
     raise ValueError(f"impl must be one of {LEVELWISE_IMPLS}, got {impl!r}")
   precision = jax.config.jax_default_matmul_precision
   return _levelwise_x_vjp(x, w, b, parent, h_root, c_root, u, num_chunks, unroll, precision)
+
+
+def chunk_runs(chunk_depth) -> tuple[int, ...]:
+  """Host-side: lengths of the runs of equal consecutive values of a TreeBatch's ``chunk_depth``.
+
+  Each depth's chunks are contiguous, so this is the number of chunks of each level in order
+  (a trailing run of unused bucket chunks, depth 0, counts as one more run). The static
+  ``level_chunks`` argument of :func:`levelwise_tree_lstm_by_level`.
+
+  Args:
+    chunk_depth: (K,) int depth of each chunk (a NumPy array, not a traced value).
+  """
+  d = np.asarray(chunk_depth)
+  if d.ndim != 1 or d.size == 0:
+    raise ValueError(f"chunk_depth must be a non-empty 1-D array, got shape {d.shape}")
+  cuts = np.flatnonzero(np.diff(d)) + 1
+  return tuple(int(x) for x in np.diff(np.concatenate([[0], cuts, [d.size]])))
+
+
+def levelwise_tree_lstm_by_level(xw: jax.Array, parent: jax.Array, h_root: jax.Array,
+                                 c_root: jax.Array, u: jax.Array, level_chunks: tuple[int, ...]
+                                 ) -> tuple[jax.Array, jax.Array]:
+  """:func:`levelwise_tree_lstm` with one step per level of static width (no scan, no buffers).
+
+  The level-ordered layout of a TreeBatch is cut at static level boundaries (``level_chunks``,
+  from :func:`chunk_runs` on the host); each level is one application of Eq. 1 to all its rows
+  (one (rows, H)·(H, 4H) product), its parents gathered from the previous level's states. Steps =
+  levels (no per-chunk overhead, no padding beyond each level's last chunk), but the shapes depend
+  on the level profile: one compile per profile, so this suits a fixed batch (benchmarks, large
+  evaluation batches) rather than bucketed training. Gradients by autodiff (each level's
+  transpose scatter-adds into the previous level only).
+
+  Args:
+    xw, parent, h_root, c_root, u: as levelwise_tree_lstm. Every node of run r >= 1 must have its
+      parent in run r - 1 and every node of run 0 a parent row < B (TreeBatch guarantees both for
+      real nodes; padding slots, which point at row 0, get finite junk).
+    level_chunks: static chunks per run, summing to K = N / C.
+
+  Returns:
+    (h, c): (N, H) states of every node slot.
+  """
+  k = sum(level_chunks)
+  _check_levelwise_shapes(xw, parent, h_root, c_root, u, k)
+  c_w = xw.shape[0] // k
+  b = h_root.shape[0]
+  hs, cs = [], []
+  h_prev, c_prev, off_prev = h_root, c_root, 0
+  start = 0
+  for nc in level_chunks:
+    rows = nc * c_w
+    # Row of the parent within the previous level (padding slots fall outside: clipped).
+    par = jnp.clip(parent[start:start + rows] - off_prev, 0, h_prev.shape[0] - 1)
+    h, c = lstm_cell(xw[start:start + rows], h_prev[par], c_prev[par], u)
+    hs.append(h)
+    cs.append(c)
+    h_prev, c_prev, off_prev = h, c, b + start
+    start += rows
+  return jnp.concatenate(hs, axis=0), jnp.concatenate(cs, axis=0)
 
 
 def weighted_bce(logits: jax.Array, targets: jax.Array, mask: jax.Array, w_pos: jax.Array,
