@@ -32,8 +32,10 @@ from popdiff_jax.metrics.popularity import classification_metrics, regression_me
 from popdiff_jax.metrics.ranking import ranking_sums
 from popdiff_jax.metrics.trees import (ap_summary, depth_mae_per_depth, mean_histogram_intersection,
                                        per_class_ap)
-from popdiff_jax.models.diffusion_lstm import (DiffusionLSTM, class_weights, generate_trees,
-                                               levelwise_tree_lstm, weighted_bce)
+from popdiff_jax.models.diffusion_lstm import (LEVELWISE_IMPLS, DiffusionLSTM, chunk_runs,
+                                               class_weights, generate_trees, levelwise_tree_lstm,
+                                               levelwise_tree_lstm_by_level,
+                                               levelwise_tree_lstm_inputs, weighted_bce)
 from popdiff_jax.models.dual_attention import DualAttention
 from popdiff_jax.models.fusion_dnn import FusionDNN
 from popdiff_jax.models.ic_baselines import (FittedIC, candidate_edges, evaluate_ic_baseline,
@@ -90,6 +92,7 @@ __all__ = [
     "lean_ranking_sums", "masked_logsumexp", "CSRGraph", "DeepWalkConfig", "csr_from_edges",
     "deepwalk", "random_walks", "skipgram_loss", "FrozenEmbedding", "evaluate_f1",
     "freeze_non_params", "initial_wc_norms", "social_embedding", "wc_norms",
-    "reproduce_popularity",
+    "reproduce_popularity", "LEVELWISE_IMPLS", "chunk_runs", "levelwise_tree_lstm_by_level",
+    "levelwise_tree_lstm_inputs",
 ]
 __version__ = "0.1.0"
