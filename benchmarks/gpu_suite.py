@@ -8,25 +8,43 @@ Configurations (``bench`` / ``impl``):
 
 * ``ndm_train/forest_twitter``: NDM on FOREST's Twitter split (12,629 items, cascades cut at 200),
   ``torch_recipe`` (benchmarks/_torch_ndm.py: dense logits + dense ``[B, L, U]`` mask, batches of
-  32 padded to their longest cascade, Adam), ``jax_dense`` (the library's jitted train step,
+  32 padded to their longest cascade, Adam), ``jax_dense`` (the library's train step,
   ``experiments.next_user.make_train_step``: power-of-two length buckets, dense logits) and
   ``jax_lean`` (the same step with ``models.lean_softmax.lean_loss_fn``: no ``[B, L, U]``). Each
   trains the same epochs; throughput = training cascades / median epoch time after the first
-  (compiling) epoch; then Hits@10 / MAP@10 on the test split.
+  (compiling) epoch. Then Hits@10 / MAP@10 on the test split (``hits@10`` in the row, with the
+  anchor's as ``anchor_hits@10``): the first ``--eval-cascades`` test cascades (default all;
+  ``test_cascades`` says how many), packed into batches of 64 x 201 of ONE shape for every
+  implementation; the JAX rows score with ``lean_eval_sums`` (equal to the dense metrics to
+  1e-5, tests/test_lean_softmax.py), so evaluation costs one compile and bounded memory. The
+  evaluation has its own time allowance (``eval_timeout``) on top of the training's.
 * ``ndm_train/synthetic_1m``: 1,000,000 users, 1,024 cascades of lengths 2..500 (log-normal,
   median 20, 2% exactly 500; popularity-skewed users), seeded. Same three implementations.
+* ``ndm_scaling/forest_twitter`` and ``ndm_scaling/synthetic_1m`` (only with ``--n-devices N``):
+  ``jax_lean`` on 1 and on N devices of one host (``train.parallel.data_parallel``: batch split
+  over a ``("data",)`` mesh, parameters replicated, gradients all-reduced by the compiler). Weak
+  scaling: 32 cascades a device (``global_batch`` 32 N); ``--global-batch`` fixes it instead.
+  ``ratio_vs_anchor`` of these rows is throughput over the 1-device row; ``step_ms`` the median
+  step time.
 
-Every row also times one fixed-shape step (the longest bucket, 32 rows) for the floor analysis of
-benchmarks/README.md: FLOPs of the output projection ``6 B L F U`` against the device's TF32 peak
-and the bytes the dense ``[B, L, U]`` tensor must cross (``16 B L U``), or for the lean version
-the output weights (``12 F U``), against HBM bandwidth.
+Every row also times one fixed-shape step (the longest bucket, 32 rows a device) for the floor
+analysis of benchmarks/README.md: FLOPs of the output projection ``6 B L F U`` against the
+device's TF32 peak and the bytes the dense ``[B, L, U]`` tensor must cross (``16 B L U``), or for
+the lean version the output weights (``12 F U``), against HBM bandwidth.
 
   python3 benchmarks/gpu_suite.py --data-dir .carry_data --out $OUT/gpu_suite.json   # on the GPU
+  # only the forest/twitter training rows (torch recipe, JAX lean, JAX dense; with Hits@10):
+  python3 benchmarks/gpu_suite.py --data-dir .carry_data --only real_torch real_lean real_dense \
+      --budget 390 --out $OUT/gpu_suite_forest.json
+  # 1 -> 2 GPU scaling rows on a two-GPU host:
+  python3 benchmarks/gpu_suite.py --data-dir .carry_data --n-devices 2 \
+      --only scale_real_1 scale_real_2 scale_synth_1 scale_synth_2 --out $OUT/gpu_scaling.json
   python benchmarks/gpu_suite.py --quick --out /tmp/gpu_suite_quick.json             # CPU smoke
+  python benchmarks/gpu_suite.py --merge old.json new.json --out merged.json         # combine
 
 Rows: ``bench``, ``impl``, ``device``, ``n_devices``, ``throughput``, ``unit``,
 ``peak_mem_bytes``, ``ratio_vs_anchor`` (throughput / the torch recipe's in the same run) plus
-details (epochs, epoch seconds, Hits@10, fixed-shape step, floor, oom, errors).
+details (epochs, epoch seconds, step ms, Hits@10, fixed-shape step, floor, oom, errors).
 """
 
 from __future__ import annotations
@@ -124,25 +142,34 @@ def _is_oom(e: BaseException) -> bool:
 
 def jax_worker(cfg: dict, result: str) -> None:
   import jax
-  import jax.numpy as jnp
-  import numpy as np
   import optax
   from flax import nnx
   from popdiff_jax.data.batching import bucket_lengths, make_batches
-  from popdiff_jax.experiments.next_user import make_eval_step, make_train_step
-  from popdiff_jax.metrics.ranking import finalize
+  from popdiff_jax.experiments.next_user import make_train_step
   from popdiff_jax.models.lean_softmax import lean_eval_sums, lean_loss_fn
   from popdiff_jax.models.ndm import NDM
+  from popdiff_jax.train.parallel import data_parallel, make_mesh
   from popdiff_jax.train.state import apply_gradients, create_train_state
 
-  dev = jax.devices()[0]
+  n_dev = int(cfg.get("n_devices", 1))
+  devices = jax.devices()[:n_dev]
+  dev = devices[0]
+  # Weak scaling by default: BATCH cascades per device (global batch BATCH * n_dev).
+  batch_size = cfg.get("global_batch") or BATCH * n_dev
   row = {"bench": cfg["bench"], "impl": cfg["impl"], "device": dev.device_kind,
-         "n_devices": 1, "unit": "cascades/s", "throughput": None, "peak_mem_bytes": None,
-         "oom": False, "jax": jax.__version__}
+         "n_devices": n_dev, "unit": "cascades/s", "throughput": None, "peak_mem_bytes": None,
+         "oom": False, "jax": jax.__version__, "global_batch": batch_size}
+  if len(devices) < n_dev:
+    raise RuntimeError(f"{n_dev} devices asked for, {jax.device_count()} present")
 
   def peak():
-    stats = dev.memory_stats()
-    return None if not stats else int(stats.get("peak_bytes_in_use", 0))
+    stats = [d.memory_stats() for d in devices]
+    if not all(stats):
+      return None
+    per = [int(s.get("peak_bytes_in_use", 0)) for s in stats]
+    if n_dev > 1:
+      row["peak_mem_bytes_per_device"] = per
+    return max(per)
 
   train, test, num_items, f_init, max_len = load_data(cfg)
   buckets = bucket_lengths(max_len)
@@ -157,20 +184,27 @@ def jax_worker(cfg: dict, result: str) -> None:
       (loss, _), grads = jax.value_and_grad(lean_loss_fn, has_aux=True)(
           state.params, graphdef, batch, key)
       return apply_gradients(state, grads, tx), {"loss": loss}
-    step = jax.jit(train_step, donate_argnums=0)
-    eval_step = jax.jit(lambda p, b: lean_eval_sums(p, graphdef, b))
   else:
-    step = make_train_step(graphdef, tx)
-    eval_step = make_eval_step(graphdef)
+    train_step = make_train_step(graphdef, tx, jit=False)
+  # Evaluation is the memory-lean one for both JAX rows (equal to the dense metrics to 1e-5,
+  # tests/test_lean_softmax.py): bounded memory, and one compile for one padded shape.
+  eval_step = jax.jit(lambda p, b: lean_eval_sums(p, graphdef, b, (10,)))
   state = create_train_state(params, tx)
+  if n_dev == 1:
+    step = jax.jit(train_step, donate_argnums=0)
+    place = jax.device_put
+  else:
+    dp = data_parallel(train_step, make_mesh(n_dev), state, donate=True, pad=True)
+    step, state = dp.step, dp.place_state(state)
+    place = lambda bs: [dp.place_batch(b) for b in bs]  # noqa: E731
   base = jax.random.key(0)
   row.update({"num_items": num_items, "train_cascades": len(train), "max_len": max_len,
               "buckets": list(buckets), "f_init": f_init})
   epoch_s, n_step, loss = [], 0, None
   try:
     for epoch in range(cfg["epochs"]):
-      batches = jax.device_put(make_batches(train, BATCH, max_len=max_len, shuffle=True, seed=0,
-                                            epoch=epoch))
+      batches = place(make_batches(train, batch_size, max_len=max_len, shuffle=True, seed=0,
+                                   epoch=epoch))
       keys = jax.random.split(jax.random.fold_in(base, epoch), len(batches))
       jax.block_until_ready((batches, keys))
       t0 = time.perf_counter()
@@ -181,14 +215,17 @@ def jax_worker(cfg: dict, result: str) -> None:
       loss = float(m["loss"])
       n_step += len(batches)
       row.update({"epochs": epoch + 1, "epoch_seconds": epoch_s, "last_loss": loss,
-                  "peak_mem_bytes": peak()})
+                  "peak_mem_bytes": peak(), "steps_per_epoch": len(batches)})
       if len(epoch_s) > 1:
         row["throughput"] = len(train) / statistics.median(epoch_s[1:])
+        row["step_ms"] = 1e3 * statistics.median(epoch_s[1:]) / len(batches)
       _write(result, row)
-    # The fixed-shape step: 32 of the longest cascades in the longest bucket.
-    longest = sorted(train, key=lambda c: -len(c.users))[:BATCH]
-    fixed = jax.device_put(make_batches(longest, BATCH, max_len=max_len,
-                                        buckets=(buckets[-1],))[0])
+    if test and not cfg.get("no_eval"):
+      _evaluate_jax(cfg, row, result, eval_step, state.params, test, max_len, peak)
+    # The fixed-shape step: the longest cascades (32 a device) in the longest bucket.
+    longest = sorted(train, key=lambda c: -len(c.users))[:batch_size]
+    fixed = place(make_batches(longest, batch_size, max_len=max_len,
+                               buckets=(buckets[-1],)))[0]
     times = []
     for i in range(cfg["fixed_steps"] + 1):
       t0 = time.perf_counter()
@@ -196,23 +233,44 @@ def jax_worker(cfg: dict, result: str) -> None:
       jax.block_until_ready((state, m))
       times.append(time.perf_counter() - t0)
     feat_dim = WINDOW * DIM + DIM * f_init
-    row["fixed_shape"] = floor(dev.device_kind, BATCH, buckets[-1], feat_dim, num_items, lean,
-                               statistics.median(times[1:]))
+    # Per device: the floor is that of one device's share of the batch.
+    row["fixed_shape"] = floor(dev.device_kind, -(-batch_size // n_dev), buckets[-1], feat_dim,
+                               num_items, lean, statistics.median(times[1:]))
     row["peak_mem_bytes"] = peak()
-    _write(result, row)
-    if test:
-      total = None
-      for b in make_batches(test, EVAL_BATCH, max_len=max_len):
-        sums = eval_step(state.params, b)
-        total = sums if total is None else jax.tree.map(jnp.add, total, sums)
-      metrics = finalize(jax.device_get(total))
-      row.update({f"test_{k}": v for k, v in metrics.items()})
-      row["peak_mem_bytes_with_eval"] = peak()
   except Exception as e:  # noqa: BLE001 - recorded in the row
     if not _is_oom(e):
       raise
     row.update({"oom": True, "oom_after_steps": n_step, "error": str(e).splitlines()[0][:300],
                 "peak_mem_bytes": peak()})
+  _write(result, row)
+
+
+def eval_batches(test, max_len: int, cap: int | None):
+  """The first ``cap`` test cascades (file order; all when ``cap`` is 0/None) packed into batches
+  of ``EVAL_BATCH`` rows of one shape (``max_len + 1`` tokens): one compile, same inputs for
+  every implementation."""
+  from popdiff_jax.data.batching import make_batches
+  chosen = list(test) if not cap else list(test)[:cap]
+  return chosen, make_batches(chosen, EVAL_BATCH, max_len=max_len, buckets=(max_len + 1,))
+
+
+def _evaluate_jax(cfg, row, result, eval_step, params, test, max_len, peak) -> None:
+  """Test Hits@10 / MAP@10 (lean, one shape), timed; written to the row as soon as known."""
+  import jax
+  import jax.numpy as jnp
+  from popdiff_jax.metrics.ranking import finalize
+  t0 = time.perf_counter()
+  chosen, batches = eval_batches(test, max_len, cfg.get("eval_cascades"))
+  total = None
+  for b in batches:
+    sums = eval_step(params, b)
+    total = sums if total is None else jax.tree.map(jnp.add, total, sums)
+  metrics = finalize(jax.device_get(total))
+  row.update({f"test_{k}": v for k, v in metrics.items()})
+  row.update({"test_cascades": len(chosen), "test_cascades_total": len(test),
+              "eval": f"lean_eval_sums, batches of {EVAL_BATCH} x {max_len + 1}",
+              "eval_seconds": round(time.perf_counter() - t0, 2),
+              "peak_mem_bytes_with_eval": peak()})
   _write(result, row)
 
 
@@ -295,8 +353,10 @@ def torch_worker(cfg: dict, result: str) -> None:
     _write(result, row)
     if test:
       model.eval()
+      t0 = time.perf_counter()
+      chosen, test_batches = eval_batches(test, max_len, cfg.get("eval_cascades"))
       sums, count = {"hits@10": 0.0, "map@10": 0.0}, 0.0
-      for b in make_batches(test, EVAL_BATCH, max_len=max_len):
+      for b in test_batches:
         greater, equal, tm = rank_counts(model, *to_dev(b))
         hits, ap = hits_and_map(greater.astype(np.float32), equal.astype(np.float32), 10)
         w = tm.astype(np.float32)
@@ -304,6 +364,9 @@ def torch_worker(cfg: dict, result: str) -> None:
         sums["map@10"] += float((np.asarray(ap) * w).sum())
         count += float(w.sum())
       row.update({f"test_{k}": v / max(count, 1.0) for k, v in sums.items()})
+      row.update({"test_cascades": len(chosen), "test_cascades_total": len(test),
+                  "eval": f"rank_counts, batches of {EVAL_BATCH} x {max_len + 1}",
+                  "eval_seconds": round(time.perf_counter() - t0, 2)})
   except torch.cuda.OutOfMemoryError as e:
     row.update({"oom": True, "oom_after_steps": n_step, "oom_batch_length": length,
                 "error": str(e).splitlines()[0][:300], "peak_mem_bytes": peak()})
@@ -313,6 +376,12 @@ def torch_worker(cfg: dict, result: str) -> None:
 # ---------------------------------------------------------------------------------------- driver
 
 def configs(a) -> list[dict]:
+  """The configurations in order of importance (a cut-off run keeps the rows that matter most).
+
+  ``timeout`` bounds a worker's training (process start, compiles, epochs, fixed-shape step);
+  ``eval_timeout`` is added on top for the test evaluation of the real set, so evaluation can
+  never eat the training's time (the last run's JAX rows lost their Hits@10 that way).
+  """
   if a.quick:
     real = {"dataset": "ndm/irvine", "max_len": 50, "epochs": 2, "fixed_steps": 2}
     synth = {"dataset": "synthetic", "num_users": 20_000, "num_cascades": 64, "max_len": 60,
@@ -323,31 +392,50 @@ def configs(a) -> list[dict]:
     synth = {"dataset": "synthetic", "num_users": 1_000_000, "num_cascades": 1024, "max_len": 500,
              "epochs": 3, "fixed_steps": 3}
     timeout = None
+  real["eval_cascades"] = a.eval_cascades
   rb = "ndm_train/" + ("quick_real" if a.quick else "forest_twitter")
   sb = "ndm_train/" + ("quick_synthetic" if a.quick else "synthetic_1m")
   common = {"data_dir": a.data_dir, "torch_precision": a.torch_precision}
-  # In order of importance: a cut-off run keeps the rows that matter most.
+  # On an H100 a JAX worker spends ~60 s compiling its six length buckets, ~1 s training, ~10 s
+  # compiling and running the one-shape evaluation.
   out = [
-      {"name": "real_torch", "bench": rb, "impl": ANCHOR, **real, "timeout": 80},
-      {"name": "real_lean", "bench": rb, "impl": "jax_lean", **real, "timeout": 90},
+      {"name": "real_torch", "bench": rb, "impl": ANCHOR, **real, "timeout": 70,
+       "eval_timeout": 20},
+      {"name": "real_lean", "bench": rb, "impl": "jax_lean", **real, "timeout": 100,
+       "eval_timeout": 40},
       {"name": "synth_lean", "bench": sb, "impl": "jax_lean", **synth, "timeout": 110},
       {"name": "synth_torch", "bench": sb, "impl": ANCHOR, **synth, "timeout": 50},
-      {"name": "real_dense", "bench": rb, "impl": "jax_dense", **real, "timeout": 80},
+      {"name": "real_dense", "bench": rb, "impl": "jax_dense", **real, "timeout": 100,
+       "eval_timeout": 40},
       {"name": "synth_dense", "bench": sb, "impl": "jax_dense", **synth, "timeout": 60},
   ]
+  if a.n_devices > 1:
+    # Scaling 1 -> N devices (JAX lean; weak scaling: 32 cascades a device unless
+    # --global-batch), no evaluation.
+    for tag, data, bench, t in (("real", real, "ndm_scaling/" + rb.split("/")[1], 110),
+                                ("synth", synth, "ndm_scaling/" + sb.split("/")[1], 120)):
+      for n in (1, a.n_devices):
+        out.append({"name": f"scale_{tag}_{n}", "bench": bench, "impl": "jax_lean", **data,
+                    "n_devices": n, "global_batch": a.global_batch, "timeout": t,
+                    "eval_cascades": 0, "no_eval": True})
   for c in out:
     c.update(common)
+    c.setdefault("eval_timeout", 0)
     if timeout:
       c["timeout"] = timeout
   return [c for c in out if not a.only or c["name"] in a.only]
 
 
 def run_config(cfg: dict, timeout: float) -> dict:
+  """Runs one configuration in a subprocess (``timeout``: training plus evaluation seconds)."""
   env = dict(os.environ)
   env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
   env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
   env.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.95")
   env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  # Shared by the workers: the JAX rows' identical evaluation program compiles once.
+  env.setdefault("JAX_COMPILATION_CACHE_DIR",
+                 str(pathlib.Path(tempfile.gettempdir()) / "popdiff_gpu_suite_jax_cache"))
   if cfg["impl"] == ANCHOR:
     env["JAX_PLATFORMS"] = "cpu"  # the torch process uses JAX only for host-side metrics
   with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
@@ -370,7 +458,7 @@ def run_config(cfg: dict, timeout: float) -> dict:
   row.setdefault("impl", cfg["impl"])
   for k in ("device", "throughput", "peak_mem_bytes"):
     row.setdefault(k, None)
-  row.setdefault("n_devices", 1)
+  row.setdefault("n_devices", cfg.get("n_devices", 1))
   row.setdefault("unit", "cascades/s")
   row.setdefault("oom", False)
   row.update({"config": cfg["name"], "wall_seconds": round(time.perf_counter() - t0, 1),
@@ -382,9 +470,21 @@ def run_config(cfg: dict, timeout: float) -> dict:
   return row
 
 
+def _anchor(rows: list[dict], r: dict) -> dict | None:
+  """The torch recipe of the row's bench; for a scaling bench its 1-device row."""
+  if r["bench"].startswith("ndm_scaling/"):
+    return next((a for a in rows if a["bench"] == r["bench"] and a.get("n_devices") == 1
+                 and a["impl"] == r["impl"]), None)
+  return next((a for a in rows if a["bench"] == r["bench"] and a["impl"] == ANCHOR), None)
+
+
 def add_ratios(rows: list[dict]) -> None:
+  """``ratio_vs_anchor`` (throughput over the torch recipe's, or over the 1-device row for the
+  scaling benches), ``mem_ratio_vs_anchor`` and ``hits@10`` beside the anchor's."""
   for r in rows:
-    anchor = next((a for a in rows if a["bench"] == r["bench"] and a["impl"] == ANCHOR), None)
+    if "test_hits@10" in r:
+      r["hits@10"] = r["test_hits@10"]
+    anchor = _anchor(rows, r)
     r["ratio_vs_anchor"] = None
     if anchor is None:
       continue
@@ -393,6 +493,23 @@ def add_ratios(rows: list[dict]) -> None:
     if anchor.get("peak_mem_bytes") and r.get("peak_mem_bytes"):
       r["mem_ratio_vs_anchor"] = r["peak_mem_bytes"] / anchor["peak_mem_bytes"]
     r["anchor_oom"] = bool(anchor.get("oom"))
+    if anchor.get("test_hits@10") is not None:
+      r["anchor_hits@10"] = anchor["test_hits@10"]
+
+
+def merge_results(paths: list[str]) -> dict:
+  """Combines result files: a later file's row replaces an earlier one with the same ``bench``,
+  ``impl`` and ``n_devices`` (e.g. a rerun of the forest rows into the full suite's file)."""
+  merged: dict = {"meta": {"merged_from": []}, "rows": []}
+  for path in paths:
+    result = json.loads(pathlib.Path(path).read_text())
+    merged["meta"]["merged_from"].append({"file": str(path), **result.get("meta", {})})
+    for r in result["rows"]:
+      key = (r["bench"], r["impl"], r.get("n_devices", 1))
+      merged["rows"] = [x for x in merged["rows"]
+                        if (x["bench"], x["impl"], x.get("n_devices", 1)) != key] + [r]
+  add_ratios(merged["rows"])
+  return merged
 
 
 def markdown(result: dict) -> str:
@@ -402,22 +519,29 @@ def markdown(result: dict) -> str:
   for r in result["rows"]:
     f = r.get("fixed_shape") or {}
     gib = r.get("peak_mem_bytes")
-    rows.append({"bench": r["bench"], "impl": r["impl"], "cascades/s": r.get("throughput"),
+    rows.append({"bench": r["bench"], "impl": r["impl"], "GPUs": r.get("n_devices", 1),
+                 "cascades/s": r.get("throughput"),
                  "x anchor": r.get("ratio_vs_anchor"),
                  "peak GiB": None if gib is None else gib / 2 ** 30,
                  "oom": "yes" if r.get("oom") else ("timeout" if r.get("timed_out") else ""),
                  "epochs": r.get("epochs"), "test Hits@10": r.get("test_hits@10"),
+                 "step ms": r.get("step_ms"),
                  "step ms (fixed)": None if not f else 1e3 * f["step_seconds"],
                  "B x L": None if not f else f"{f['batch']} x {f['length']}",
                  "proj TFLOP/s": f.get("achieved_proj_tflops"),
                  "floor ms": None if "floor_seconds" not in f else 1e3 * f["floor_seconds"],
                  "bound": f.get("bound"), "of floor": f.get("fraction_of_floor")})
-  cols1 = ["bench", "impl", "cascades/s", "x anchor", "peak GiB", "oom", "epochs", "test Hits@10"]
+  cols1 = ["bench", "impl", "GPUs", "cascades/s", "x anchor", "peak GiB", "oom", "epochs",
+           "test Hits@10", "step ms"]
   cols2 = ["bench", "impl", "B x L", "step ms (fixed)", "proj TFLOP/s", "floor ms", "bound",
            "of floor"]
   meta = result.get("meta", {})
-  head = (f"Device {result['rows'][0].get('device') if result['rows'] else '?'}, commit "
-          f"{meta.get('commit')}, {meta.get('date')}, suite wall {meta.get('wall_seconds')} s.")
+  if "merged_from" in meta:
+    head = "Merged from " + "; ".join(
+        f"{m.get('file')} (commit {m.get('commit')}, {m.get('date')})" for m in meta["merged_from"])
+  else:
+    head = (f"Device {result['rows'][0].get('device') if result['rows'] else '?'}, commit "
+            f"{meta.get('commit')}, {meta.get('date')}, suite wall {meta.get('wall_seconds')} s.")
   return "\n\n".join([head, markdown_table(rows, cols1), markdown_table(rows, cols2)])
 
 
@@ -429,7 +553,21 @@ def main(argv=None) -> int:
   p.add_argument("--quick", action="store_true", help="tiny CPU configuration (smoke test)")
   p.add_argument("--epochs", type=int, default=6, help="epochs on forest/twitter (first: warm-up)")
   p.add_argument("--budget", type=float, default=400.0, help="seconds for the whole suite")
-  p.add_argument("--only", nargs="*", default=None, help="configuration names to run")
+  p.add_argument("--only", nargs="*", default=None,
+                 help="configuration names to run: real_torch real_lean real_dense synth_lean "
+                      "synth_torch synth_dense, and with --n-devices N: scale_real_1 "
+                      "scale_real_N scale_synth_1 scale_synth_N")
+  p.add_argument("--n-devices", type=int, default=1,
+                 help="add the 1 -> N device scaling rows (JAX lean, data parallel over N "
+                      "devices of one host)")
+  p.add_argument("--global-batch", type=int, default=None,
+                 help="scaling rows: fixed global batch (strong scaling); default 32 a device "
+                      "(weak scaling)")
+  p.add_argument("--eval-cascades", type=int, default=0,
+                 help="test cascades scored for Hits@10 (the first ones of the split; 0 = all)")
+  p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                 help="merge result files into --out (later rows replace earlier ones with the "
+                      "same bench, impl and n_devices) and stop")
   p.add_argument("--torch-precision", default="high", choices=("highest", "high"),
                  help="torch float32 matmul precision; 'high' = TF32, as JAX's default on GPUs")
   p.add_argument("--table", default=None, metavar="JSON",
@@ -449,12 +587,18 @@ def main(argv=None) -> int:
   if a.table:
     print(markdown(json.loads(pathlib.Path(a.table).read_text())))
     return 0
+  if a.merge:
+    merged = merge_results(a.merge)
+    pathlib.Path(a.out).write_text(json.dumps(merged, indent=1))
+    print(markdown(merged))
+    return 0
   from popdiff_jax.utils.report import format_table, git_commit, versions
   t_start = time.perf_counter()
   meta = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": git_commit(),
           "versions": versions(("jax", "jaxlib", "flax", "optax", "numpy", "torch")),
           "command": " ".join(sys.argv), "quick": a.quick, "budget_s": a.budget,
-          "batch_size": BATCH, "lr": LR, "dim": DIM, "heads": HEADS, "window": WINDOW}
+          "batch_size": BATCH, "lr": LR, "dim": DIM, "heads": HEADS, "window": WINDOW,
+          "n_devices": a.n_devices, "eval_cascades": a.eval_cascades}
   out = pathlib.Path(a.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   rows = []
@@ -464,7 +608,7 @@ def main(argv=None) -> int:
       rows.append({"bench": cfg["bench"], "impl": cfg["impl"], "config": cfg["name"],
                    "skipped": "suite budget spent", "throughput": None})
       continue
-    rows.append(run_config(cfg, min(cfg["timeout"], left - 5)))
+    rows.append(run_config(cfg, min(cfg["timeout"] + cfg["eval_timeout"], left - 5)))
     add_ratios(rows)
     meta["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
@@ -474,7 +618,7 @@ def main(argv=None) -> int:
           f"hits@10={r.get('test_hits@10')} {r.get('error', '')[:300]}", flush=True)
   add_ratios(rows)
   out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-  cols = ["bench", "impl", "throughput", "ratio_vs_anchor", "peak_mem_bytes", "oom",
+  cols = ["bench", "impl", "n_devices", "throughput", "ratio_vs_anchor", "peak_mem_bytes", "oom",
           "test_hits@10", "wall_seconds"]
   print(format_table(rows, cols, ".3f"))
   return 0

@@ -37,9 +37,10 @@ def main(argv=None):
   ap.add_argument("--sims", type=int, default=1000)
   ap.add_argument("--steps", type=int, default=300)
   ap.add_argument("--seed", type=int, default=0)
+  ap.add_argument("--data-dir", default=None, help="folder with forest/, infvae/ (ndm/ is embedded)")
   ap.add_argument("--out", default=None)
   args = ap.parse_args(argv)
-  ds = load_dataset(args.dataset)
+  ds = load_dataset(args.dataset, args.data_dir)
   u = len(ds.vocab)
   # NDM's protocol trains on 90% and tests on 10%: our train + valid files are the training part.
   train = list(ds.train) + list(ds.valid)

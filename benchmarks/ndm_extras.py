@@ -149,7 +149,16 @@ def run_all(a: argparse.Namespace) -> int:
   parts.mkdir(parents=True, exist_ok=True)
   logs = parts / "logs"
   logs.mkdir(exist_ok=True)
-  jobs = job_list(a.tiny)
+  jobs = [j for j in job_list(a.tiny)
+          if not a.only or any(j.startswith(prefix) for prefix in a.only.split(","))]
+  status: dict[str, str] = {}
+  if a.resume:  # jobs whose part already holds their last stage (from an earlier call) are kept
+    for job in list(jobs):
+      part = parts / f"{_job_name(job)}.json"
+      if part.exists() and (job.startswith("norms:")
+                            or "macro_f1" in json.loads(part.read_text())):
+        status[job] = "done earlier"
+        jobs.remove(job)
   pending = list(jobs)
   running: list[tuple[str, subprocess.Popen, object]] = []
   root = str(pathlib.Path(__file__).resolve().parents[1])
@@ -162,7 +171,6 @@ def run_all(a: argparse.Namespace) -> int:
                  "--eval-reserve", str(a.eval_reserve), "--sens-runs", str(a.sens_runs),
                  "--sn-runs", str(a.sn_runs), "--max-rows", str(a.max_rows), "--seed",
                  str(a.seed), "--config-json", a.config_json] + (["--tiny"] if a.tiny else [])
-  status: dict[str, str] = {}
   while pending or running:
     while pending and len(running) < a.parallel and time.time() < deadline:
       job = pending.pop(0)
@@ -356,7 +364,13 @@ def main(argv=None) -> int:
   p_all.add_argument("--budget", type=float, default=400.0, help="wall seconds for everything")
   p_all.add_argument("--collect-reserve", type=float, default=20.0)
   p_all.add_argument("--grace", type=float, default=5.0)
-  p_all.add_argument("--parallel", type=int, default=32)
+  p_all.add_argument("--parallel", type=int, default=6,
+                     help="jobs at once (each compiles its own programs: more than ~8 on a "
+                          "16-core host spend the budget compiling)")
+  p_all.add_argument("--only", default="",
+                     help="comma-separated job-name prefixes to run (e.g. 'norms:,sn:')")
+  p_all.add_argument("--resume", action="store_true",
+                     help="skip jobs whose part in --parts already has its last stage")
   p_all.add_argument("--out-dir", default=str(RESULTS))
   p_job = sub.add_parser("job", help="one job")
   p_job.add_argument("name")

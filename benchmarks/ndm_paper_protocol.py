@@ -50,7 +50,13 @@ def main(argv=None) -> int:
   p.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" /
                                       "ndm_paper_protocol.json"))
   p.add_argument("--no-progress", action="store_true")
+  p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                 help="only merge: rows of earlier runs of this script (one process per dataset and "
+                      "model, e.g. benchmarks/ndm_protocol_device.sh) and ic_baselines.py files "
+                      "into --out")
   a = p.parse_args(argv)
+  if a.merge:
+    return merge(a.merge, pathlib.Path(a.out))
   meta = run_metadata()
   meta["command"] = " ".join(sys.argv)
   out = pathlib.Path(a.out)
@@ -80,6 +86,36 @@ def main(argv=None) -> int:
       out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
       print(format_table([row], COLUMNS), flush=True)
   print("\n" + format_table(rows, COLUMNS, floatfmt=".3f"))
+  return 0
+
+
+def merge(paths: list[str], out: pathlib.Path) -> int:
+  """One results file from per-process protocol files and IC-baseline files (``ic_baselines.py``)."""
+  rows, metas = [], []
+  for path in paths:
+    d = json.loads(pathlib.Path(path).read_text())
+    if d.get("benchmark") == "ic_baselines":
+      for key, model in (("embedded_ic", "EmbeddedIC"), ("netrate", "NetRate")):
+        r = d["results"].get(key)
+        if r is None:
+          continue
+        rows.append({"dataset": d["dataset"], "model": model, "device": d["device"],
+                     "macro_f1": r["full"]["macro_f1"], "micro_f1": r["full"]["micro_f1"],
+                     "macro_f1_first5": r["early5"]["macro_f1"],
+                     "micro_f1_first5": r["early5"]["micro_f1"], "msle": r["size_msle"]["msle"],
+                     "runs_per_cascade": d["sims_per_cascade"], "fit_s": r["fit_s"],
+                     "model_source": f"fitted by ic_baselines.py ({d['steps']} steps)"})
+    else:
+      metas.append(d["meta"])
+      rows += d["rows"]
+  order = {name: i for i, name in enumerate(PAPER_TABLES)}
+  models = {m: i for i, m in enumerate(("NDM", "LSTM", "EmbeddedIC", "NetRate"))}
+  rows.sort(key=lambda r: (order.get(r["dataset"], 99), models.get(r["model"], 99)))
+  meta = dict(metas[0]) if metas else run_metadata()
+  meta["merged_from"] = [pathlib.Path(p).name for p in paths]
+  out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+  print(format_table(rows, COLUMNS, floatfmt=".3f"))
+  print(f"wrote {out}")
   return 0
 
 

@@ -7,6 +7,16 @@ cynetdiff (Cython, one core) and ndlib (pure Python; a few runs only). The sprea
 popdiff_jax is compared with cynetdiff's by a two-sample Kolmogorov-Smirnov test and a chi-square
 test on a shared histogram.
 
+NDM sampler (``--ndm-users``): Monte Carlo continuations per second of the incremental sampler
+(``popdiff_jax.simulate.sampler.simulate``: one attention row and one projection per step) against
+the same loop that recomputes NDM's forward pass over the whole sequence at every step (what a
+sampler built on the training forward does), same model, same runs, same steps, in the same run.
+The model has random weights (throughput does not depend on training); each run starts from a
+one-user prefix with a budget of ``--ndm-steps`` new users. The anchor masks Terminate and runs
+every step; the library's loop stops when all runs have stopped, which with random weights is after
+all steps too (a few runs sample Terminate early, ``mean_new_users`` shows it, but the batch runs
+until its last run ends), so both do the same number of steps. Rows go to ``ndm_sampler``.
+
 Usage:
   python benchmarks/simulation.py                      # full run, writes benchmarks/results/ic_simulation.json
   python benchmarks/simulation.py --sims 1000,10000 --no-big --out benchmarks/results/ic_simulation_cpu.json
@@ -112,6 +122,64 @@ def bench_popdiff(graph, seeds, sims, repeats, words_per_chunk, prob_bits, metho
                                              "rounds": rounds, "times_s": times}
 
 
+def bench_ndm_sampler(num_users, num_runs, steps, repeats, recompute: bool):
+  """Runs/s of the NDM sampler: ``recompute`` False = incremental decoding (the library), True = a
+  forward pass over the whole padded sequence at every step (the anchor). Returns a dict."""
+  import functools
+
+  import jax.numpy as jnp
+  from flax import nnx
+
+  from popdiff_jax.models.ndm import NDM
+  from popdiff_jax.simulate.sampler import simulate
+
+  model = NDM(num_users, rngs=nnx.Rngs(0))
+  graphdef, params = nnx.split(model)
+  rng = np.random.default_rng(0)
+  prefix = jnp.asarray(rng.integers(2, num_users, size=(num_runs, 1)), jnp.int32)
+  mask = jnp.ones((num_runs, 1), bool)
+
+  if not recompute:
+    def run(key):
+      out = simulate(graphdef, params, prefix, mask, jnp.full((num_runs,), steps, jnp.int32), key,
+                     num_runs=1, num_steps=steps)
+      return out.new_users
+  else:
+    @functools.partial(jax.jit)
+    def run(key):
+      m = nnx.merge(graphdef, params)
+      length = steps + 1
+      users = jnp.zeros((num_runs, length), jnp.int32).at[:, 0].set(prefix[:, 0])
+      rows = jnp.arange(num_runs)
+
+      def body(t, carry):
+        users, blocked = carry
+        valid = jnp.arange(length)[None, :] <= t
+        logits = m(users, jnp.broadcast_to(valid, users.shape))[:, t]  # full forward, row t
+        logits = jnp.where(blocked, -jnp.inf, logits)
+        user = jax.random.categorical(jax.random.fold_in(key, t), logits).astype(jnp.int32)
+        return users.at[:, t + 1].set(user), blocked.at[rows, user].set(True)
+
+      blocked = jnp.zeros((num_runs, num_users), bool).at[:, :2].set(True)
+      blocked = blocked.at[rows, prefix[:, 0]].set(True)
+      users, _ = jax.lax.fori_loop(0, steps, body, (users, blocked))
+      return (users[:, 1:] > 1).sum(-1)
+
+  t0 = time.perf_counter()
+  jax.block_until_ready(run(jax.random.key(0)))
+  compile_s = time.perf_counter() - t0
+  times = []
+  for r in range(repeats):
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(run(jax.random.key(r + 1)))
+    times.append(time.perf_counter() - t0)
+  med = float(np.median(times))
+  return {"impl": "popdiff_jax[ndm_sampler_recompute]" if recompute else "popdiff_jax[ndm_sampler]",
+          "users": num_users, "runs": num_runs, "steps": steps, "runs_per_s": num_runs / med,
+          "user_steps_per_s": num_runs * steps / med, "median_s": med, "times_s": times,
+          "compile_and_first_s": compile_s, "mean_new_users": float(np.asarray(out).mean())}
+
+
 def two_sample(a, b):
   """KS and chi-square (shared histogram, bins with >= 5 expected) between two spread samples."""
   from scipy import stats
@@ -169,6 +237,13 @@ def main(argv=None):
   ap.add_argument("--methods", default="dense,frontier")
   ap.add_argument("--frontier-max-p", type=float, default=0.05,
                   help="run the frontier engine only for p up to this (it is slow at high p)")
+  ap.add_argument("--ndm-users", default="1000,10000",
+                  help="NDM sampler vocabulary sizes (empty: skip the NDM sampler rows)")
+  ap.add_argument("--ndm-runs", default="1024,16384", help="runs advanced together")
+  ap.add_argument("--ndm-steps", type=int, default=32, help="steps per run")
+  ap.add_argument("--ndm-recompute-max-runs", type=int, default=1024,
+                  help="largest run count for the recompute anchor ([runs, steps, users] logits)")
+  ap.add_argument("--skip-ic", action="store_true", help="only the NDM sampler rows")
   ap.add_argument("--out", default=str(ROOT / "benchmarks/results/ic_simulation.json"))
   ap.add_argument("--note", default="")
   args = ap.parse_args(argv)
@@ -187,6 +262,7 @@ def main(argv=None):
     big_sims = sims_list if args.big_sims is None else [int(s) for s in args.big_sims.split(",")]
     graphs.append((args.big_nodes, args.big_edges, big_sims))
   rows = []
+  ndm_rows = []
 
   def write(partial):
     out = {
@@ -201,6 +277,7 @@ def main(argv=None):
                      "repeats": args.repeats, "seeds": seeds.tolist(), "graph_seed": 0,
                      "anchor_seconds": args.anchor_seconds, "note": args.note},
         "rows": rows,
+        "ndm_sampler": ndm_rows,
     }
     path = pathlib.Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -208,7 +285,7 @@ def main(argv=None):
     path.write_text(json.dumps(out, indent=1))
     return path
 
-  for n, e, sims_here in graphs:
+  for n, e, sims_here in ([] if args.skip_ic else graphs):
     for p in [float(x) for x in args.ps.split(",")]:
       graph, edges = random_graph(n, e, p, seed=0)
       cyn_rate, cyn_spreads = bench_cynetdiff(edges, n, p, seeds, 200_000, args.anchor_seconds)
@@ -244,7 +321,27 @@ def main(argv=None):
                 f"mean {spreads.mean():.2f} rounds {info['rounds']} KS p={test['ks_pvalue']:.3g} "
                 f"chi2 p={test['chi2_pvalue']:.3g}", flush=True)
           write(partial=True)  # a run cut short still leaves its rows
+  for users in [int(u) for u in args.ndm_users.split(",") if u]:
+    for runs in [int(r) for r in args.ndm_runs.split(",")]:
+      inc = bench_ndm_sampler(users, runs, args.ndm_steps, args.repeats, recompute=False)
+      inc["device"] = device
+      ndm_rows.append(inc)
+      if runs <= args.ndm_recompute_max_runs:
+        rec = bench_ndm_sampler(users, runs, args.ndm_steps, args.repeats, recompute=True)
+        rec["device"] = device
+        inc["ratio_vs_recompute"] = inc["runs_per_s"] / rec["runs_per_s"]
+        ndm_rows.append(rec)
+      print(f"[ndm U={users} runs={runs}] incremental {inc['runs_per_s']:,.0f} runs/s"
+            + (f", recompute {rec['runs_per_s']:,.0f} ({inc['ratio_vs_recompute']:.1f}x)"
+               if runs <= args.ndm_recompute_max_runs else ""), flush=True)
+      write(partial=True)
   path = write(partial=False)
+  if ndm_rows:
+    print("\n| NDM sampler | users | runs | steps | runs/s | x recompute |")
+    print("|---|---|---|---|---|---|")
+    for r in ndm_rows:
+      print(f"| {r['impl']} | {r['users']} | {r['runs']} | {r['steps']} | {r['runs_per_s']:,.0f} | "
+            f"{r.get('ratio_vs_recompute', float('nan')):.1f} |")
   print("\n| graph | p | impl | device | S | sims/s | mean spread | x cynetdiff |")
   print("|---|---|---|---|---|---|---|---|")
   for r in rows:

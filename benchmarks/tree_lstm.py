@@ -7,9 +7,16 @@ Three implementations of the same cell on the same trees with the same hidden si
   batch, so it is timed on the first trees of the set (at least ``--node_min`` nodes; reported).
 * ``torch_levelwise``: one step per depth over all nodes of that depth of all trees, parents
   gathered from the previous level's tensors (index_select), autograd through the levels.
-* ``jax_levelwise[C=...]``: the library's ``levelwise_tree_lstm`` on a ``TreeBatch`` (one
-  ``lax.scan`` step per chunk of C same-depth nodes; ``W x + b`` of all nodes in one product before
-  the scan), jitted; with C = the widest level it is exactly one step per depth.
+* ``jax_levelwise[C=...,IMPL,unroll=U]``: the library's ``levelwise_tree_lstm`` on a ``TreeBatch``
+  (one ``lax.scan`` step per chunk of C same-depth nodes; ``W x + b`` of all nodes in one product
+  before the scan), jitted; with C = the widest level it is exactly one step per depth. IMPL
+  ``vjp`` is the hand-written backward pass, ``scan`` autodiff through the scan (the first
+  version), ``vjpx`` / ``scanx`` the same given x, W, b (``levelwise_tree_lstm_inputs``: W x + b
+  chunk by chunk inside the scan), ``level`` one step per level of static width
+  (``levelwise_tree_lstm_by_level``: no scan; U ignored); U the scan's unroll factor (``full``: no
+  loop).
+  ``--variants scan:1,vjp:1,vjp:8`` times several in one run; each row also counts the copies of
+  (B + N)-row buffers in the optimized HLO (``hlo_buffer_copies_*``; ``--hlo_dir`` keeps the HLO).
 
 fwd = all node states; fwd+bwd = gradient of Σ h·r (r random) w.r.t. W, U, b, the root memory and
 the inputs. Full float32 matmuls on both sides (JAX precision "highest", TF32 off in torch).
@@ -17,7 +24,9 @@ Timings are medians of ``--repeats`` runs after warm-up, with block_until_ready 
 On a GPU each scan step costs a fixed latency (~10 µs measured on an H100); the JSON reports the
 µs per step and the floor ``steps × 10 µs``.
 
-Usage: ``python benchmarks/tree_lstm.py [--trees 64] [--tar PATH] [--out benchmarks/results/tree_lstm_speed.json]``
+Usage: ``python benchmarks/tree_lstm.py [--trees 64 256 0] [--chunks 4096 8192]
+[--variants scan:1,vjp:1,vjp:8] [--tar PATH] [--out benchmarks/results/tree_lstm_speed.json]``
+(``--trees 0``: all 1,490 Twitter15 trees). On a GPU: ``bash benchmarks/tree_lstm_device.sh``.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import json
 import os
 import pathlib
 import platform
+import re
 import statistics
 import sys
 import time
@@ -50,11 +60,11 @@ LEVEL_FLOOR_US = 10.0
 def load_trees(tar: str | None, n: int, seed: int):
   """The first n Twitter15 trees (sorted by name), or random trees of Twitter15-like size."""
   if tar and os.path.exists(tar):
-    trees, _ = T.read_twitter15(tar, max_trees=n)
+    trees, _ = T.read_twitter15(tar, max_trees=n or None)
     return [t.parent for t in trees], "twitter15"
   rng = np.random.default_rng(seed)
   out = []
-  for _ in range(n):
+  for _ in range(n or 1490):
     size = int(np.clip(rng.lognormal(5.5, 0.8), 2, 3000))
     par = [-1] + [0 if rng.random() < 0.6 else int(rng.integers(0, i)) for i in range(1, size)]
     out.append(T.tree_from_parents(par, name="r").parent)
@@ -76,9 +86,122 @@ def git_commit() -> str:
   return os.environ.get("GIT_COMMIT") or report.git_commit() or "unknown"
 
 
+def _count_buffer_copies(hlo: str, rows: int) -> dict:
+  """Copies of (rows, *) f32 buffers in an optimized HLO module: all, and inside while bodies.
+
+  A ``copy`` of the (B + N)-row state or cotangent buffer inside a while body means a scan step
+  costs O(N·H) instead of O(C·H).
+  """
+  pat = re.compile(r"= f(?:32|64)\[%d,\d+\]\{[^}]*\} copy\(" % rows)
+  bodies = set()
+  for m in re.finditer(r"while\([^)]*\)[^\n]*body=%?([\w.\-]+)", hlo):
+    bodies.add(m.group(1))
+  total = in_body = 0
+  current = None
+  for line in hlo.splitlines():
+    head = re.match(r"^%?([\w.\-]+) .*\{$", line) or re.match(r"^ENTRY %?([\w.\-]+)", line)
+    if head and not line.startswith(" "):
+      current = head.group(1)
+    if pat.search(line):
+      total += 1
+      in_body += current in bodies
+  return {"total": total, "in_while_body": in_body}
+
+
+def run_jax_variant(args, base, hid, jp, jb, k, chunk, impl, unroll, unroll_req, n_nodes, slot_of,
+                    h_torch, node_f, node_fb, lvl_f, lvl_fb, log, runs=None):
+  """Compiles (AOT), checks against torch and times one JAX variant; returns its result row."""
+
+  def states(p, bb):
+    with jax.default_matmul_precision("highest"):
+      h0 = jnp.zeros_like(bb["c0"])
+      if impl == "level":  # one step per level, static level widths
+        xw = bb["x"] @ p["w"] + p["b"][None, :]
+        h, _ = M.levelwise_tree_lstm_by_level(xw, bb["parent"], h0, bb["c0"], p["u"], runs)
+        return h
+      if impl.endswith("x"):  # W x + b inside the scan, chunk by chunk
+        h, _ = M.levelwise_tree_lstm_inputs(bb["x"], p["w"], p["b"], bb["parent"], h0, bb["c0"],
+                                            p["u"], k, impl=impl[:-1], unroll=unroll)
+        return h
+      xw = bb["x"] @ p["w"] + p["b"][None, :]
+      h, _ = M.levelwise_tree_lstm(xw, bb["parent"], h0, bb["c0"], p["u"], k, impl=impl,
+                                   unroll=unroll)
+      return h
+
+  def loss(p, x, c0, bb):
+    return jnp.sum(states(p, dict(bb, x=x, c0=c0)) * bb["r"])
+
+  name = (f"jax_levelwise[C={chunk},{impl},unroll={unroll_req}]" if impl != "level"
+          else f"jax_levelwise[C={chunk},level]")
+  log(f"{name}: {k} steps, compiling")
+  t0 = time.perf_counter()
+  c_fwd = jax.jit(states).lower(jp, jb).compile()
+  c_grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2))).lower(jp, jb["x"], jb["c0"], jb).compile()
+  compile_s = time.perf_counter() - t0
+  rows = jb["c0"].shape[0] + jb["x"].shape[0]
+  copies_f = _count_buffer_copies(c_fwd.as_text(), rows)
+  copies_b = _count_buffer_copies(c_grad.as_text(), rows)
+  if args.hlo_dir:
+    d = pathlib.Path(args.hlo_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    tag = f"t{base['trees']}_C{chunk}_{impl}_u{unroll_req}"
+    (d / f"{tag}_fwd.hlo.txt").write_text(c_fwd.as_text())
+    (d / f"{tag}_grad.hlo.txt").write_text(c_grad.as_text())
+  h_jax = np.asarray(c_fwd(jp, jb))[slot_of]
+  err = float(np.max(np.abs(h_jax - h_torch)))
+  t_f = timeit(lambda: jax.block_until_ready(c_fwd(jp, jb)), args.repeats)
+  t_fb = timeit(lambda: jax.block_until_ready(c_grad(jp, jb["x"], jb["c0"], jb)), args.repeats)
+  jf, jfb = n_nodes / t_f, n_nodes / t_fb
+  steps = len(runs) if impl == "level" else k
+  return dict(base, impl=name, jax_impl=impl, unroll=unroll_req, chunk=chunk, steps=steps,
+              padded_slots=k * chunk, nodes_per_s_fwd=jf, nodes_per_s_fwd_bwd=jfb,
+              fwd_ms=t_f * 1e3, fwd_bwd_ms=t_fb * 1e3,
+              ratio_fwd_vs_node_by_node=jf / node_f,
+              ratio_fwd_bwd_vs_node_by_node=jfb / node_fb,
+              ratio_fwd_vs_torch_levelwise=jf / lvl_f,
+              ratio_fwd_bwd_vs_torch_levelwise=jfb / lvl_fb,
+              us_per_step_fwd=t_f * 1e6 / steps, us_per_step_fwd_bwd=t_fb * 1e6 / steps,
+              level_floor_fwd_ms=steps * LEVEL_FLOOR_US / 1e3,
+              fwd_over_floor=t_f * 1e6 / (steps * LEVEL_FLOOR_US),
+              compile_s=compile_s, hlo_buffer_copies_fwd=copies_f,
+              hlo_buffer_copies_fwd_bwd=copies_b, max_abs_diff_vs_torch=err)
+
+
+def best_variants(rows: list[dict]) -> list[dict]:
+  """Per (device, trees): the JAX row with the most nodes/s, forward and forward+backward."""
+  out = []
+  keys = sorted({(r["device"], r["trees"]) for r in rows if "jax_impl" in r})
+  for dev, n in keys:
+    js = [r for r in rows if "jax_impl" in r and r["device"] == dev and r["trees"] == n]
+    bf = max(js, key=lambda r: r["nodes_per_s_fwd"])
+    bfb = max(js, key=lambda r: r["nodes_per_s_fwd_bwd"])
+    out.append(dict(device=dev, trees=n, fwd_impl=bf["impl"],
+                    ratio_fwd_vs_torch_levelwise=bf["ratio_fwd_vs_torch_levelwise"],
+                    ratio_fwd_vs_node_by_node=bf["ratio_fwd_vs_node_by_node"],
+                    fwd_bwd_impl=bfb["impl"],
+                    ratio_fwd_bwd_vs_torch_levelwise=bfb["ratio_fwd_bwd_vs_torch_levelwise"],
+                    ratio_fwd_bwd_vs_node_by_node=bfb["ratio_fwd_bwd_vs_node_by_node"]))
+  return out
+
+
+def parse_variants(spec: str) -> list[tuple[str, str]]:
+  """``"scan:1,vjp:1,vjp:8,vjp:full"`` -> [(impl, unroll), ...]."""
+  out = []
+  for item in spec.split(","):
+    impl, _, unroll = item.strip().partition(":")
+    unroll = unroll or "1"
+    ok_unroll = unroll == "full" or unroll.isdigit()
+    if (impl != "level" and impl.removesuffix("x") not in M.LEVELWISE_IMPLS) or not ok_unroll:
+      raise SystemExit(f"bad variant {item!r}: want IMPL:UNROLL, IMPL in {M.LEVELWISE_IMPLS} "
+                       "(+ 'x': levelwise_tree_lstm_inputs), UNROLL an integer or 'full'")
+    out.append((impl, unroll))
+  return out
+
+
 def main():
   ap = argparse.ArgumentParser()
-  ap.add_argument("--trees", type=int, nargs="+", default=[64])
+  ap.add_argument("--trees", type=int, nargs="+", default=[64],
+                  help="numbers of trees (the first ones by name); 0 = all (1,490 for Twitter15)")
   ap.add_argument("--tar", default=os.environ.get(
       "TWITTER15_TAR", str(ROOT.parent / "shared" / "data" / "twitter15_16_trees" /
                           "twitter15_tree.tar.gz")))
@@ -90,8 +213,19 @@ def main():
   ap.add_argument("--node_min", type=int, default=1000)
   ap.add_argument("--max_pad_ratio", type=float, default=12.0,
                   help="skip a JAX chunk width whose padded slots exceed this many times the nodes")
+  ap.add_argument("--variants", default="scan:1,vjp:1,vjp:8,vjp:full",
+                  help="JAX variants IMPL:UNROLL, comma-separated (impl of levelwise_tree_lstm, "
+                       "lax.scan unroll factor or 'full')")
+  ap.add_argument("--max_full_unroll", type=int, default=160,
+                  help="skip unroll=full for a batch of more steps (compile time)")
+  ap.add_argument("--budget_s", type=float, default=1e9,
+                  help="skip the JAX variants left once this many seconds have passed")
+  ap.add_argument("--hlo_dir", default=None, help="write each variant's optimized HLO here")
+  ap.add_argument("--append", action="store_true",
+                  help="keep the rows already in --out (several runs into one result file)")
   ap.add_argument("--out", default=str(ROOT / "benchmarks/results/tree_lstm_speed.json"))
   args = ap.parse_args()
+  variants = parse_variants(args.variants)
 
   import torch
   torch.backends.cuda.matmul.allow_tf32 = False
@@ -110,6 +244,8 @@ def main():
   u = (rng.normal(size=(hid, 4 * hid)) / np.sqrt(hid)).astype(np.float32)
   b = (rng.normal(size=4 * hid) * 0.1).astype(np.float32)
   rows = []
+  if args.append and os.path.exists(args.out):
+    rows = json.loads(pathlib.Path(args.out).read_text())["rows"]
   t_start = time.perf_counter()
 
   def log(msg):
@@ -117,7 +253,7 @@ def main():
 
   def emit(row):
     rows.append(row)
-    log(f"{row['impl']:28s} trees {row['trees']:5d} nodes {row.get('nodes_timed', row['nodes']):7d} "
+    log(f"{row['impl']:44s} trees {row['trees']:5d} nodes {row.get('nodes_timed', row['nodes']):7d} "
         f"steps {row.get('steps', 0):4d} fwd {row['nodes_per_s_fwd']:12.0f} n/s  f+b "
         f"{row['nodes_per_s_fwd_bwd']:12.0f} n/s  x node {row['ratio_fwd_vs_node_by_node']:8.1f} / "
         f"{row['ratio_fwd_bwd_vs_node_by_node']:8.1f}  x lvl "
@@ -134,16 +270,22 @@ def main():
       "versions": {"jax": jax.__version__, "flax": flax.__version__, "numpy": np.__version__,
                    "torch": torch.__version__, "python": platform.python_version()},
       "level_floor_us_assumed": LEVEL_FLOOR_US, "args": vars(args), "rows": rows,
+      "best": best_variants(rows),
     }
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
 
-  max_trees = max(args.trees)
+  max_trees = 0 if 0 in args.trees else max(args.trees)
   parents_all, source = load_trees(args.tar, max_trees, 0)
 
-  for n_trees in args.trees:
-    parents = parents_all[:n_trees]
+  seen_sizes = set()
+  for n_req in args.trees:
+    parents = parents_all[:n_req] if n_req > 0 else parents_all
+    n_trees = len(parents)
+    if n_trees in seen_sizes:
+      continue
+    seen_sizes.add(n_trees)
     sizes = [p.shape[0] for p in parents]
     n_nodes = int(sum(sizes))
     depths = []
@@ -262,20 +404,22 @@ def main():
         h_torch[lvl_nodes[l]] = h.cpu().numpy()
         hp, cp = h, c
 
-    # ---- JAX level-wise (the library code).
+    # ---- JAX level-wise (the library code), every (chunk width, impl, unroll) variant.
+    if tdev.type == "cuda":
+      torch.cuda.empty_cache()
     widest = int(max(np.bincount(all_depth)))
     done = set()
+    exs = [T.TreeExample("t", p, d.astype(np.int32), x_all[o:o + p.shape[0]],
+                         np.zeros(p.shape[0], np.int32), np.zeros(1, np.float32))
+           for p, d, o in zip(parents, depths, offs[:-1])]
     for chunk_req in args.chunks:
       chunk = widest if chunk_req == 0 else min(chunk_req, widest)
       if chunk in done:
         continue
       done.add(chunk)
-      exs = [T.TreeExample("t", p, d.astype(np.int32), x_all[o:o + p.shape[0]],
-                           np.zeros(p.shape[0], np.int32), np.zeros(1, np.float32))
-             for p, d, o in zip(parents, depths, offs[:-1])]
       k = T.num_chunks_needed([e.depth for e in exs], chunk)
       if k * chunk > args.max_pad_ratio * n_nodes:
-        print(f"skip C={chunk}: {k * chunk} padded slots for {n_nodes} nodes", flush=True)
+        log(f"skip C={chunk}: {k * chunk} padded slots for {n_nodes} nodes")
         continue
       batch = T.make_tree_batch(exs, num_protos=1, chunk=chunk, num_chunks=k, batch_trees=n_trees)
       slot_of = np.empty(n_nodes, np.int64)
@@ -286,50 +430,35 @@ def main():
       r_slots[slot_of] = r_all
       jb = jax.device_put(dict(x=batch.x, parent=batch.parent, r=r_slots, c0=c_root))
       jp = jax.device_put(dict(w=w, u=u, b=b))
-
-      def states(p, bb):
-        with jax.default_matmul_precision("highest"):
-          xw = bb["x"] @ p["w"] + p["b"][None, :]
-          h, _ = M.levelwise_tree_lstm(xw, bb["parent"], jnp.zeros_like(bb["c0"]), bb["c0"],
-                                       p["u"], k)
-          return h
-
-      def loss(p, x, c0, bb):
-        return jnp.sum(states(p, dict(bb, x=x, c0=c0)) * bb["r"])
-
-      log(f"jax C={chunk}: {k} steps, compiling")
-      f_fwd = jax.jit(states)
-      g_fn = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
-      f_bwd = lambda p, bb: g_fn(p, bb["x"], bb["c0"], bb)
-      h_jax = np.asarray(f_fwd(jp, jb))[slot_of]
-      err = float(np.max(np.abs(h_jax - h_torch)))
-      t_f = timeit(lambda: jax.block_until_ready(f_fwd(jp, jb)), args.repeats)
-      t_fb = timeit(lambda: jax.block_until_ready(f_bwd(jp, jb)), args.repeats)
-      jf, jfb = n_nodes / t_f, n_nodes / t_fb
-      emit(dict(base, impl=f"jax_levelwise[C={chunk}]", chunk=chunk, steps=k,
-                       padded_slots=k * chunk, nodes_per_s_fwd=jf, nodes_per_s_fwd_bwd=jfb,
-                       fwd_ms=t_f * 1e3, fwd_bwd_ms=t_fb * 1e3,
-                       ratio_fwd_vs_node_by_node=jf / node_f,
-                       ratio_fwd_bwd_vs_node_by_node=jfb / node_fb,
-                       ratio_fwd_vs_torch_levelwise=jf / lvl_f,
-                       ratio_fwd_bwd_vs_torch_levelwise=jfb / lvl_fb,
-                       us_per_step_fwd=t_f * 1e6 / k, us_per_step_fwd_bwd=t_fb * 1e6 / k,
-                       level_floor_fwd_ms=k * LEVEL_FLOOR_US / 1e3,
-                       fwd_over_floor=t_f * 1e6 / (k * LEVEL_FLOOR_US),
-                       max_abs_diff_vs_torch=err))
+      for impl, unroll_req in variants:
+        if time.perf_counter() - t_start > args.budget_s:
+          log(f"time budget {args.budget_s:.0f} s spent: skip C={chunk} {impl} unroll={unroll_req}")
+          continue
+        if unroll_req == "full" and k > args.max_full_unroll:
+          log(f"skip C={chunk} {impl} unroll=full: {k} steps > --max_full_unroll")
+          continue
+        unroll = True if unroll_req == "full" else int(unroll_req)
+        row = run_jax_variant(args, base, hid, jp, jb, k, chunk, impl, unroll, unroll_req,
+                              n_nodes, slot_of, h_torch, node_f, node_fb, lvl_f, lvl_fb, log,
+                              runs=M.chunk_runs(batch.chunk_depth))
+        emit(row)
 
   write()
   out = args.out
-  hdr = f"{'impl':28s} {'trees':>5s} {'nodes':>7s} {'steps':>5s} {'fwd n/s':>11s} {'f+b n/s':>11s} " \
+  hdr = f"{'impl':44s} {'trees':>5s} {'nodes':>7s} {'steps':>5s} {'fwd n/s':>11s} {'f+b n/s':>11s} " \
         f"{'x node':>8s} {'x node fb':>9s} {'x lvl':>6s} {'x lvl fb':>8s} {'us/step':>8s}"
   print(hdr)
   for r in rows:
-    print(f"{r['impl']:28s} {r['trees']:5d} {r.get('nodes_timed', r['nodes']):7d} "
+    print(f"{r['impl']:44s} {r['trees']:5d} {r.get('nodes_timed', r['nodes']):7d} "
           f"{r.get('steps', 0):5d} {r['nodes_per_s_fwd']:11.0f} {r['nodes_per_s_fwd_bwd']:11.0f} "
           f"{r['ratio_fwd_vs_node_by_node']:8.1f} {r['ratio_fwd_bwd_vs_node_by_node']:9.1f} "
           f"{r.get('ratio_fwd_vs_torch_levelwise', float('nan')):6.2f} "
           f"{r.get('ratio_fwd_bwd_vs_torch_levelwise', float('nan')):8.2f} "
           f"{r.get('us_per_step_fwd', float('nan')):8.1f}")
+  for b in best_variants(rows):
+    print(f"best of {b['trees']} trees ({b['device']}): fwd {b['fwd_impl']} "
+          f"{b['ratio_fwd_vs_torch_levelwise']:.2f}x torch level-wise; fwd+bwd {b['fwd_bwd_impl']} "
+          f"{b['ratio_fwd_bwd_vs_torch_levelwise']:.2f}x (goal >= 3x)")
   print(f"wrote {out}")
 
 

@@ -32,8 +32,10 @@ from popdiff_jax.metrics.popularity import classification_metrics, regression_me
 from popdiff_jax.metrics.ranking import ranking_sums
 from popdiff_jax.metrics.trees import (ap_summary, depth_mae_per_depth, mean_histogram_intersection,
                                        per_class_ap)
-from popdiff_jax.models.diffusion_lstm import (DiffusionLSTM, class_weights, generate_trees,
-                                               levelwise_tree_lstm, weighted_bce)
+from popdiff_jax.models.diffusion_lstm import (LEVELWISE_IMPLS, DiffusionLSTM, chunk_runs,
+                                               class_weights, generate_trees, levelwise_tree_lstm,
+                                               levelwise_tree_lstm_by_level,
+                                               levelwise_tree_lstm_inputs, weighted_bce)
 from popdiff_jax.models.dual_attention import DualAttention
 from popdiff_jax.models.fusion_dnn import FusionDNN
 from popdiff_jax.models.ic_baselines import (FittedIC, candidate_edges, evaluate_ic_baseline,
@@ -49,6 +51,20 @@ from popdiff_jax.simulate.sampler import Simulation, simulate, simulate_dataset
 from popdiff_jax.train.checkpoint import Checkpointer, CheckpointError
 from popdiff_jax.train.loop import FitResult, fit
 from popdiff_jax.train.state import TrainState, apply_gradients, create_train_state
+from popdiff_jax.train.parallel import (DataParallel, data_parallel, fit_arguments, group_steps,
+                                        init_distributed, make_mesh, multi_step, pad_rows,
+                                        shard_batch, stack_batches, table_sharding)
+from popdiff_jax.functional import MODEL_NAMES, Model, cascade_batch, next_user_loss, tree_batch
+from popdiff_jax.functional import build as build_model
+from popdiff_jax.models.lean_softmax import (auto_chunk, lean_eval_sums, lean_loss_fn,
+                                             lean_next_user_nll, lean_ranking_sums,
+                                             masked_logsumexp)
+from popdiff_jax.models.deepwalk import (CSRGraph, DeepWalkConfig, csr_from_edges, deepwalk,
+                                         random_walks, skipgram_loss)
+from popdiff_jax.models.ndm import FrozenEmbedding
+from popdiff_jax.experiments.ndm_extras import (evaluate_f1, freeze_non_params, initial_wc_norms,
+                                                social_embedding, wc_norms)
+from popdiff_jax.experiments.popularity_reproduce import reproduce_popularity
 
 __all__ = [
     "DataError", "CascadeBatch", "bucket_lengths", "make_batches", "DATASETS", "PAD", "TERMINATE",
@@ -69,6 +85,14 @@ __all__ = [
     "tree_from_edges", "tree_from_parents", "kmeans", "nearest_centroid", "DiffusionLSTMConfig",
     "prepare_trees", "run_diffusion_lstm", "ap_summary", "depth_mae_per_depth",
     "mean_histogram_intersection", "per_class_ap", "DiffusionLSTM", "class_weights",
-    "generate_trees", "levelwise_tree_lstm", "weighted_bce",
+    "generate_trees", "levelwise_tree_lstm", "weighted_bce", "DataParallel", "data_parallel",
+    "fit_arguments", "pad_rows", "group_steps", "init_distributed", "make_mesh", "multi_step", "shard_batch", "stack_batches",
+    "table_sharding", "MODEL_NAMES", "Model", "build_model", "cascade_batch", "next_user_loss",
+    "tree_batch", "auto_chunk", "lean_eval_sums", "lean_loss_fn", "lean_next_user_nll",
+    "lean_ranking_sums", "masked_logsumexp", "CSRGraph", "DeepWalkConfig", "csr_from_edges",
+    "deepwalk", "random_walks", "skipgram_loss", "FrozenEmbedding", "evaluate_f1",
+    "freeze_non_params", "initial_wc_norms", "social_embedding", "wc_norms",
+    "reproduce_popularity", "LEVELWISE_IMPLS", "chunk_runs", "levelwise_tree_lstm_by_level",
+    "levelwise_tree_lstm_inputs",
 ]
 __version__ = "0.1.0"

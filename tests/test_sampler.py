@@ -117,3 +117,21 @@ def test_simulate_dataset_buckets_and_chunks_without_losing_cascades():
   for c, f in zip(cascades, freq):
     assert f[c.users[0]] == 0
   np.testing.assert_allclose(freq.sum(1), mean_new, rtol=1e-5)
+
+
+def test_decoding_cache_bounds_the_chunk_and_loses_no_cascade():
+  """NDM's cache grows with heads x dim x length: the chunking bounds it (the LSTM has no such
+  cache); a cap below one cascade's runs still simulates every cascade, one at a time."""
+  from popdiff_jax.simulate.sampler import _cache_floats_per_position
+  graphdef, params = _random_model(NDM, 5, num_heads=2)
+  assert _cache_floats_per_position(graphdef, params) == 2 * 2 * 8
+  assert _cache_floats_per_position(*_random_model(LSTMNextUser, 5)) == 0
+  rng = np.random.default_rng(1)
+  cascades = [Cascade(rng.choice(np.arange(2, U), n, replace=False).astype(np.int32),
+                      np.arange(n, dtype=np.float64)) for n in (3, 6, 4)]
+  budgets = [len(c.users) - 1 for c in cascades]
+  freq, mean_new = simulate_dataset(graphdef, params, cascades, num_given=1, budgets=budgets,
+                                    num_runs=16, key=jax.random.key(1), max_cache_elements=1,
+                                    num_items=U, progress=False)
+  assert freq.shape == (3, U) and np.all(mean_new > 0)
+  np.testing.assert_allclose(freq.sum(1), mean_new, rtol=1e-5)

@@ -151,6 +151,94 @@ def test_gradients_match_node_by_node_reference():
     assert np.all(np.asarray(gx_lvl)[~batch.node_mask] == 0)
 
 
+def test_levelwise_impls_and_unroll_agree():
+  """impl="vjp" (hand-written backward) equals autodiff through the scan (impl="scan"), for
+  unroll 5 (not dividing K = 12) and full, float32, with a star level (many children per
+  parent row in one chunk: duplicate scatter indices) and a cotangent on c as well as h."""
+  rng = np.random.default_rng(7)
+  hid = 4
+  pars = [[-1] + [0] * 11, random_parents(rng, 13), [-1, 0, 1, 2, 3]]
+  exs = make_examples(rng, pars)
+  k = T.num_chunks_needed([e.depth for e in exs], 3)
+  batch = T.make_tree_batch(exs, num_protos=4, chunk=3, num_chunks=k + 1, batch_trees=4)
+  kk = batch.chunk_depth.shape[0]
+  assert kk == 12
+  xw = jnp.asarray(rng.normal(size=(batch.x.shape[0], 4 * hid)), jnp.float32)
+  h0 = jnp.asarray(rng.normal(size=(4, hid)), jnp.float32)
+  c0 = jnp.asarray(rng.normal(size=(4, hid)), jnp.float32)
+  u = jnp.asarray(rng.normal(size=(hid, 4 * hid)) * 0.5, jnp.float32)
+  r = jnp.asarray(rng.normal(size=(batch.x.shape[0], 2 * hid)), jnp.float32)
+  parent = jnp.asarray(batch.parent)
+
+  def run(impl, unroll):
+    def loss(xw, h0, c0, u):
+      h, c = M.levelwise_tree_lstm(xw, parent, h0, c0, u, kk, impl=impl, unroll=unroll)
+      return jnp.sum(h * r[:, :hid]) + jnp.sum(jnp.tanh(c) * r[:, hid:]), (h, c)
+    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3), has_aux=True))(xw, h0, c0, u)
+
+  want = run("scan", 1)
+  # unroll=1 of "vjp" is the default, checked against the node-by-node reference above.
+  for impl, unroll in (("vjp", 5), ("vjp", True)):
+    chex.assert_trees_all_close(run(impl, unroll), want, rtol=2e-5, atol=2e-6)
+  # Given x, W, b (W x + b inside the scan): same values, and the gradients chain through W x + b.
+  x = jnp.asarray(rng.normal(size=(batch.x.shape[0], 3)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(3, 4 * hid)), jnp.float32)
+  bias = jnp.asarray(rng.normal(size=4 * hid), jnp.float32)
+
+  def run_x(fused, impl):
+    def loss(x, w, bias, c0, u):
+      if fused:
+        h, c = M.levelwise_tree_lstm_inputs(x, w, bias, parent, h0, c0, u, kk, impl=impl,
+                                            unroll=2)
+      else:
+        h, c = M.levelwise_tree_lstm(x @ w + bias[None, :], parent, h0, c0, u, kk, impl="scan")
+      return jnp.sum(h * r[:, :hid]) + jnp.sum(jnp.tanh(c) * r[:, hid:])
+    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3, 4)))(x, w, bias, c0, u)
+
+  want_x = run_x(False, None)
+  for impl in M.LEVELWISE_IMPLS:
+    chex.assert_trees_all_close(run_x(True, impl), want_x, rtol=2e-5, atol=2e-6)
+  with pytest.raises(ValueError, match="impl"):
+    M.levelwise_tree_lstm(xw, parent, h0, c0, u, kk, impl="nope")
+  with pytest.raises(ValueError, match="multiple"):
+    M.levelwise_tree_lstm(xw[:-1], parent[:-1], h0, c0, u, kk)
+
+
+def test_by_level_equals_scan_with_padding_runs():
+  """levelwise_tree_lstm_by_level (one step per level, static widths from chunk_runs) equals
+  the scan on real nodes, in values and gradients, with several chunks per level, a single-node
+  tree, unused bucket chunks at the end (a trailing depth-0 run) and padding slots."""
+  rng = np.random.default_rng(8)
+  hid = 4
+  exs = make_examples(rng, [[-1] + [0] * 11, random_parents(rng, 13), [-1, 0, 1, 2, 3], [-1]])
+  k = T.num_chunks_needed([e.depth for e in exs], 3)
+  batch = T.make_tree_batch(exs, num_protos=4, chunk=3, num_chunks=k + 2, batch_trees=5)
+  runs = M.chunk_runs(batch.chunk_depth)
+  assert sum(runs) == k + 2 and runs[0] == 2 and runs[-1] == 2  # 2 root chunks, 2 unused
+  n = batch.x.shape[0]
+  xw = jnp.asarray(rng.normal(size=(n, 4 * hid)), jnp.float32)
+  h0 = jnp.asarray(rng.normal(size=(5, hid)), jnp.float32)
+  c0 = jnp.asarray(rng.normal(size=(5, hid)), jnp.float32)
+  u = jnp.asarray(rng.normal(size=(hid, 4 * hid)) * 0.5, jnp.float32)
+  r = jnp.asarray(rng.normal(size=(n, 2 * hid)), jnp.float32)
+  mask = jnp.asarray(batch.node_mask)[:, None]
+  parent = jnp.asarray(batch.parent)
+
+  def run(fn):
+    def loss(xw, h0, c0, u):
+      h, c = fn(xw, h0, c0, u)
+      h = jnp.where(mask, h, jnp.zeros((), h.dtype))
+      c = jnp.where(mask, c, jnp.zeros((), c.dtype))
+      return jnp.sum(h * r[:, :hid]) + jnp.sum(jnp.tanh(c) * r[:, hid:]), (h, c)
+    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3), has_aux=True))(xw, h0, c0, u)
+
+  want = run(lambda *a: M.levelwise_tree_lstm(a[0], parent, *a[1:], k + 2))
+  got = run(lambda *a: M.levelwise_tree_lstm_by_level(a[0], parent, *a[1:], runs))
+  chex.assert_trees_all_close(got, want, rtol=2e-5, atol=2e-6)
+  with pytest.raises(ValueError, match="chunk_depth"):
+    M.chunk_runs(np.zeros((0,), np.int32))
+
+
 def _model_and_batch(variant="full", n_trees=3, chunk=8, num_chunks=16, seed=0):
   rng = np.random.default_rng(seed)
   pars = [random_parents(rng, n) for n in rng.integers(1, 20, n_trees)]
@@ -178,6 +266,35 @@ def test_model_shapes_and_finite_loss(variant):
   chex.assert_tree_all_finite(logits)
   assert np.isfinite(float(loss))
   chex.assert_tree_all_finite(grads)
+
+
+def test_model_scan_impls_agree_and_forward_mode_works_with_scan():
+  """DiffusionLSTM(scan_impl="vjp", scan_unroll=2), scan_fuse_input=True and scan_impl="scan":
+  same loss and grads; forward-mode (jax.jvp), which a custom VJP does not support, works with
+  "scan"."""
+  gd, params, batch, _ = _model_and_batch("full")
+  wp, wn = M.class_weights(np.ones(5) * 3, np.ones(5) * 7)
+  model = M.nnx.merge(gd, params)
+  args = dict(input_dim=5, content_dim=3, num_protos=4, hidden=8, head_hidden=8)
+
+  def loss_of(impl, unroll):
+    gdi, _ = M.init_model(jax.random.key(0), scan_impl=impl, scan_unroll=unroll, **args)
+    return lambda p: M.weighted_bce(M.apply_model(gdi, p, batch), batch.targets, batch.node_mask,
+                                    wp, wn)
+
+  got = jax.jit(jax.value_and_grad(loss_of("vjp", 2)))(params)
+  want = jax.jit(jax.value_and_grad(loss_of("scan", 1)))(params)
+  chex.assert_trees_all_close(got, want, rtol=2e-5, atol=1e-7)
+  gdf, _ = M.init_model(jax.random.key(0), scan_fuse_input=True, **args)
+  fused = jax.jit(jax.value_and_grad(lambda p: M.weighted_bce(
+      M.apply_model(gdf, p, batch), batch.targets, batch.node_mask, wp, wn)))(params)
+  chex.assert_trees_all_close(fused, want, rtol=2e-5, atol=1e-7)
+  tangent = jax.tree.map(jnp.ones_like, params)
+  _, jvp = jax.jvp(loss_of("scan", 1), (params,), (tangent,))
+  assert np.isfinite(float(jvp))
+  assert model.scan_impl == "vjp" and model.scan_unroll == 1
+  with pytest.raises(ValueError, match="scan_impl"):
+    M.init_model(jax.random.key(0), scan_impl="loop", **args)
 
 
 def test_weighted_bce_matches_numpy_and_all_padding_is_finite():

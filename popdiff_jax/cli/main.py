@@ -57,6 +57,33 @@ def _add_hparams(p: argparse.ArgumentParser) -> None:
   p.add_argument("--split", choices=("files", "random", "time"), default="files",
                  help="the dataset's own split files (default), or a seeded random / time-ordered "
                       "re-split 80/10/10")
+  g = p.add_argument_group("accelerators and memory (issue 6)")
+  g.add_argument("--devices", type=int, default=d.num_devices, metavar="N",
+                 help="data parallelism over N devices, 0 = all (across hosts with "
+                      "--distributed); --batch-size is the global batch, split over the devices "
+                      "(padded with masked rows when it does not divide) (%(default)s)")
+  g.add_argument("--model-parallel", type=int, default=d.model_parallel, metavar="M",
+                 help="split the user tables (embedding, output weights, their Adam moments) over "
+                      "M of the devices, for vocabularies too large for one; M must divide "
+                      "--devices (%(default)s)")
+  g.add_argument("--steps-per-call", type=int, default=d.steps_per_call, metavar="K",
+                 help="optimiser steps per dispatched call (a lax.scan over K same-shaped "
+                      "batches; same trajectory, less launch overhead on GPUs) (%(default)s)")
+  g.add_argument("--lean", action="store_true",
+                 help="memory-lean loss and Hits@k/MAP@k (NDM, LSTM): stream over blocks of "
+                      "users instead of building [batch, length, users] scores; equal to the "
+                      "dense loss up to float rounding")
+  g.add_argument("--lean-chunk", type=int, default=None, metavar="C",
+                 help="users per block with --lean (default: sized per batch shape)")
+  g.add_argument("--distributed", action="store_true",
+                 help="multi-host: call jax.distributed.initialize() first (start the same "
+                      "command on every host; on SLURM / TPU pods nothing else is needed, "
+                      "otherwise give --coordinator, --num-processes and --process-id)")
+  g.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                 help="with --distributed: address of process 0")
+  g.add_argument("--num-processes", type=int, default=None,
+                 help="with --distributed: number of processes (hosts)")
+  g.add_argument("--process-id", type=int, default=None, help="with --distributed: this host's id")
 
 
 def _overrides(a: argparse.Namespace) -> dict:
@@ -64,7 +91,22 @@ def _overrides(a: argparse.Namespace) -> dict:
           "max_len": a.max_len, "dim": a.dim, "num_heads": a.heads, "window": a.window,
           "f_init": a.f_init, "schedule": a.schedule, "learning_rate": a.lr, "seed": a.seed,
           "max_train_seconds": a.max_train_seconds, "dropout_rate": a.dropout,
-          "embedding_dropout": a.embedding_dropout, "weight_decay": a.weight_decay}
+          "embedding_dropout": a.embedding_dropout, "weight_decay": a.weight_decay,
+          "num_devices": a.devices, "model_parallel": a.model_parallel,
+          "steps_per_call": a.steps_per_call, "loss": "lean" if a.lean else "dense",
+          "lean_chunk": a.lean_chunk}
+
+
+def _maybe_distributed(a: argparse.Namespace) -> None:
+  """``jax.distributed.initialize`` for ``--distributed`` (before anything touches a device)."""
+  if not getattr(a, "distributed", False):
+    return
+  from popdiff_jax.train.parallel import init_distributed
+
+  kwargs = {k: v for k, v in (("coordinator_address", a.coordinator),
+                              ("num_processes", a.num_processes),
+                              ("process_id", a.process_id)) if v is not None}
+  init_distributed(**kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--workdir", default="runs/diffusion_lstm",
                  help="checkpoints of each model; reused = resumed (%(default)s)")
   p.add_argument("--tiny", action="store_true", help="the test configuration (seconds on a CPU)")
+  p.add_argument("--devices", type=int, default=1, metavar="N",
+                 help="data-parallel training over N devices, 0 = all (%(default)s)")
   _add_common(p)
 
   p = sub.add_parser("data", help="dataset summaries")
@@ -155,6 +199,7 @@ def _print_rows(rows: list[dict]) -> None:
 
 
 def _dispatch(a: argparse.Namespace) -> int:
+  _maybe_distributed(a)  # before anything touches a device
   import dataclasses
 
   from popdiff_jax.data.cascades import load_dataset
@@ -203,8 +248,8 @@ def _dispatch(a: argparse.Namespace) -> int:
     from popdiff_jax.data.cascades import resolve_data_dir
     from popdiff_jax.experiments import diffusion_lstm
 
-    cfg = (diffusion_lstm.DiffusionLSTMConfig.tiny() if a.tiny
-           else diffusion_lstm.DiffusionLSTMConfig())
+    cfg = (diffusion_lstm.DiffusionLSTMConfig.tiny(num_devices=a.devices) if a.tiny
+           else diffusion_lstm.DiffusionLSTMConfig(num_devices=a.devices))
     root = resolve_data_dir(a.data_dir)
     folder = None if root is None else str(root / "twitter15_16_trees")
     rows = diffusion_lstm.run(a.dataset, a.models or tuple(diffusion_lstm.MODELS), cfg=cfg,

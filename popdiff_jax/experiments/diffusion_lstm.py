@@ -48,6 +48,7 @@ from popdiff_jax.data import user_features as uf
 from popdiff_jax.metrics import trees as tm
 from popdiff_jax.models import diffusion_lstm as dl
 from popdiff_jax.train.loop import fit
+from popdiff_jax.train.parallel import fit_arguments
 from popdiff_jax.train.state import TrainState, apply_gradients, create_train_state
 
 __all__ = ["DiffusionLSTMConfig", "PreparedTrees", "MODELS", "prepare_twitter15",
@@ -64,6 +65,14 @@ class DiffusionLSTMConfig:
 
   ``python benchmarks/diffusion_lstm.py`` runs both datasets with the CPU-sized overrides it
   prints; :meth:`tiny` is the test configuration.
+
+  ``num_devices`` (not in the paper): data parallelism of training over that many devices (0 =
+  all) through ``train.parallel.fit_arguments``: the arrays of each ``TreeBatch`` are split over
+  the devices along their leading axis (node slots, tree slots) where it divides, else
+  replicated; the state is replicated and the compiler inserts the communication (a node's
+  parent state may live on another device) and the gradient all-reduce, so the steps equal the
+  one-device steps up to float rounding. Tree batches are never padded (their node axis is
+  ``K * C`` chunks); evaluation and generation run on the replicated parameters.
   """
   num_protos: int = 100
   hidden: int = 128
@@ -88,6 +97,7 @@ class DiffusionLSTMConfig:
   threshold_grid: tuple = (0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99)
   gen_samples: int = 0
   max_trees: int | None = None
+  num_devices: int = 1
 
   @staticmethod
   def tiny(**kw) -> "DiffusionLSTMConfig":
@@ -237,13 +247,13 @@ def prepare(dataset: str, cfg: DiffusionLSTMConfig, data_dir: str | None = None)
 
 
 def make_train_step(graphdef, tx: optax.GradientTransformation, w_pos: jax.Array,
-                    w_neg: jax.Array):
-  """The pure jitted ``train_step(state, batch, key) -> (state, metrics)`` (Eq. 2 loss).
+                    w_neg: jax.Array, jit: bool = True):
+  """The pure jitted ``train_step(state, batch, key) -> (state, metrics)`` (Eq. 2 loss); un-jitted
+  with ``jit=False`` (for ``train.parallel``).
 
   Not donated: the shared ``fit`` loop keeps references to the best parameters between steps.
   """
 
-  @jax.jit
   def train_step(state: TrainState, batch: tr.TreeBatch, key: jax.Array):
     def loss_fn(params):
       logits = dl.apply_model(graphdef, params, batch, key)
@@ -252,7 +262,7 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, w_pos: jax.Array
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
     return apply_gradients(state, grads, tx), {"loss": loss}
 
-  return train_step
+  return jax.jit(train_step) if jit else train_step
 
 
 def make_eval_fn(graphdef, w_pos: jax.Array, w_neg: jax.Array):
@@ -386,9 +396,10 @@ def train_model(prepared: PreparedTrees, variant: str, cfg: DiffusionLSTMConfig,
     if epochs <= 0:
       continue
     tx = optax.sgd(lr) if cfg.optimizer == "sgd" else optax.adam(lr)
-    step = make_train_step(graphdef, tx, w_pos, w_neg)
+    step = make_train_step(graphdef, tx, w_pos, w_neg, jit=False)
     state = create_train_state(params if state is None else state.params, tx)
-    res = fit(state, train_step=step, train_batches=train_batches, evaluate=evaluate,
+    state, step_args = fit_arguments(step, state, cfg.num_devices)
+    res = fit(state, **step_args, train_batches=train_batches, evaluate=evaluate,
               workdir=pathlib.Path(workdir) / f"{variant}_phase{phase}_lr{lr}",
               num_epochs=epochs, base_key=kf, monitor="val_loss", mode="min",
               patience=cfg.patience, desc=f"{variant} lr={lr}", progress=progress)

@@ -31,7 +31,7 @@ from popdiff_jax.models.next_user import (mask_infected, masked_nll, next_user_n
 from popdiff_jax.models.popularity_baseline import popularity_logits, popularity_scores
 from popdiff_jax.train.checkpoint import Checkpointer, abstract_like
 from popdiff_jax.train.loop import fit
-from popdiff_jax.train.parallel import data_parallel, make_mesh, multi_step
+from popdiff_jax.train.parallel import fit_arguments
 from popdiff_jax.train.state import TrainState, apply_gradients, create_train_state
 
 MODELS = ("ndm", "lstm", "popularity")
@@ -91,11 +91,17 @@ class NextUserConfig:
     eval_batch_size: rows per evaluation batch.
     max_train_seconds: optional time budget: training stops after the first epoch past it.
     num_devices: data parallelism over this many devices (``train.parallel``; 0 = all devices,
-      across hosts). Batches are split over the devices; ``batch_size`` is the global batch and
-      must be divisible by the data-parallel width to split evenly.
+      across hosts). Batches are split over the devices; ``batch_size`` is the global batch; when
+      it does not divide by the data-parallel width, batches get masked padding rows.
     model_parallel: width of the mesh's ``"model"`` axis: the user tables (embedding, W^C, bias,
       and their Adam moments) are split over it, for vocabularies too large for one device.
     steps_per_call: optimiser steps per dispatched call (``lax.scan`` over same-shaped batches).
+    loss: ``"dense"`` (the paper's softmax over the ``[B, L, U]`` scores; default) or ``"lean"``
+      (``models.lean_softmax``: the same loss and Hits@k / MAP@k streamed over blocks of users,
+      never holding ``[B, L, U]``; equal to dense up to float rounding). NDM and LSTM; for
+      large vocabularies or long cascades.
+    lean_chunk: users per block of the lean loss and metrics; None picks ``auto_chunk`` for each
+      batch shape (blocks of at most ~2^26 scores).
     seed: initialisation, shuffling and dropout seed.
   """
 
@@ -122,6 +128,8 @@ class NextUserConfig:
   num_devices: int = 1
   model_parallel: int = 1
   steps_per_call: int = 1
+  loss: str = "dense"
+  lean_chunk: int | None = None
   seed: int = 0
 
 
@@ -169,21 +177,42 @@ def loss_fn(params: nnx.State, graphdef: nnx.GraphDef, batch: CascadeBatch,
   return nll_sum / jnp.maximum(count, 1.0), count
 
 
+def _check_loss(loss: str) -> bool:
+  """Whether ``loss`` names the lean loss (raises on an unknown name)."""
+  if loss not in ("dense", "lean"):
+    raise ValueError(f"loss must be 'dense' or 'lean', got {loss!r}")
+  return loss == "lean"
+
+
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
-                    jit: bool = True) -> Callable:
+                    jit: bool = True, loss: str = "dense",
+                    chunk: int | None = None) -> Callable:
   """``train_step(state, batch, key) -> (state, metrics)``, jitted (donating the old state) unless
-  ``jit=False`` (for wrapping, e.g. in ``chex.assert_max_traces``, before jitting)."""
+  ``jit=False`` (for wrapping, e.g. in ``chex.assert_max_traces``, before jitting). ``loss="lean"``
+  takes ``models.lean_softmax.lean_loss_fn`` (blocks of ``chunk`` users) instead of ``loss_fn``."""
+  if _check_loss(loss):
+    from popdiff_jax.models.lean_softmax import lean_loss_fn
+    objective = lambda p, g, b, k: lean_loss_fn(p, g, b, k, chunk)  # noqa: E731
+  else:
+    objective = loss_fn
 
   def train_step(state: TrainState, batch: CascadeBatch, key: jax.Array):
-    (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, graphdef, batch, key)
+    (loss, _), grads = jax.value_and_grad(objective, has_aux=True)(state.params, graphdef, batch,
+                                                                   key)
     return apply_gradients(state, grads, tx), {"loss": loss}
 
   return jax.jit(train_step, donate_argnums=0) if jit else train_step
 
 
-def make_eval_step(graphdef: nnx.GraphDef | None, ks=(10, 50, 100)) -> Callable:
+def make_eval_step(graphdef: nnx.GraphDef | None, ks=(10, 50, 100), loss: str = "dense",
+                   chunk: int | None = None) -> Callable:
   """``eval_step(params, batch) -> sums`` of NLL, Hits@k and MAP@k; for ``graphdef=None`` the
-  params are the popularity baseline's score vector."""
+  params are the popularity baseline's score vector. ``loss="lean"`` (NDM / LSTM) streams over
+  blocks of ``chunk`` users (``models.lean_softmax.lean_eval_sums``): the same sums without
+  ``[B, L, U]``."""
+  if graphdef is not None and _check_loss(loss):
+    from popdiff_jax.models.lean_softmax import lean_eval_sums
+    return jax.jit(lambda params, batch: lean_eval_sums(params, graphdef, batch, tuple(ks), chunk))
 
   @jax.jit
   def eval_step(params: Any, batch: CascadeBatch) -> dict[str, jax.Array]:
@@ -287,23 +316,15 @@ def train(dataset: CascadeDataset, config: NextUserConfig,
         table[...] = table[...] * config.output_init_scale
   graphdef, params = nnx.split(model)
   tx = make_optimizer(config)
-  eval_step = make_eval_step(graphdef)
+  eval_step = make_eval_step(graphdef, loss=config.loss, chunk=config.lean_chunk)
   valid_batches = make_batches(dataset.valid, config.eval_batch_size, max_len=max_len)
   state = create_train_state(params, tx)
-  step_fn = make_train_step(graphdef, tx, jit=False)
-  if config.num_devices == 1 and config.model_parallel == 1:
-    train_step = jax.jit(step_fn, donate_argnums=0)
-    multi = jax.jit(multi_step(step_fn), donate_argnums=0)
-    place_batch = place_state = None
-  else:
-    mesh = make_mesh(config.num_devices or None, config.model_parallel)
-    dp = data_parallel(step_fn, mesh, state, donate=True,
-                       table_rows=num_items if config.model_parallel > 1 else None)
-    train_step, multi, place_batch, place_state = dp.step, dp.multi, dp.place_batch, dp.place_state
-    state = place_state(state)
+  step_fn = make_train_step(graphdef, tx, jit=False, loss=config.loss, chunk=config.lean_chunk)
+  # Batches are padded with masked rows to a multiple of the data-parallel width (none dropped).
+  state, step_args = fit_arguments(step_fn, state, config.num_devices, config.model_parallel,
+                                   table_rows=num_items, donate=True, pad=True)
   result = fit(
-      state, train_step=train_step, multi_step=multi, steps_per_call=config.steps_per_call,
-      place_batch=place_batch, place_state=place_state,
+      state, **step_args, steps_per_call=config.steps_per_call,
       train_batches=lambda epoch: make_batches(dataset.train, config.batch_size, max_len=max_len,
                                                shuffle=True, seed=config.seed, epoch=epoch),
       evaluate=lambda s: evaluate(eval_step, s.params, valid_batches),
@@ -342,7 +363,8 @@ def test_metrics(dataset: CascadeDataset, trained: Trained, split: str = "test")
   """Hits@k, MAP@k (k = 10, 50, 100) and NLL per prediction on a split."""
   batches = make_batches(getattr(dataset, split), trained.config.eval_batch_size,
                          max_len=trained.config.max_len)
-  return evaluate(make_eval_step(trained.graphdef), trained.params, batches)
+  return evaluate(make_eval_step(trained.graphdef, loss=trained.config.loss,
+                                 chunk=trained.config.lean_chunk), trained.params, batches)
 
 
 def run(dataset: CascadeDataset, config: NextUserConfig, workdir: str | pathlib.Path | None = None,

@@ -20,6 +20,16 @@ Targets of the regressors are standardised with the training mean and standard d
 paper regresses raw log views with PyTorch over ~2k steps per epoch; with ~100 steps per epoch here
 and Adam at 1e-4, an unstandardised output could not reach a mean of ~11); predictions are mapped
 back before any metric is computed.
+
+Data parallelism (issue 6): every config has ``num_devices`` (1 = one device, as before; 0 = all).
+With more than one, the training step is jitted over a ``("data",)`` mesh through
+``train.parallel.fit_arguments``: each training batch is split over the devices, the state is
+replicated and the compiler averages the gradients, so the steps equal the one-device steps up to
+float rounding (same global ``batch_size``). Batches of the dual attention and SMP models whose
+rows do not divide by the device count get masked zero rows (their losses are masked means); the
+fusion DNN's BatchNorm would count padding rows in its batch statistics, so its batches are never
+padded (a batch that does not divide is then replicated rather than split: still exact).
+Evaluation runs the jitted predict steps on the replicated state.
 """
 
 from __future__ import annotations
@@ -40,13 +50,15 @@ from popdiff_jax.models import dual_attention as da
 from popdiff_jax.models import fusion_dnn, smp
 from popdiff_jax.models._popularity_common import make_apply, make_rngs as _rngs, split_model
 from popdiff_jax.train.loop import fit
+from popdiff_jax.train.parallel import fit_arguments
 from popdiff_jax.train.state import apply_gradients, create_train_state
 
 
 @dataclasses.dataclass(frozen=True)
 class DualAttentionConfig:
   """Dual attention (paper: 512-D embeddings/LSTM, k = 128, Adam 1e-3 for 2 epochs then 1e-4,
-  batch 128). ``epochs`` is ours (the paper does not say); the best epoch on validation accuracy is kept."""
+  batch 128). ``epochs`` is ours (the paper does not say); the best epoch on validation accuracy is kept.
+  ``num_devices``: data parallelism over that many devices (module docstring; 0 = all)."""
   embed_dim: int = 512
   hidden_dim: int = 512
   attn_dim: int = 128
@@ -57,23 +69,27 @@ class DualAttentionConfig:
   lr_low: float = 1e-4
   high_epochs: int = 2
   patience: int = 3
+  num_devices: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
 class FusionConfig:
-  """Fusion DNN (paper: Adam 1e-4 decayed x0.9 per epoch, L2 1e-3, batch 128, 10 epochs)."""
+  """Fusion DNN (paper: Adam 1e-4 decayed x0.9 per epoch, L2 1e-3, batch 128, 10 epochs).
+  ``num_devices``: data parallelism over that many devices (module docstring; 0 = all)."""
   hidden: tuple = (512, 256, 128, 64)
   batch_size: int = 128
   epochs: int = 10
   lr: float = 1e-4
   decay: float = 0.9
   weight_decay: float = 1e-3
+  num_devices: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
 class SMPConfig:
   """SMP Conv1d (paper: Conv1d 20/50, dropout 0.1/0.3, dense 50/1; optimiser, epochs unstated:
-  Adam 1e-3 (Keras' default), best epoch on validation MSE) and the tree models."""
+  Adam 1e-3 (Keras' default), best epoch on validation MSE) and the tree models.
+  ``num_devices``: data parallelism of the Conv1d over that many devices (module docstring)."""
   batch_size: int = 128
   epochs: int = 30
   lr: float = 1e-3
@@ -81,6 +97,7 @@ class SMPConfig:
   rf_trees: int = 200
   rf_min_leaf: int = 3
   gb_iter: int = 300
+  num_devices: int = 1
 
 
 class PostBatch(NamedTuple):
@@ -174,8 +191,9 @@ def _workdir(root, name) -> pathlib.Path:
 # ----------------------------------------------------------------------------- dual attention
 
 
-def dual_attention_steps(graphdef, tx, variant: str):
-  """(train_step, predict_step) for a dual-attention variant."""
+def dual_attention_steps(graphdef, tx, variant: str, jit: bool = True):
+  """(train_step, predict_step) for a dual-attention variant; ``jit=False`` leaves the train step
+  un-jitted (for ``train.parallel``)."""
   apply = make_apply(graphdef)
 
   def forward(params, extra, batch):
@@ -189,13 +207,15 @@ def dual_attention_steps(graphdef, tx, variant: str):
 
   # No donate_argnames: fit() keeps a reference to the best epoch's params, which donation would
   # invalidate.
-  @jax.jit
   def train_step(state, batch, key):
     del key  # the paper uses no dropout; the key is kept for a uniform step signature
     (loss, out), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, state.extra, batch)
     correct = jnp.where(batch.mask, (out["prob"] > 0.5) == (batch.label > 0.5), False)
     acc = jnp.sum(correct) / jnp.maximum(jnp.sum(batch.mask), 1)
     return apply_gradients(state, grads, tx), {"loss": loss, "accuracy": acc}
+
+  if jit:
+    train_step = jax.jit(train_step)
 
   @jax.jit
   def predict_step(state, batch):
@@ -240,14 +260,15 @@ def run_dual_attention(feats: FeatureSet, split, variant: str, *, seed: int,
       config.lr_high, {config.high_epochs * steps_per_epoch: config.lr_low / config.lr_high})
   tx = optax.adam(schedule)
   state = create_train_state(params, tx, extra)
-  train_step, predict_step = dual_attention_steps(graphdef, tx, variant)
+  train_step, predict_step = dual_attention_steps(graphdef, tx, variant, jit=False)
+  state, step_args = fit_arguments(train_step, state, config.num_devices, pad=True)
   arrays = make_arrays(feats, use=("tokens", "token_mask", "image", "env_image", "env_topic"))
 
   def evaluate(st):
     p, _ = predict_dual_attention(predict_step, st, arrays, val, config.batch_size)
     return classification_metrics(feats.label[val], p > 0.5)
 
-  result = fit(state, train_step=train_step,
+  result = fit(state, **step_args,
                train_batches=lambda e: iterate_batches(arrays, train, config.batch_size,
                                                        shuffle_seed=seed * 1000 + e, drop_last=True),
                evaluate=evaluate, workdir=_workdir(workdir, f"dual_attention_{variant}"),
@@ -269,9 +290,9 @@ def _target_stats(feats: FeatureSet, train: np.ndarray) -> tuple[float, float]:
   return float(y.mean()), float(y.std() or 1.0)
 
 
-def regression_steps(graphdef, tx, kind: str):
+def regression_steps(graphdef, tx, kind: str, jit: bool = True):
   """(train_step, predict_step) for ``kind`` in {"fusion", "smp"} with masked MSE on the
-  standardised target."""
+  standardised target; ``jit=False`` leaves the train step un-jitted (for ``train.parallel``)."""
   apply = make_apply(graphdef)
 
   def forward(params, extra, batch, key, train):
@@ -287,11 +308,13 @@ def regression_steps(graphdef, tx, kind: str):
 
   # No donate_argnames: fit() keeps a reference to the best epoch's params, which donation would
   # invalidate.
-  @jax.jit
   def train_step(state, batch, key):
     (loss, new_extra), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params, state.extra, batch, key)
     return apply_gradients(state, grads, tx, extra=new_extra), {"loss": loss}
+
+  if jit:
+    train_step = jax.jit(train_step)
 
   @jax.jit
   def predict_step(state, batch):
@@ -310,16 +333,18 @@ def predict_regression(predict_step, state, arrays, idx, batch_size, mean, std) 
 
 
 def _fit_regressor(model, arrays, feats, split, tx, kind, *, seed, epochs, batch_size, workdir,
-                   name, patience, monitor, progress, mean, std):
+                   name, patience, monitor, progress, mean, std, num_devices=1):
   graphdef, params, extra = split_model(model)
   state = create_train_state(params, tx, extra)
-  train_step, predict_step = regression_steps(graphdef, tx, kind)
+  train_step, predict_step = regression_steps(graphdef, tx, kind, jit=False)
+  # BatchNorm (fusion) must not see padding rows in its batch statistics.
+  state, step_args = fit_arguments(train_step, state, num_devices, pad=kind != "fusion")
 
   def evaluate(st):
     p = predict_regression(predict_step, st, arrays, split.val, batch_size, mean, std)
     return regression_metrics(feats.score[split.val], p)
 
-  result = fit(state, train_step=train_step,
+  result = fit(state, **step_args,
                train_batches=lambda e: iterate_batches(arrays, split.train, batch_size,
                                                        shuffle_seed=seed * 1000 + e, drop_last=True),
                evaluate=evaluate if split.val.size else None, workdir=_workdir(workdir, name),
@@ -390,7 +415,8 @@ def run_fusion_dnn(feats: FeatureSet, split, *, seed: int, config: FusionConfig 
   row, pred, _ = _fit_regressor(model, arrays, feats, split, tx, "fusion", seed=seed,
                                 epochs=config.epochs, batch_size=config.batch_size,
                                 workdir=workdir, name=name, patience=None, monitor="train_loss",
-                                progress=progress, mean=mean, std=std)
+                                progress=progress, mean=mean, std=std,
+                                num_devices=config.num_devices)
   return row, pred
 
 
@@ -415,7 +441,8 @@ def run_smp_conv1d(feats: FeatureSet, split, *, seed: int, with_image: bool,
   row, pred, _ = _fit_regressor(model, arrays, feats, split, optax.adam(config.lr), "smp",
                                 seed=seed, epochs=config.epochs, batch_size=config.batch_size,
                                 workdir=workdir, name=name, patience=config.patience,
-                                monitor="val_mse", progress=progress, mean=mean, std=std)
+                                monitor="val_mse", progress=progress, mean=mean, std=std,
+                                num_devices=config.num_devices)
   return row, pred
 
 

@@ -17,6 +17,11 @@ Level-wise computation (beyond the paper, same function): nodes are laid out dep
 chunks (:class:`popdiff_jax.data.trees.TreeBatch`); a ``lax.scan`` runs one step per chunk, gathering
 the parents' states from a state buffer and writing the chunk's states back. ``W x + b`` of every node
 is one matrix product before the scan, so each step does only the ``U h_p`` product and the gates.
+The backward pass is hand-written (``jax.custom_vjp``, :func:`levelwise_tree_lstm` ``impl="vjp"``):
+a reverse scan whose steps scatter-add each chunk's (dh_p, dc_p) into its parents' rows of a
+cotangent buffer, O(C·H) per step; autodiff through the scan (``impl="scan"``) made XLA copy its
+(B + N, H) cotangent buffers in every step (O(N·H); measured on CPU by
+benchmarks/tree_lstm_scaling.py).
 
 Variants (``variant=``), the paper's Sec. 4.3 baselines:
   * ``"full"``: social input, c0 = FC(content).
@@ -32,14 +37,17 @@ Glorot-uniform input weights, orthogonal recurrent weights, zero biases.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 __all__ = [
-  "DiffusionLSTM", "VARIANTS", "levelwise_tree_lstm", "lstm_cell", "weighted_bce", "class_weights",
+  "DiffusionLSTM", "VARIANTS", "LEVELWISE_IMPLS", "levelwise_tree_lstm",
+  "levelwise_tree_lstm_inputs", "levelwise_tree_lstm_by_level", "chunk_runs", "lstm_cell", "weighted_bce", "class_weights",
   "dropout", "GeneratedTrees", "init_model", "apply_model", "generate_trees",
 ]
 
@@ -74,34 +82,44 @@ def lstm_cell(xw: jax.Array, h_p: jax.Array, c_p: jax.Array, u: jax.Array
   return h, c
 
 
-def levelwise_tree_lstm(xw: jax.Array, parent: jax.Array, h_root: jax.Array, c_root: jax.Array,
-                        u: jax.Array, num_chunks: int) -> tuple[jax.Array, jax.Array]:
-  """Runs Eq. 1 over a level-wise batch: one scan step per chunk of same-depth nodes.
+LEVELWISE_IMPLS = ("vjp", "scan")
 
-  Args:
-    xw: (N, 4H) ``W x + b`` per node slot, N = num_chunks * C, slots ordered as in TreeBatch.
-    parent: (N,) int32 row of each node's parent in the (B + N)-row state buffer (rows < B are the
-      roots' virtual parents).
-    h_root: (B, H) hidden state of each root's virtual parent (zeros in the paper).
-    c_root: (B, H) memory of each root's virtual parent (the content embedding).
-    u: (H, 4H) recurrent weights.
-    num_chunks: K (static).
 
-  Returns:
-    (h, c): (N, H) states of every node slot (padding slots hold finite junk).
-  """
+def _check_levelwise_shapes(xw, parent, h_root, c_root, u, num_chunks):
   n, g = xw.shape
-  hid = g // 4
+  if g % 4 or u.shape != (g // 4, g):
+    raise ValueError(f"xw (N, 4H) and u (H, 4H) disagree: {xw.shape}, {u.shape}")
+  if num_chunks < 1 or n % num_chunks:
+    raise ValueError(f"N = {n} node slots is not a multiple of num_chunks = {num_chunks}")
+  if parent.shape != (n,) or h_root.shape != c_root.shape or h_root.shape[1:] != (g // 4,):
+    raise ValueError(f"bad shapes: parent {parent.shape}, h_root {h_root.shape}, "
+                     f"c_root {c_root.shape} for N = {n}, H = {g // 4}")
+
+
+def _input_term(inp_k, w, b):
+  """The chunk's ``W x + b``: ``inp_k`` itself (xw given) or ``x_k @ w + b`` (inputs given)."""
+  if w is None:
+    return inp_k
+  return inp_k @ w + b[None, :]
+
+
+def _forward_buffers(inp, w, b_in, parent, h_root, c_root, u, num_chunks, unroll):
+  """The forward scan; returns the final (B + N, H) h and c buffers (rows < B: virtual roots).
+
+  ``inp`` is xw (N, 4H) with ``w = b_in = None``, or the raw inputs x (N, D) with (w, b_in).
+  """
+  n = inp.shape[0]
+  hid = u.shape[0]
   b = h_root.shape[0]
   c_w = n // num_chunks
-  h_buf = jnp.concatenate([h_root, jnp.zeros((n, hid), xw.dtype)], axis=0)
-  c_buf = jnp.concatenate([c_root, jnp.zeros((n, hid), xw.dtype)], axis=0)
+  h_buf = jnp.concatenate([h_root, jnp.zeros((n, hid), h_root.dtype)], axis=0)
+  c_buf = jnp.concatenate([c_root, jnp.zeros((n, hid), c_root.dtype)], axis=0)
 
-  def step(carry, inp):
+  def step(carry, xs):
     h_buf, c_buf = carry
-    k, xw_k, par_k = inp
+    k, inp_k, par_k = xs
     # Parents always sit in earlier chunks (or the virtual root rows), already final.
-    h, c = lstm_cell(xw_k, h_buf[par_k], c_buf[par_k], u)
+    h, c = lstm_cell(_input_term(inp_k, w, b_in), h_buf[par_k], c_buf[par_k], u)
     start = b + k * c_w
     h_buf = jax.lax.dynamic_update_slice_in_dim(h_buf, h, start, axis=0)
     c_buf = jax.lax.dynamic_update_slice_in_dim(c_buf, c, start, axis=0)
@@ -109,8 +127,242 @@ def levelwise_tree_lstm(xw: jax.Array, parent: jax.Array, h_root: jax.Array, c_r
 
   ks = jnp.arange(num_chunks, dtype=jnp.int32)
   (h_buf, c_buf), _ = jax.lax.scan(
-      step, (h_buf, c_buf), (ks, xw.reshape(num_chunks, c_w, g), parent.reshape(num_chunks, c_w)))
+      step, (h_buf, c_buf),
+      (ks, inp.reshape(num_chunks, c_w, inp.shape[1]), parent.reshape(num_chunks, c_w)),
+      unroll=unroll)
+  return h_buf, c_buf
+
+
+def _scan_autodiff(inp, w, b_in, parent, h_root, c_root, u, num_chunks, unroll):
+  """The first formulation (``impl="scan"``): JAX autodiff through the forward scan.
+
+  Its gradient is XLA's transpose of the scan, whose while body carries two (B + N, H)
+  cotangent buffers; on CPU XLA copies both buffers in every iteration (benchmarks/tree_lstm.py
+  records the copies it finds in the optimized HLO), so a backward step costs O(N·H), not O(C·H).
+  """
+  b = h_root.shape[0]
+  h_buf, c_buf = _forward_buffers(inp, w, b_in, parent, h_root, c_root, u, num_chunks, unroll)
   return h_buf[b:], c_buf[b:]
+
+
+def _backward(inp, w, b_in, h_buf, c_buf, parent, u, g_h, g_c, num_chunks, unroll):
+  """Reverse scan over the chunks, O(C·H) per step; returns dz (N, 4H), d h_root, d c_root, dU.
+
+  The cotangent buffer ``[dh | dc]`` (B + N, 2H) starts as the output cotangents; chunk k
+  (visited last to first) reads its rows, which are complete since all its children lie in
+  later chunks, recomputes its gates (one (C, H)·(H, 4H) product), back-propagates Eq. 1 and
+  scatter-adds (dh_p, dc_p) into its parents' rows (earlier chunks or virtual roots): a
+  parent's gradient is the sum over its children. dU = Σ_nodes h_pᵀ dz is one (H, N)·(N, 4H)
+  product after the scan; dz = d(W x + b) is the scan's stacked output.
+  """
+  n = inp.shape[0]
+  hid = u.shape[0]
+  g = 4 * hid
+  b = h_buf.shape[0] - n
+  c_w = n // num_chunks
+  ct = jnp.concatenate([jnp.zeros((b, 2 * hid), g_h.dtype),
+                        jnp.concatenate([g_h, g_c], axis=1)], axis=0)
+  u_t = u.T
+
+  def step(ct, xs):
+    k, inp_k, par_k = xs
+    h_p, c_p = h_buf[par_k], c_buf[par_k]
+    z = _input_term(inp_k, w, b_in) + h_p @ u
+    zf, zi, zo, zg = jnp.split(z, 4, axis=-1)
+    f, i, o, tg = jax.nn.sigmoid(zf), jax.nn.sigmoid(zi), jax.nn.sigmoid(zo), jnp.tanh(zg)
+    c = f * c_p + i * tg
+    tc = jnp.tanh(c)
+    d = jax.lax.dynamic_slice_in_dim(ct, b + k * c_w, c_w, axis=0)
+    dh, dc = d[:, :hid], d[:, hid:]
+    dc = dc + dh * o * (1.0 - tc * tc)
+    dz = jnp.concatenate([dc * c_p * f * (1.0 - f), dc * tg * i * (1.0 - i),
+                          dh * tc * o * (1.0 - o), dc * i * (1.0 - tg * tg)], axis=1)
+    d_par = jnp.concatenate([dz @ u_t, dc * f], axis=1)
+    ct = ct.at[par_k].add(d_par)
+    return ct, dz
+
+  ks = jnp.arange(num_chunks, dtype=jnp.int32)
+  ct, dz = jax.lax.scan(step, ct, (ks, inp.reshape(num_chunks, c_w, inp.shape[1]),
+                                   parent.reshape(num_chunks, c_w)), reverse=True, unroll=unroll)
+  dz = dz.reshape(n, g)
+  du = h_buf[parent].T @ dz
+  return dz, ct[:b, :hid], ct[:b, hid:], du
+
+
+def _float0_like(parent):
+  return np.zeros(parent.shape, jax.dtypes.float0)
+
+
+# impl="vjp" given xw = W x + b.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7))
+def _levelwise_vjp(xw, parent, h_root, c_root, u, num_chunks, unroll, precision):
+  return _scan_autodiff(xw, None, None, parent, h_root, c_root, u, num_chunks, unroll)
+
+
+def _levelwise_vjp_fwd(xw, parent, h_root, c_root, u, num_chunks, unroll, precision):
+  h_buf, c_buf = _forward_buffers(xw, None, None, parent, h_root, c_root, u, num_chunks, unroll)
+  b = h_root.shape[0]
+  # Residuals: the final state buffers (every node's and virtual root's (h, c)) and the inputs;
+  # the gates are recomputed chunk by chunk in the backward pass.
+  return (h_buf[b:], c_buf[b:]), (h_buf, c_buf, xw, parent, u)
+
+
+def _levelwise_vjp_bwd(num_chunks, unroll, precision, res, cts):
+  # The products run at the matmul precision in force when the forward pass was traced, as
+  # autodiff's transposed products would.
+  h_buf, c_buf, xw, parent, u = res
+  with jax.default_matmul_precision(precision):
+    dz, dh0, dc0, du = _backward(xw, None, None, h_buf, c_buf, parent, u, *cts, num_chunks,
+                                 unroll)
+  return dz, _float0_like(parent), dh0, dc0, du
+
+
+_levelwise_vjp.defvjp(_levelwise_vjp_fwd, _levelwise_vjp_bwd)
+
+
+# impl="vjp" given the raw inputs x and (W, b): W x + b computed chunk by chunk inside the scan.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8, 9))
+def _levelwise_x_vjp(x, w, b_in, parent, h_root, c_root, u, num_chunks, unroll, precision):
+  return _scan_autodiff(x, w, b_in, parent, h_root, c_root, u, num_chunks, unroll)
+
+
+def _levelwise_x_vjp_fwd(x, w, b_in, parent, h_root, c_root, u, num_chunks, unroll, precision):
+  h_buf, c_buf = _forward_buffers(x, w, b_in, parent, h_root, c_root, u, num_chunks, unroll)
+  b = h_root.shape[0]
+  return (h_buf[b:], c_buf[b:]), (h_buf, c_buf, x, w, b_in, parent, u)
+
+
+def _levelwise_x_vjp_bwd(num_chunks, unroll, precision, res, cts):
+  h_buf, c_buf, x, w, b_in, parent, u = res
+  with jax.default_matmul_precision(precision):
+    dz, dh0, dc0, du = _backward(x, w, b_in, h_buf, c_buf, parent, u, *cts, num_chunks, unroll)
+    return (dz @ w.T, x.T @ dz, dz.sum(0), _float0_like(parent), dh0, dc0, du)
+
+
+_levelwise_x_vjp.defvjp(_levelwise_x_vjp_fwd, _levelwise_x_vjp_bwd)
+
+
+def levelwise_tree_lstm(xw: jax.Array, parent: jax.Array, h_root: jax.Array, c_root: jax.Array,
+                        u: jax.Array, num_chunks: int, *, unroll: int | bool = 1,
+                        impl: str = "vjp") -> tuple[jax.Array, jax.Array]:
+  """Runs Eq. 1 over a level-wise batch: one scan step per chunk of same-depth nodes.
+
+  Each step gathers the chunk's parents' (h, c) from two state buffers of B + N rows, applies
+  the cell to the C nodes of the chunk and writes their states back in place; the work of a step
+  is O(C·H) in the forward and, with ``impl="vjp"``, in the backward pass too.
+
+  Args:
+    xw: (N, 4H) ``W x + b`` per node slot, N = num_chunks * C, slots ordered as in TreeBatch.
+    parent: (N,) int32 row of each node's parent in the (B + N)-row state buffer (rows < B are the
+      roots' virtual parents). Each chunk's parents must lie in earlier chunks or in rows < B.
+    h_root: (B, H) hidden state of each root's virtual parent (zeros in the paper).
+    c_root: (B, H) memory of each root's virtual parent (the content embedding).
+    u: (H, 4H) recurrent weights.
+    num_chunks: K (static).
+    unroll: ``lax.scan`` unroll factor (static; True = all K steps unrolled, no loop).
+    impl: ``"vjp"`` (default): a hand-written backward pass (reverse scan; cotangents
+      scatter-added into the parents' rows of one (B + N, 2H) buffer; gates recomputed per chunk;
+      dU as one product after the scan); ``"scan"``: the first formulation, JAX autodiff through
+      the scan (its backward steps copy O(N·H) buffers on CPU; supports forward-mode AD). Same
+      forward pass, same values and gradients.
+
+  Returns:
+    (h, c): (N, H) states of every node slot (padding slots hold finite junk).
+  """
+  _check_levelwise_shapes(xw, parent, h_root, c_root, u, num_chunks)
+  if impl == "scan":
+    return _scan_autodiff(xw, None, None, parent, h_root, c_root, u, num_chunks, unroll)
+  if impl != "vjp":
+    raise ValueError(f"impl must be one of {LEVELWISE_IMPLS}, got {impl!r}")
+  # The matmul precision in force now (e.g. a jax.default_matmul_precision block around the
+  # forward only) also governs the hand-written backward products.
+  precision = jax.config.jax_default_matmul_precision
+  return _levelwise_vjp(xw, parent, h_root, c_root, u, num_chunks, unroll, precision)
+
+
+def levelwise_tree_lstm_inputs(x: jax.Array, w: jax.Array, b: jax.Array, parent: jax.Array,
+                               h_root: jax.Array, c_root: jax.Array, u: jax.Array,
+                               num_chunks: int, *, unroll: int | bool = 1,
+                               impl: str = "vjp") -> tuple[jax.Array, jax.Array]:
+  """:func:`levelwise_tree_lstm` of ``xw = x @ w + b``, the product done chunk by chunk in the scan.
+
+  Same math; it never writes the (N, 4H) ``xw`` to memory (each step reads the chunk's (C, D)
+  inputs instead of its (C, 4H) ``xw`` rows), which saves memory traffic when D << 4H.
+
+  Args:
+    x: (N, D) node inputs; w: (D, 4H); b: (4H,). The other arguments as levelwise_tree_lstm.
+
+  Returns:
+    (h, c): (N, H) states of every node slot.
+  """
+  if w.shape[0] != x.shape[1] or b.shape != (w.shape[1],):
+    raise ValueError(f"x {x.shape}, w {w.shape}, b {b.shape} disagree")
+  _check_levelwise_shapes(jax.ShapeDtypeStruct((x.shape[0], w.shape[1]), x.dtype), parent,
+                          h_root, c_root, u, num_chunks)
+  if impl == "scan":
+    return _scan_autodiff(x, w, b, parent, h_root, c_root, u, num_chunks, unroll)
+  if impl != "vjp":
+    raise ValueError(f"impl must be one of {LEVELWISE_IMPLS}, got {impl!r}")
+  precision = jax.config.jax_default_matmul_precision
+  return _levelwise_x_vjp(x, w, b, parent, h_root, c_root, u, num_chunks, unroll, precision)
+
+
+def chunk_runs(chunk_depth) -> tuple[int, ...]:
+  """Host-side: lengths of the runs of equal consecutive values of a TreeBatch's ``chunk_depth``.
+
+  Each depth's chunks are contiguous, so this is the number of chunks of each level in order
+  (a trailing run of unused bucket chunks, depth 0, counts as one more run). The static
+  ``level_chunks`` argument of :func:`levelwise_tree_lstm_by_level`.
+
+  Args:
+    chunk_depth: (K,) int depth of each chunk (a NumPy array, not a traced value).
+  """
+  d = np.asarray(chunk_depth)
+  if d.ndim != 1 or d.size == 0:
+    raise ValueError(f"chunk_depth must be a non-empty 1-D array, got shape {d.shape}")
+  cuts = np.flatnonzero(np.diff(d)) + 1
+  return tuple(int(x) for x in np.diff(np.concatenate([[0], cuts, [d.size]])))
+
+
+def levelwise_tree_lstm_by_level(xw: jax.Array, parent: jax.Array, h_root: jax.Array,
+                                 c_root: jax.Array, u: jax.Array, level_chunks: tuple[int, ...]
+                                 ) -> tuple[jax.Array, jax.Array]:
+  """:func:`levelwise_tree_lstm` with one step per level of static width (no scan, no buffers).
+
+  The level-ordered layout of a TreeBatch is cut at static level boundaries (``level_chunks``,
+  from :func:`chunk_runs` on the host); each level is one application of Eq. 1 to all its rows
+  (one (rows, H)·(H, 4H) product), its parents gathered from the previous level's states. Steps =
+  levels (no per-chunk overhead, no padding beyond each level's last chunk), but the shapes depend
+  on the level profile: one compile per profile, so this suits a fixed batch (benchmarks, large
+  evaluation batches) rather than bucketed training. Gradients by autodiff (each level's
+  transpose scatter-adds into the previous level only).
+
+  Args:
+    xw, parent, h_root, c_root, u: as levelwise_tree_lstm. Every node of run r >= 1 must have its
+      parent in run r - 1 and every node of run 0 a parent row < B (TreeBatch guarantees both for
+      real nodes; padding slots, which point at row 0, get finite junk).
+    level_chunks: static chunks per run, summing to K = N / C.
+
+  Returns:
+    (h, c): (N, H) states of every node slot.
+  """
+  k = sum(level_chunks)
+  _check_levelwise_shapes(xw, parent, h_root, c_root, u, k)
+  c_w = xw.shape[0] // k
+  b = h_root.shape[0]
+  hs, cs = [], []
+  h_prev, c_prev, off_prev = h_root, c_root, 0
+  start = 0
+  for nc in level_chunks:
+    rows = nc * c_w
+    # Row of the parent within the previous level (padding slots fall outside: clipped).
+    par = jnp.clip(parent[start:start + rows] - off_prev, 0, h_prev.shape[0] - 1)
+    h, c = lstm_cell(xw[start:start + rows], h_prev[par], c_prev[par], u)
+    hs.append(h)
+    cs.append(c)
+    h_prev, c_prev, off_prev = h, c, b + start
+    start += rows
+  return jnp.concatenate(hs, axis=0), jnp.concatenate(cs, axis=0)
 
 
 def weighted_bce(logits: jax.Array, targets: jax.Array, mask: jax.Array, w_pos: jax.Array,
@@ -177,14 +429,25 @@ class DiffusionLSTM(nnx.Module):
     head_hidden: width of the head's hidden FC layer.
     dropout_rate: rate of both dropout layers.
     variant: one of VARIANTS.
+    scan_unroll: ``lax.scan`` unroll factor of the level-wise pass (see levelwise_tree_lstm).
+    scan_impl: ``"vjp"`` (hand-written backward pass) or ``"scan"`` (autodiff through the scan;
+      use it for forward-mode differentiation, which a custom VJP does not support).
+    scan_fuse_input: compute ``W x + b`` chunk by chunk inside the scan
+      (levelwise_tree_lstm_inputs) instead of one (N, 4H) product before it. Same math.
     rngs: nnx.Rngs for initialisation only (dropout keys are call arguments).
   """
 
   def __init__(self, input_dim: int, content_dim: int, num_protos: int, *, hidden: int = 128,
                head_hidden: int = 128, dropout_rate: float = 0.5, variant: str = "full",
+               scan_unroll: int = 1, scan_impl: str = "vjp", scan_fuse_input: bool = False,
                rngs: nnx.Rngs):
     if variant not in VARIANTS:
       raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    if scan_impl not in LEVELWISE_IMPLS:
+      raise ValueError(f"scan_impl must be one of {LEVELWISE_IMPLS}, got {scan_impl!r}")
+    self.scan_unroll = scan_unroll
+    self.scan_impl = scan_impl
+    self.scan_fuse_input = scan_fuse_input
     self.variant = variant
     self.num_protos = num_protos
     self.hidden = hidden
@@ -245,10 +508,14 @@ class DiffusionLSTM(nnx.Module):
   def states(self, batch) -> tuple[jax.Array, jax.Array]:
     """(h, c): (N, H) states of every node slot of a TreeBatch (level-wise scan)."""
     content_rows = batch.content[batch.tree]
-    xw = self.input_term(self.node_input(batch.x, content_rows))
+    x_in = self.node_input(batch.x, content_rows)
     h0, c0 = self.root_state(batch.content)
-    return levelwise_tree_lstm(xw, batch.parent, h0, c0, self.u[...],
-                               batch.chunk_depth.shape[0])
+    kw = dict(unroll=self.scan_unroll, impl=self.scan_impl)
+    if self.scan_fuse_input:
+      return levelwise_tree_lstm_inputs(x_in, self.w[...], self.b[...], batch.parent, h0, c0,
+                                        self.u[...], batch.chunk_depth.shape[0], **kw)
+    return levelwise_tree_lstm(self.input_term(x_in), batch.parent, h0, c0, self.u[...],
+                               batch.chunk_depth.shape[0], **kw)
 
   def __call__(self, batch, key: jax.Array | None = None) -> jax.Array:
     """(N, k + 1) logits of every node slot; ``key`` enables dropout (training)."""
@@ -366,11 +633,13 @@ class DiffusionLSTM(nnx.Module):
 
 def init_model(key: jax.Array, *, input_dim: int, content_dim: int, num_protos: int,
                variant: str = "full", hidden: int = 128, head_hidden: int = 128,
-               dropout_rate: float = 0.5):
+               dropout_rate: float = 0.5, scan_unroll: int = 1, scan_impl: str = "vjp",
+               scan_fuse_input: bool = False):
   """Builds a model and splits it: returns (graphdef, params) with params an nnx.State pytree."""
   model = DiffusionLSTM(input_dim, content_dim, num_protos, hidden=hidden,
                         head_hidden=head_hidden, dropout_rate=dropout_rate, variant=variant,
-                        rngs=nnx.Rngs(params=key))
+                        scan_unroll=scan_unroll, scan_impl=scan_impl,
+                        scan_fuse_input=scan_fuse_input, rngs=nnx.Rngs(params=key))
   return nnx.split(model)
 
 

@@ -112,9 +112,18 @@ def _bucket(n: int, base: int) -> int:
   return b
 
 
+def _cache_floats_per_position(graphdef: nnx.GraphDef, params: Any) -> int:
+  """Floats the model's decoding cache keeps per run and position (NDM: keys and values of every
+  head, ``2 h d``; 0 for models whose cache does not grow with the sequence, such as the LSTM)."""
+  model = nnx.merge(graphdef, params)
+  heads, dim = getattr(model, "num_heads", None), getattr(model, "dim", None)
+  return 2 * heads * dim if heads and dim else 0
+
+
 def simulate_dataset(graphdef: nnx.GraphDef, params: Any, cascades: Sequence[Cascade], *,
                      num_given: int, budgets: Sequence[int], num_runs: int, key: jax.Array,
-                     max_rows: int = 2 ** 15, max_elements: int = 2 ** 26, num_items: int,
+                     max_rows: int = 2 ** 15, max_elements: int = 2 ** 26,
+                     max_cache_elements: int = 2 ** 29, num_items: int,
                      progress: bool = True, desc: str = "simulate") -> tuple[np.ndarray, np.ndarray]:
   """Runs ``simulate`` over many cascades, bucketed by steps and chunked to fit memory.
 
@@ -127,6 +136,9 @@ def simulate_dataset(graphdef: nnx.GraphDef, params: Any, cascades: Sequence[Cas
     key: PRNG key; cascade ``i`` uses ``fold_in(key, i)``-derived draws through its chunk.
     max_rows: most runs (cascades x runs) advanced together.
     max_elements: most entries of the ``[runs, U]`` score matrix at once.
+    max_cache_elements: most entries of the decoding cache at once (NDM keeps keys and values of
+      ``h`` heads for every position: ``runs x (prefix + steps) x 2 h d`` floats; 2^29 floats are
+      2 GiB). A chunk holds at least one cascade's ``num_runs`` runs whatever the bounds.
     num_items: U.
     progress: a progress bar over chunks.
     desc: its label.
@@ -140,12 +152,16 @@ def simulate_dataset(graphdef: nnx.GraphDef, params: Any, cascades: Sequence[Cas
   mean_new = np.zeros(c, np.float32)
   budgets = np.asarray(budgets, np.int64)
   steps = np.array([_bucket(max(int(b), 1), 4) for b in budgets])
-  per_chunk = max(1, min(max_rows, max_elements // num_items) // num_runs)
+  width = _cache_floats_per_position(graphdef, params)
   chunks = []
   for s in sorted(set(steps.tolist())):
     idx = np.flatnonzero(steps == s)
-    chunks += [(s, idx[i:i + per_chunk]) for i in range(0, len(idx), per_chunk)]
-  for chunk_id, (s, idx) in enumerate(tqdm(chunks, desc=desc, disable=not progress, leave=False)):
+    rows_cap = min(max_rows, max_elements // num_items,
+                   max_cache_elements // max(1, (num_given + s) * width))
+    per_chunk = max(1, rows_cap // num_runs)
+    chunks += [(s, per_chunk, idx[i:i + per_chunk]) for i in range(0, len(idx), per_chunk)]
+  for chunk_id, (s, per_chunk, idx) in enumerate(tqdm(chunks, desc=desc, disable=not progress,
+                                                      leave=False)):
     # Pad the chunk to a power of two of cascades: few shapes to compile, little padded work.
     rows = min(per_chunk, _bucket(len(idx), 2))
     users = np.zeros((rows, num_given), np.int32)

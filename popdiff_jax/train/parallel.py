@@ -17,7 +17,16 @@ Every training loop in the package has the same pure step ``train_step(state, ba
   ``fold_in(base_key, state.step)``, the same key ``train.loop.fit`` gives a single step, so a
   multi-step call equals the single steps it replaces.
 
-``train.loop.fit`` takes both through its ``shard_batch`` and ``steps_per_call`` arguments.
+``train.loop.fit`` takes both through its ``place_batch``, ``multi_step`` and ``steps_per_call``
+arguments; ``fit_arguments`` below builds them for a step and a device count in one call.
+
+Batches whose rows do not divide by the data-parallel width: with ``pad=True`` (``data_parallel``,
+``shard_batch``, ``fit_arguments``) they are padded up to the next multiple with all-zero rows
+(``pad_rows``), which every row-batched step of the package treats as masked padding (``users`` 0
+and ``mask`` False in a ``CascadeBatch``, ``mask`` False in a ``PostBatch``), so no example is
+dropped and the masked-mean losses are unchanged. Without padding such a leaf is replicated
+instead of split (still correct, just not parallel). Padding changes batch statistics, so a model
+with BatchNorm in training mode must be given batches that divide evenly.
 """
 
 from __future__ import annotations
@@ -75,12 +84,51 @@ def batch_sharding(mesh: Mesh, batch: Any, stacked: bool = False) -> Any:
   return jax.tree.map(one, batch)
 
 
-def shard_batch(mesh: Mesh, batch: Any, stacked: bool = False) -> Any:
+def pad_rows(batch: Any, multiple: int, stacked: bool = False) -> Any:
+  """Pads the batch axis of every leaf with zero rows up to a multiple of ``multiple``.
+
+  Zero rows are masked padding rows for the package's row batches (``CascadeBatch``: user 0 and
+  mask False; ``PostBatch``: mask False), so masked losses and metrics are unchanged. Every leaf
+  must carry the batch axis (the leading one, or the second one of a stack).
+
+  Args:
+    batch: a pytree of host arrays, each of shape ``[B, ...]`` (``[S, B, ...]`` if ``stacked``).
+    multiple: the data-parallel width.
+    stacked: whether the batch is a stack from ``stack_batches``.
+
+  Returns:
+    The batch with ``ceil(B / multiple) * multiple`` rows (the same object when nothing to pad).
+  """
+  axis = 1 if stacked else 0
+  leaves = jax.tree.leaves(batch)
+  if not leaves or multiple <= 1:
+    return batch
+  rows = {np.shape(x)[axis] if np.ndim(x) > axis else None for x in leaves}
+  if len(rows) != 1 or None in rows:
+    raise ValueError(f"pad_rows needs every leaf to have the batch axis {axis}; found sizes {rows}")
+  n = rows.pop()
+  extra = -n % multiple
+  if not extra:
+    return batch
+
+  def pad(x):
+    x = np.asarray(x)
+    widths = [(0, 0)] * x.ndim
+    widths[axis] = (0, extra)
+    return np.pad(x, widths)
+  return jax.tree.map(pad, batch)
+
+
+def shard_batch(mesh: Mesh, batch: Any, stacked: bool = False, pad: bool = False) -> Any:
   """Places a host batch (or a stack of them) on the mesh (see ``batch_sharding``).
 
   Every process passes the same global batch (the package's batchers are deterministic in their
-  seed), and each device receives only its slice; this also holds on several hosts.
+  seed), and each device receives only its slice; this also holds on several hosts. With ``pad``
+  the rows are first padded to a multiple of the ``"data"`` width (``pad_rows``), so the batch is
+  split even when its row count does not divide.
   """
+  if pad:
+    batch = pad_rows(batch, mesh.shape[DATA], stacked)
   shardings = batch_sharding(mesh, batch, stacked)
 
   def put(x, sharding):
@@ -132,7 +180,8 @@ class DataParallel:
 
 
 def data_parallel(train_step: Callable, mesh: Mesh, state: TrainState, *,
-                  table_rows: int | None = None, donate: bool = False) -> DataParallel:
+                  table_rows: int | None = None, donate: bool = False,
+                  pad: bool = False) -> DataParallel:
   """Jits an un-jitted ``train_step`` over ``mesh``.
 
   Args:
@@ -142,6 +191,8 @@ def data_parallel(train_step: Callable, mesh: Mesh, state: TrainState, *,
     table_rows: with a ``"model"`` axis wider than 1, split arrays with an axis of this length
       (``num_items``: the user tables) over it; None replicates the whole state.
     donate: donate the input state (only where the caller keeps no reference to it).
+    pad: ``place_batch`` pads the rows to a multiple of the ``"data"`` width with masked zero
+      rows (``pad_rows``; for row batches such as ``CascadeBatch`` and ``PostBatch``).
   """
   if table_rows is None:
     state_sharding = jax.tree.map(lambda _: NamedSharding(mesh, P()), state)
@@ -150,7 +201,7 @@ def data_parallel(train_step: Callable, mesh: Mesh, state: TrainState, *,
   replicated = NamedSharding(mesh, P())
 
   def place_batch(batch, stacked=False):
-    return shard_batch(mesh, batch, stacked)
+    return shard_batch(mesh, batch, stacked, pad)
 
   donate_argnums = (0,) if donate else ()
   step = jax.jit(train_step, out_shardings=(state_sharding, replicated),
@@ -159,6 +210,40 @@ def data_parallel(train_step: Callable, mesh: Mesh, state: TrainState, *,
                   donate_argnums=donate_argnums)
   return DataParallel(step=step, multi=multi, place_state=lambda s: jax.device_put(s, state_sharding),
                       place_batch=place_batch, mesh=mesh)
+
+
+def fit_arguments(train_step: Callable, state: TrainState, num_devices: int | None = 1,
+                  model_parallel: int = 1, *, table_rows: int | None = None,
+                  donate: bool = False, pad: bool = False) -> tuple[TrainState, dict]:
+  """The step arguments of ``train.loop.fit`` for 1..N devices, and the state placed for them.
+
+  One device (``num_devices`` 1, or 0 on a one-device machine, and ``model_parallel == 1``): the
+  step and its multi-step version jitted as they are, no placement. Otherwise ``data_parallel`` over ``make_mesh``.
+
+  Args:
+    train_step: the pure, not yet jitted ``(state, batch, key) -> (state, metrics)``.
+    state: the initial state.
+    num_devices: devices to use; 0 or None = all (across hosts).
+    model_parallel: width of the ``"model"`` axis (splits arrays with an axis of ``table_rows``).
+    table_rows: the user-table length to split over ``"model"`` (None: replicate everything).
+    donate: donate the input state to the step.
+    pad: pad batch rows to a multiple of the data width (``pad_rows``).
+
+  Returns:
+    ``(state, kwargs)`` with ``kwargs`` = ``train_step``, ``multi_step``, ``place_batch``,
+    ``place_state`` for ``fit``.
+  """
+  donate_argnums = (0,) if donate else ()
+  n = num_devices or jax.device_count()
+  if n == 1 and model_parallel == 1:
+    return state, {"train_step": jax.jit(train_step, donate_argnums=donate_argnums),
+                   "multi_step": jax.jit(multi_step(train_step), donate_argnums=donate_argnums),
+                   "place_batch": None, "place_state": None}
+  mesh = make_mesh(n, model_parallel)
+  dp = data_parallel(train_step, mesh, state, donate=donate, pad=pad,
+                     table_rows=table_rows if model_parallel > 1 else None)
+  return dp.place_state(state), {"train_step": dp.step, "multi_step": dp.multi,
+                                 "place_batch": dp.place_batch, "place_state": dp.place_state}
 
 
 def multi_step(train_step: Callable) -> Callable:

@@ -1,0 +1,342 @@
+"""Issue 6 wiring: the lean loss in NextUserConfig, data parallelism in the experiment loops
+(4 forced CPU devices equal 1 device), masked padding rows for batches that do not divide."""
+
+import dataclasses
+import json
+import warnings
+
+import jax
+import numpy as np
+import pytest
+
+from popdiff_jax.data.cascades import load_dataset
+from popdiff_jax.experiments import next_user as nu
+
+
+@pytest.fixture(scope="module")
+def irvine():
+  """A slice of the embedded Irvine set (real cascades over its full vocabulary): 3 training
+  steps of 32, one bucket of 8 tokens (max_len 7)."""
+  full = load_dataset("ndm/irvine")
+  return dataclasses.replace(full, train=full.train[:96], valid=full.valid[:48],
+                             test=full.test[:48])
+
+
+def _tiny(model, **kw):
+  base = nu.NextUserConfig(model=model, dim=8, num_heads=2, max_len=7, num_epochs=1,
+                           eval_batch_size=48)
+  return dataclasses.replace(base, **kw)
+
+
+@pytest.fixture(autouse=True)
+def _no_truncation_warnings():
+  with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=".*are truncated to their first.*")
+    yield
+
+
+@pytest.mark.parametrize("model", ["ndm"])
+def test_lean_epoch_equals_dense_epoch(irvine, model):
+  """One epoch of the config's train step (shuffled, dropout on), then the eval sums, per loss.
+  (The path is the same for the LSTM, whose ``output_features`` test_lean_softmax.py checks;
+  left out here for the suite's time.)"""
+  from popdiff_jax.data.batching import make_batches
+  from popdiff_jax.train.state import create_train_state
+
+  out = {}
+  for loss in ("dense", "lean"):
+    cfg = _tiny(model, loss=loss, lean_chunk=512)
+    graphdef, params = nu.nnx.split(nu.build_model(cfg, len(irvine.vocab), 0))
+    tx = nu.make_optimizer(cfg)
+    step = nu.make_train_step(graphdef, tx, loss=cfg.loss, chunk=cfg.lean_chunk)
+    state = create_train_state(params, tx)
+    base = jax.random.key(cfg.seed)
+    losses = []
+    for batch in make_batches(irvine.train, cfg.batch_size, max_len=cfg.max_len, shuffle=True):
+      state, m = step(state, batch, jax.random.fold_in(base, state.step))
+      losses.append(float(m["loss"]))
+    eval_step = nu.make_eval_step(graphdef, loss=cfg.loss, chunk=cfg.lean_chunk)
+    valid = make_batches(irvine.valid, cfg.eval_batch_size, max_len=cfg.max_len)
+    out[loss] = (losses, state.params, nu.evaluate(eval_step, state.params, valid))
+  (l_dense, p_dense, m_dense), (l_lean, p_lean, m_lean) = out["dense"], out["lean"]
+  assert len(l_lean) == 3 and set(m_dense) == set(m_lean) and "hits@10" in m_lean
+  np.testing.assert_allclose(l_lean, l_dense, rtol=1e-5)
+  for k in m_dense:
+    np.testing.assert_allclose(m_lean[k], m_dense[k], rtol=1e-5, atol=1e-5, err_msg=k)
+  for a, b in zip(jax.tree.leaves(p_lean), jax.tree.leaves(p_dense)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+
+
+def test_cli_train_on_four_devices_with_two_steps_per_call(tmp_path, capsys):
+  from popdiff_jax.cli.main import build_parser, main
+
+  assert jax.device_count() >= 4
+  # 30 rows per batch do not divide by 4 devices: each batch gets 2 masked padding rows.
+  args = ["train", "--dataset", "ndm/irvine", "--model", "ndm", "--epochs", "1", "--dim", "8",
+          "--heads", "2", "--max-len", "7", "--batch-size", "30", "--devices", "4",
+          "--steps-per-call", "2", "--lean", "--lean-chunk", "256", "--workdir", str(tmp_path),
+          "--no-progress"]
+  assert main(args) == 0
+  table = capsys.readouterr().out
+  assert "hits@10" in table and "ndm/irvine" in table
+  row = json.loads((tmp_path / "results.json").read_text())
+  assert 0.0 < row["hits@100"] <= 1.0 and row["epochs"] == 1
+  config = json.loads((tmp_path / "config.json").read_text())["config"]
+  assert (config["num_devices"], config["steps_per_call"], config["loss"]) == (4, 2, "lean")
+  a = build_parser().parse_args(["reproduce", "ndm", "--devices", "0", "--model-parallel", "2",
+                                 "--distributed"])
+  assert (a.devices, a.model_parallel, a.distributed, a.lean) == (0, 2, True, False)
+
+
+# ------------------------------------------------------------------ popularity and trees loops
+
+def _fake_posts(n=160, seed=0):
+  """A random FeatureSet (shapes as build_features gives) with a learnable score, and a split."""
+  from popdiff_jax.data.instagram import Split
+  from popdiff_jax.features.pipeline import FeatureSet
+
+  rng = np.random.default_rng(seed)
+  t, di, dt, k = 6, 5, 4, 3
+  tokens = rng.integers(2, 30, size=(n, t)).astype(np.int32)
+  lengths = rng.integers(1, t + 1, size=n)
+  token_mask = np.arange(t)[None, :] < lengths[:, None]
+  tokens = np.where(token_mask, tokens, 0).astype(np.int32)
+  f = lambda *s: rng.normal(size=s).astype(np.float32)  # noqa: E731
+  numeric, smp = f(n, 10), f(n, 14)
+  score = (2.0 + numeric[:, 0] + 0.5 * smp[:, 1] + 0.1 * f(n)).astype(np.float32)
+  label = np.where(score > np.median(score), 1, 0).astype(np.int32)
+  label[::7] = -1
+  feats = FeatureSet(tokens=tokens, token_mask=token_mask, image=f(n, di), text=f(n, dt),
+                     lda=np.abs(f(n, k)), env_image=f(n, di), env_topic=np.abs(f(n, k)),
+                     numeric=numeric, smp=smp, image_score=score + f(n), score=score,
+                     label=label, user=(np.arange(n) % 10).astype(np.int32))
+  idx = rng.permutation(n)
+  split = Split(np.sort(idx[:100]), np.sort(idx[100:130]), np.sort(idx[130:]), "random", seed)
+  return feats, split
+
+
+def _assert_rows_close(a, b):
+  keys = [k for k in a if isinstance(a[k], float)]
+  assert keys
+  for k in keys:
+    np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-5, err_msg=k)
+
+
+@pytest.mark.parametrize("which", ["dual_attention", "fusion", "smp"])
+def test_popularity_loops_on_four_devices_equal_one(tmp_path, which):
+  """Two epochs (one for the slow-to-compile dual attention) of each popularity training loop:
+  5 steps an epoch, global batch 20 (5 rows a device)."""
+  from popdiff_jax.experiments import popularity as ex
+
+  feats, split = _fake_posts()
+  out = {}
+  for n in (1, 4):
+    wd = tmp_path / f"d{n}"
+    if which == "dual_attention":
+      cfg = ex.DualAttentionConfig(embed_dim=8, hidden_dim=8, attn_dim=4, out_dim=8,
+                                   batch_size=20, epochs=1, patience=2, num_devices=n)
+      row, extra = ex.run_dual_attention(feats, split, "dual_attention", seed=0, config=cfg,
+                                         workdir=wd, vocab_size=30)
+      out[n] = (row, extra["probs"])
+    elif which == "fusion":
+      cfg = ex.FusionConfig(hidden=(8, 4), batch_size=20, epochs=2, lr=1e-3, num_devices=n)
+      out[n] = ex.run_fusion_dnn(feats, split, seed=0, config=cfg, workdir=wd)
+    else:
+      cfg = ex.SMPConfig(batch_size=20, epochs=2, patience=2, num_devices=n)
+      out[n] = ex.run_smp_conv1d(feats, split, seed=0, with_image=False, config=cfg,
+                                 workdir=wd)
+  # The training loss of every epoch (fit's metrics.jsonl), then the test rows and predictions.
+  hist = {n: [json.loads(line)["train_loss"] for p in sorted((tmp_path / f"d{n}").glob("*"))
+              for line in (p / "metrics.jsonl").read_text().splitlines()] for n in (1, 4)}
+  assert len(hist[1]) == (1 if which == "dual_attention" else 2)
+  np.testing.assert_allclose(hist[4], hist[1], rtol=1e-5, atol=1e-6)
+  if which == "fusion":
+    # The Dense bias before each BatchNorm has an exactly zero gradient (BatchNorm removes the
+    # mean); Adam scales its rounding noise (~1e-9, different in the two reduction orders) to
+    # steps of +-lr. That does not change the training function, only the running means the
+    # evaluation uses, so the test predictions agree to 1e-3 rather than 1e-5.
+    np.testing.assert_allclose(out[4][1], out[1][1], rtol=1e-3, atol=1e-3)
+    return
+  _assert_rows_close(out[4][0], out[1][0])
+  np.testing.assert_allclose(out[4][1], out[1][1], rtol=1e-5, atol=1e-5)
+
+
+def test_diffusion_lstm_loop_on_four_devices_equals_one(tmp_path):
+  from popdiff_jax.data import synthetic_trees as S
+  from popdiff_jax.experiments import diffusion_lstm as E
+
+  cfg = E.DiffusionLSTMConfig.tiny(optimizer="adam", lr=1e-2, lr_low=1e-3, epochs_high=1,
+                                   epochs_low=0)
+  prepared = E.prepare_synthetic(cfg, S.SyntheticTreesConfig(num_users=100, num_trees=96, seed=2))
+  runs = {}
+  for n in (1, 4):
+    c = dataclasses.replace(cfg, num_devices=n)
+    _, params, info = E.train_model(prepared, "full", c, workdir=tmp_path / f"d{n}")
+    runs[n] = (params, info)
+  losses = [[r[k] for r in runs[n][1]["history"] for k in ("train_loss", "val_loss")]
+            for n in (1, 4)]
+  assert len(losses[0]) == 2
+  np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5, atol=1e-6)
+  for a, b in zip(jax.tree.leaves(runs[4][0]), jax.tree.leaves(runs[1][0])):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------------ rows that do not divide
+
+def test_pad_rows_adds_masked_zero_rows_only_when_needed():
+  from popdiff_jax.data.batching import CascadeBatch
+  from popdiff_jax.train.parallel import make_mesh, pad_rows, shard_batch
+
+  rng = np.random.default_rng(0)
+  batch = CascadeBatch(rng.integers(2, 9, size=(6, 5)).astype(np.int32),
+                       rng.random((6, 5)).astype(np.float32), np.ones((6, 5), bool))
+  padded = pad_rows(batch, 4)
+  assert padded.users.shape == (8, 5) and padded.mask.dtype == bool
+  np.testing.assert_array_equal(padded.users[:6], batch.users)
+  assert not padded.mask[6:].any() and not padded.users[6:].any() and padded.num_cascades == 6
+  assert pad_rows(batch, 3) is batch and pad_rows(batch, 1) is batch
+  stacked = pad_rows(jax.tree.map(lambda x: np.stack([x, x]), batch), 4, stacked=True)
+  assert stacked.users.shape == (2, 8, 5)
+  with pytest.raises(ValueError, match="batch axis"):
+    pad_rows({"a": np.zeros((6, 2)), "b": np.zeros((5,))}, 4)
+  mesh = make_mesh(4)
+  # Without padding a leaf that does not divide is replicated (correct, not split) ...
+  placed = shard_batch(mesh, batch)
+  assert placed.users.addressable_shards[0].data.shape == (6, 5)
+  # ... with padding every device gets 2 rows, none dropped.
+  placed = shard_batch(mesh, batch, pad=True)
+  assert [s.data.shape for s in placed.users.addressable_shards] == [(2, 5)] * 4
+  assert int(np.asarray(placed.mask).sum()) == int(batch.mask.sum())
+
+
+def _ndm_six_row_setup():
+  import optax
+
+  from popdiff_jax.functional import build, cascade_batch, next_user_loss
+  from popdiff_jax.train.state import apply_gradients, create_train_state
+
+  model = build("ndm", num_items=30, dim=8, num_heads=2, window=3, dropout_rate=0.2)
+  tx = optax.adam(1e-2)
+  rng = np.random.default_rng(3)
+  batches = [cascade_batch([list(rng.choice(np.arange(2, 30), size=rng.integers(2, 7),
+                                              replace=False)) for _ in range(6)],
+                           max_len=7, rows=6) for _ in range(3)]
+
+  def step(state, batch, key):
+    loss, grads = jax.value_and_grad(
+        lambda p: next_user_loss(model.apply(p, batch, key), batch))(state.params)
+    return apply_gradients(state, grads, tx), {"loss": loss}
+  return create_train_state(model.params, tx), step, batches
+
+
+def _smp_six_row_setup():
+  import optax
+
+  from popdiff_jax.experiments import popularity as ex
+  from popdiff_jax.models import smp
+  from popdiff_jax.models._popularity_common import make_rngs, split_model
+  from popdiff_jax.train.state import create_train_state
+
+  feats, split = _fake_posts()
+  arrays = ex.make_arrays(feats, use=("features",), features=feats.smp, target=feats.score - 2.0)
+  graphdef, params, extra = split_model(smp.SMPConv1d(14, rngs=make_rngs(0)))
+  tx = optax.adam(1e-2)
+  step, _ = ex.regression_steps(graphdef, tx, "smp", jit=False)
+  batches = list(ex.iterate_batches(arrays, split.train[:18], 6, shuffle_seed=0, drop_last=True))
+  return create_train_state(params, tx, extra), step, batches
+
+
+@pytest.mark.parametrize("setup", [_ndm_six_row_setup, _smp_six_row_setup], ids=["ndm", "smp"])
+def test_six_rows_on_four_devices_are_padded_and_equal_one_device(setup):
+  """6-row batches on 4 devices: padded to 8 with masked rows; loss and parameters after 3
+  steps (dropout on) equal the unpadded 1-device steps."""
+  from popdiff_jax.train.parallel import fit_arguments
+
+  state0, step, batches = setup()
+  assert all(jax.tree.leaves(b)[0].shape[0] == 6 for b in batches)
+  base = jax.random.key(7)
+  runs = {}
+  for n in (1, 4):
+    state, kw = fit_arguments(step, state0, n, pad=True)
+    losses = []
+    for b in batches:
+      placed = b if kw["place_batch"] is None else kw["place_batch"](b, False)
+      if n == 4:
+        assert jax.tree.leaves(placed)[0].shape[0] == 8
+      state, m = kw["train_step"](state, placed, jax.random.fold_in(base, state.step))
+      losses.append(float(m["loss"]))
+    runs[n] = (losses, state)
+  np.testing.assert_allclose(runs[4][0], runs[1][0], rtol=1e-5, atol=1e-6)
+  for a, b in zip(jax.tree.leaves(runs[4][1].params), jax.tree.leaves(runs[1][1].params)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------------ the GPU suite's bookkeeping
+
+def _suite():
+  import importlib.util
+  import pathlib
+
+  path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_suite.py"
+  spec = importlib.util.spec_from_file_location("gpu_suite_dp", path)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod
+
+
+def test_gpu_suite_scaling_configs_ratios_merge_and_one_eval_shape(tmp_path):
+  import argparse
+
+  suite = _suite()
+  args = argparse.Namespace(quick=False, epochs=6, eval_cascades=100, n_devices=2,
+                            global_batch=None, data_dir=".carry_data", torch_precision="high",
+                            only=None)
+  cfgs = {c["name"]: c for c in suite.configs(args)}
+  assert {"scale_real_1", "scale_real_2", "scale_synth_2"} <= set(cfgs)
+  assert cfgs["scale_real_2"]["n_devices"] == 2 and cfgs["scale_real_2"]["no_eval"]
+  assert cfgs["real_lean"]["eval_timeout"] > 0 and cfgs["real_lean"]["eval_cascades"] == 100
+  # The forest rerun: torch + lean + dense fit the 400 s the lead has, evaluation included.
+  forest = [cfgs[n] for n in ("real_torch", "real_lean", "real_dense")]
+  assert sum(c["timeout"] + c["eval_timeout"] for c in forest) <= 390
+  args.n_devices, args.only = 1, ["real_torch"]
+  assert [c["name"] for c in suite.configs(args)] == ["real_torch"]
+
+  rows = [{"bench": "ndm_scaling/x", "impl": "jax_lean", "n_devices": 1, "throughput": 10.0},
+          {"bench": "ndm_scaling/x", "impl": "jax_lean", "n_devices": 2, "throughput": 18.0},
+          {"bench": "ndm_train/x", "impl": "torch_recipe", "throughput": 1.0,
+           "test_hits@10": 0.2},
+          {"bench": "ndm_train/x", "impl": "jax_lean", "throughput": 6.0, "test_hits@10": 0.21}]
+  suite.add_ratios(rows)
+  assert rows[1]["ratio_vs_anchor"] == pytest.approx(1.8)
+  assert rows[3]["ratio_vs_anchor"] == pytest.approx(6.0)
+  assert rows[3]["hits@10"] == 0.21 and rows[3]["anchor_hits@10"] == 0.2
+  a, b = tmp_path / "a.json", tmp_path / "b.json"
+  a.write_text(json.dumps({"meta": {"commit": "x"}, "rows": rows}))
+  b.write_text(json.dumps({"meta": {"commit": "y"}, "rows": [
+      {"bench": "ndm_train/x", "impl": "jax_lean", "throughput": 7.0, "test_hits@10": 0.22}]}))
+  merged = suite.merge_results([str(a), str(b)])
+  assert len(merged["rows"]) == 4
+  new = [r for r in merged["rows"] if r["impl"] == "jax_lean" and r["bench"] == "ndm_train/x"]
+  assert new[0]["throughput"] == 7.0 and new[0]["ratio_vs_anchor"] == pytest.approx(7.0)
+  assert "Merged from" in suite.markdown(merged)
+
+  from popdiff_jax.data.cascades import Cascade
+  test = [Cascade(np.arange(2, 2 + n, dtype=np.int32), np.arange(n, dtype=np.float64))
+          for n in (3, 9, 1, 5, 2)]
+  chosen, batches = suite.eval_batches(test, max_len=7, cap=4)
+  assert len(chosen) == 4 and {b.users.shape for b in batches} == {(suite.EVAL_BATCH, 8)}
+  assert sum(b.num_cascades for b in batches) == 4
+  assert len(suite.eval_batches(test, max_len=7, cap=0)[0]) == 5
+
+
+def test_gpu_suite_jax_worker_runs_data_parallel_on_two_host_devices(tmp_path):
+  suite = _suite()
+  out = tmp_path / "row.json"
+  cfg = {"bench": "ndm_scaling/tiny", "impl": "jax_lean", "dataset": "synthetic",
+         "num_users": 300, "num_cascades": 80, "max_len": 7, "epochs": 2, "fixed_steps": 1,
+         "n_devices": 2, "global_batch": None, "no_eval": True}
+  suite.jax_worker(cfg, str(out))
+  row = json.loads(out.read_text())
+  assert row["n_devices"] == 2 and row["global_batch"] == 2 * suite.BATCH
+  assert row["throughput"] > 0 and row["step_ms"] > 0 and np.isfinite(row["last_loss"])
+  assert row["steps_per_epoch"] >= 2 and row["fixed_shape"]["batch"] == suite.BATCH
