@@ -49,6 +49,17 @@ def _add_hparams(p: argparse.ArgumentParser) -> None:
                  help="NDM: dropout on input user embeddings (%(default)s; not in the paper)")
   p.add_argument("--weight-decay", type=float, default=d.weight_decay,
                  help="AdamW decoupled weight decay on matrices (%(default)s; not in the paper)")
+  p.add_argument("--bias-init", choices=("zeros", "log_frequency"), default=d.bias_init,
+                 help="output bias at initialisation: zeros (%(default)s) or the log training "
+                      "frequency of each user (not in the paper)")
+  p.add_argument("--output-init-scale", type=float, default=d.output_init_scale,
+                 help="scale of NDM's W^C / the LSTM's output kernel at initialisation "
+                      "(%(default)s; 0 with --bias-init log_frequency starts at the popularity "
+                      "baseline; not in the paper)")
+  p.add_argument("--select-by", default=d.select_by,
+                 choices=("nll",) + tuple(f"{m}@{k}" for m in ("hits", "map") for k in (10, 50, 100)),
+                 help="validation metric that keeps the best epoch and drives early stopping "
+                      "(%(default)s)")
   p.add_argument("--max-train-seconds", type=float, default=None,
                  help="time budget per training run (ends the epoch in progress early)")
   p.add_argument("--seed", type=int, default=d.seed,
@@ -92,7 +103,8 @@ def _overrides(a: argparse.Namespace) -> dict:
           "f_init": a.f_init, "schedule": a.schedule, "learning_rate": a.lr, "seed": a.seed,
           "max_train_seconds": a.max_train_seconds, "dropout_rate": a.dropout,
           "embedding_dropout": a.embedding_dropout, "weight_decay": a.weight_decay,
-          "num_devices": a.devices, "model_parallel": a.model_parallel,
+          "bias_init": a.bias_init, "output_init_scale": a.output_init_scale,
+          "select_by": a.select_by, "num_devices": a.devices, "model_parallel": a.model_parallel,
           "steps_per_call": a.steps_per_call, "loss": "lean" if a.lean else "dense",
           "lean_chunk": a.lean_chunk}
 
