@@ -67,6 +67,19 @@ def _check_error(e: DataError, path, content: bytes | None, line_expected: bool)
   elif line_expected:  # only whole-file or whole-tree problems may lack a line
     assert any(w in str(e) for w in ("empty", "ROOT", "UTF-8", "archive", "not JSON", "posts")), e
 
+def _load_or_check_error(tmp_path, name: str, spec, reader):
+  """Writes the fuzzed file, reads it: the reader's result, or None after checking its DataError
+  (file and line named)."""
+  content = _encode(*spec)
+  path = tmp_path / name
+  path.write_bytes(content)
+  try:
+    return reader(path)
+  except DataError as e:
+    _check_error(e, path, content, line_expected=True)
+    return None
+
+
 
 def _check_tree(t):
   event("loaded a tree")
@@ -87,15 +100,8 @@ _PARENT_LINE = st.tuples(_WORD.filter(lambda w: "\t" not in w), _parent_array(),
 @settings(max_examples=80 * _SCALE, **_SETTINGS)
 @given(spec=_file(_PARENT_LINE))
 def test_fuzzed_parent_arrays_load_or_raise_data_error(tmp_path, spec):
-  content = _encode(*spec)
-  path = tmp_path / "trees.tsv"
-  path.write_bytes(content)
-  try:
-    trees = read_parent_arrays(path)
-  except DataError as e:
-    _check_error(e, path, content, line_expected=True)
-    return
-  for t in trees:
+  trees = _load_or_check_error(tmp_path, "trees.tsv", spec, read_parent_arrays)
+  for t in trees or []:
     _check_tree(t)
 
 
@@ -129,14 +135,11 @@ _WEIBO_LINE = st.one_of(_WEIBO_GARBLED, st.tuples(
 @settings(max_examples=80 * _SCALE, **_SETTINGS)
 @given(spec=_file(_WEIBO_LINE), strict=st.booleans())
 def test_fuzzed_weibo_paths_load_or_raise_data_error(tmp_path, spec, strict):
-  content = _encode(*spec)
-  path = tmp_path / "dataset.txt"
-  path.write_bytes(content)
-  try:
-    trees, report = read_weibo(path, strict=strict)
-  except DataError as e:
-    _check_error(e, path, content, line_expected=True)
+  loaded = _load_or_check_error(tmp_path, "dataset.txt", spec,
+                                lambda path: read_weibo(path, strict=strict))
+  if loaded is None:
     return
+  trees, report = loaded
   for t in trees:
     _check_tree(t)
     assert np.isfinite(t.delay).all()
@@ -201,14 +204,7 @@ _LABEL_LINE = st.tuples(st.sampled_from(["true", "false", "unverified", ""]), _N
 @settings(max_examples=40 * _SCALE, **_SETTINGS)
 @given(spec=_file(_LABEL_LINE))
 def test_fuzzed_twitter15_labels_load_or_raise_data_error(tmp_path, spec):
-  content = _encode(*spec)
-  path = tmp_path / "label.txt"
-  path.write_bytes(content)
-  try:
-    labels = read_twitter15_labels(path)
-  except DataError as e:
-    _check_error(e, path, content, line_expected=True)
-    return
+  labels = _load_or_check_error(tmp_path, "label.txt", spec, read_twitter15_labels) or {}
   assert all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items())
 
 
