@@ -125,8 +125,6 @@ def bench_popdiff(graph, seeds, sims, repeats, words_per_chunk, prob_bits, metho
 def bench_ndm_sampler(num_users, num_runs, steps, repeats, recompute: bool):
   """Runs/s of the NDM sampler: ``recompute`` False = incremental decoding (the library), True = a
   forward pass over the whole padded sequence at every step (the anchor). Returns a dict."""
-  import functools
-
   import jax.numpy as jnp
   from flax import nnx
 
@@ -145,7 +143,7 @@ def bench_ndm_sampler(num_users, num_runs, steps, repeats, recompute: bool):
                      num_runs=1, num_steps=steps)
       return out.new_users
   else:
-    @functools.partial(jax.jit)
+    @jax.jit
     def run(key):
       m = nnx.merge(graphdef, params)
       length = steps + 1

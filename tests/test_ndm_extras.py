@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from popdiff_jax.data.batching import CascadeBatch, make_batches
-from popdiff_jax.data.cascades import TERMINATE, load_dataset
+from popdiff_jax.data.batching import make_batches
+from popdiff_jax.data.cascades import load_dataset
 from popdiff_jax.experiments import ndm_extras as ex
 from popdiff_jax.experiments import next_user as nu
+from popdiff_jax.functional import cascade_batch
 from popdiff_jax.models.deepwalk import DeepWalkConfig
 from popdiff_jax.models.ndm import NDM
 from popdiff_jax.train.state import create_train_state
@@ -24,14 +25,9 @@ def _frozen_table(seed=0):
 
 
 def _batch(rng, b=4, length=10):
-  users = np.zeros((b, length), np.int32)
-  mask = np.zeros((b, length), bool)
-  for r in range(b):
-    n = int(rng.integers(2, length))
-    users[r, :n] = rng.choice(np.arange(2, U), size=n, replace=False)
-    users[r, n] = TERMINATE
-    mask[r, :n + 1] = True
-  return CascadeBatch(jnp.asarray(users), jnp.zeros(users.shape, jnp.float32), jnp.asarray(mask))
+  """Ragged cascades of distinct users, Terminate appended (``functional.cascade_batch``)."""
+  return cascade_batch([rng.choice(np.arange(2, U), size=int(rng.integers(2, length)),
+                                   replace=False) for _ in range(b)], max_len=length)
 
 
 def _cfg(**kw):
