@@ -13,12 +13,14 @@ Three implementations of the same cell on the same trees with the same hidden si
   ``vjp`` is the hand-written backward pass, ``scan`` autodiff through the scan (the first
   version), ``vjpx`` / ``scanx`` the same given x, W, b (``levelwise_tree_lstm_inputs``: W x + b
   chunk by chunk inside the scan), ``level`` one step per level of static width
-  (``levelwise_tree_lstm_by_level``: no scan; U ignored); U the scan's unroll factor (``full``: no
-  loop).
+  (``levelwise_tree_lstm_by_level``: no scan; U ignored), ``levelx`` the same with one
+  ``[x, h_parent] @ [W; U] + b`` product per level (``levelwise_tree_lstm_inputs_by_level``); U the
+  scan's unroll factor (``full``: no loop). For ``level``/``levelx`` C only sets the padding (each
+  level is rounded up to a multiple of C): a small C wastes nothing.
   ``--variants scan:1,vjp:1,vjp:8`` times several in one run; each row also counts the copies of
   (B + N)-row buffers in the optimized HLO (``hlo_buffer_copies_*``; ``--hlo_dir`` keeps the HLO).
 
-fwd = all node states; fwd+bwd = gradient of Σ h·r (r random) w.r.t. W, U, b, the root memory and
+fwd = all node states (torch: the per-level state tensors, no loss); fwd+bwd = gradient of Σ h·r (r random) w.r.t. W, U, b, the root memory and
 the inputs. Full float32 matmuls on both sides (JAX precision "highest", TF32 off in torch).
 Timings are medians of ``--repeats`` runs after warm-up, with block_until_ready / synchronize.
 On a GPU each scan step costs a fixed latency (~10 µs measured on an H100); the JSON reports the
@@ -119,6 +121,10 @@ def run_jax_variant(args, base, hid, jp, jb, k, chunk, impl, unroll, unroll_req,
         xw = bb["x"] @ p["w"] + p["b"][None, :]
         h, _ = M.levelwise_tree_lstm_by_level(xw, bb["parent"], h0, bb["c0"], p["u"], runs)
         return h
+      if impl == "levelx":  # the same, [x, h_parent] @ [W; U] + b per level
+        h, _ = M.levelwise_tree_lstm_inputs_by_level(bb["x"], p["w"], p["b"], bb["parent"], h0,
+                                                     bb["c0"], p["u"], runs)
+        return h
       if impl.endswith("x"):  # W x + b inside the scan, chunk by chunk
         h, _ = M.levelwise_tree_lstm_inputs(bb["x"], p["w"], p["b"], bb["parent"], h0, bb["c0"],
                                             p["u"], k, impl=impl[:-1], unroll=unroll)
@@ -131,8 +137,9 @@ def run_jax_variant(args, base, hid, jp, jb, k, chunk, impl, unroll, unroll_req,
   def loss(p, x, c0, bb):
     return jnp.sum(states(p, dict(bb, x=x, c0=c0)) * bb["r"])
 
-  name = (f"jax_levelwise[C={chunk},{impl},unroll={unroll_req}]" if impl != "level"
-          else f"jax_levelwise[C={chunk},level]")
+  by_level = impl in ("level", "levelx")
+  name = (f"jax_levelwise[C={chunk},{impl}]" if by_level
+          else f"jax_levelwise[C={chunk},{impl},unroll={unroll_req}]")
   log(f"{name}: {k} steps, compiling")
   t0 = time.perf_counter()
   c_fwd = jax.jit(states).lower(jp, jb).compile()
@@ -152,7 +159,7 @@ def run_jax_variant(args, base, hid, jp, jb, k, chunk, impl, unroll, unroll_req,
   t_f = timeit(lambda: jax.block_until_ready(c_fwd(jp, jb)), args.repeats)
   t_fb = timeit(lambda: jax.block_until_ready(c_grad(jp, jb["x"], jb["c0"], jb)), args.repeats)
   jf, jfb = n_nodes / t_f, n_nodes / t_fb
-  steps = len(runs) if impl == "level" else k
+  steps = len(runs) if by_level else k
   return dict(base, impl=name, jax_impl=impl, unroll=unroll_req, chunk=chunk, steps=steps,
               padded_slots=k * chunk, nodes_per_s_fwd=jf, nodes_per_s_fwd_bwd=jfb,
               fwd_ms=t_f * 1e3, fwd_bwd_ms=t_fb * 1e3,
@@ -191,7 +198,8 @@ def parse_variants(spec: str) -> list[tuple[str, str]]:
     impl, _, unroll = item.strip().partition(":")
     unroll = unroll or "1"
     ok_unroll = unroll == "full" or unroll.isdigit()
-    if (impl != "level" and impl.removesuffix("x") not in M.LEVELWISE_IMPLS) or not ok_unroll:
+    if (impl not in ("level", "levelx") and impl.removesuffix("x") not in M.LEVELWISE_IMPLS
+        or not ok_unroll):
       raise SystemExit(f"bad variant {item!r}: want IMPL:UNROLL, IMPL in {M.LEVELWISE_IMPLS} "
                        "(+ 'x': levelwise_tree_lstm_inputs), UNROLL an integer or 'full'")
     out.append((impl, unroll))
@@ -330,7 +338,7 @@ def main():
       with torch.set_grad_enabled(grad):
         hp = torch.zeros(n_trees, hid, device=tdev)
         cp = tc0
-        loss = 0.0
+        loss, hs = 0.0, []
         for l in range(n_levels):
           xi = tx.index_select(0, lvl_idx[l])
           h_par = hp.index_select(0, lvl_par[l])
@@ -339,7 +347,9 @@ def main():
           f, i, o, g = z.chunk(4, dim=1)
           c = torch.sigmoid(f) * c_par + torch.sigmoid(i) * torch.tanh(g)
           h = torch.sigmoid(o) * torch.tanh(c)
-          loss = loss + (h * tr_.index_select(0, lvl_idx[l])).sum()
+          if grad:  # the forward alone keeps the states only (as the JAX forward)
+            loss = loss + (h * tr_.index_select(0, lvl_idx[l])).sum()
+          hs.append(h)
           hp, cp = h, c
       return finish(loss, grad)
 

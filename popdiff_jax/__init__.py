@@ -35,7 +35,8 @@ from popdiff_jax.metrics.trees import (ap_summary, depth_mae_per_depth, mean_his
 from popdiff_jax.models.diffusion_lstm import (LEVELWISE_IMPLS, DiffusionLSTM, chunk_runs,
                                                class_weights, generate_trees, levelwise_tree_lstm,
                                                levelwise_tree_lstm_by_level,
-                                               levelwise_tree_lstm_inputs, weighted_bce)
+                                               levelwise_tree_lstm_inputs,
+                                               levelwise_tree_lstm_inputs_by_level, weighted_bce)
 from popdiff_jax.models.dual_attention import DualAttention
 from popdiff_jax.models.fusion_dnn import FusionDNN
 from popdiff_jax.models.ic_baselines import (FittedIC, candidate_edges, evaluate_ic_baseline,
@@ -93,6 +94,6 @@ __all__ = [
     "deepwalk", "random_walks", "skipgram_loss", "FrozenEmbedding", "evaluate_f1",
     "freeze_non_params", "initial_wc_norms", "social_embedding", "wc_norms",
     "reproduce_popularity", "LEVELWISE_IMPLS", "chunk_runs", "levelwise_tree_lstm_by_level",
-    "levelwise_tree_lstm_inputs",
+    "levelwise_tree_lstm_inputs", "levelwise_tree_lstm_inputs_by_level",
 ]
 __version__ = "0.1.0"

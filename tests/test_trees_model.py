@@ -235,6 +235,26 @@ def test_by_level_equals_scan_with_padding_runs():
   want = run(lambda *a: M.levelwise_tree_lstm(a[0], parent, *a[1:], k + 2))
   got = run(lambda *a: M.levelwise_tree_lstm_by_level(a[0], parent, *a[1:], runs))
   chex.assert_trees_all_close(got, want, rtol=2e-5, atol=2e-6)
+  # The inputs form ([x, h_parent] @ [W; U] + b per level) against the same on xw = x W + b,
+  # gradients w.r.t. x, W and b included.
+  dim = 3
+  x = jnp.asarray(rng.normal(size=(n, dim)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(dim, 4 * hid)), jnp.float32)
+  bias = jnp.asarray(rng.normal(size=(4 * hid,)), jnp.float32)
+
+  def run_x(fn):
+    def loss(x, w, bias, c0, u):
+      h, c = fn(x, w, bias, c0, u)
+      return jnp.sum(jnp.where(mask, h * r[:, :hid] + jnp.tanh(c) * r[:, hid:], 0.0))
+    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3, 4)))(x, w, bias, c0, u)
+
+  want_x = run_x(lambda x, w, bias, c0, u: M.levelwise_tree_lstm_by_level(
+      x @ w + bias[None, :], parent, h0, c0, u, runs))
+  got_x = run_x(lambda x, w, bias, c0, u: M.levelwise_tree_lstm_inputs_by_level(
+      x, w, bias, parent, h0, c0, u, runs))
+  chex.assert_trees_all_close(got_x, want_x, rtol=2e-5, atol=2e-6)
+  with pytest.raises(ValueError, match="disagree"):
+    M.levelwise_tree_lstm_inputs_by_level(x, w[1:], bias, parent, h0, c0, u, runs)
   with pytest.raises(ValueError, match="chunk_depth"):
     M.chunk_runs(np.zeros((0,), np.int32))
 

@@ -47,7 +47,8 @@ from flax import nnx
 
 __all__ = [
   "DiffusionLSTM", "VARIANTS", "LEVELWISE_IMPLS", "levelwise_tree_lstm",
-  "levelwise_tree_lstm_inputs", "levelwise_tree_lstm_by_level", "chunk_runs", "lstm_cell", "weighted_bce", "class_weights",
+  "levelwise_tree_lstm_inputs", "levelwise_tree_lstm_by_level",
+  "levelwise_tree_lstm_inputs_by_level", "chunk_runs", "lstm_cell", "weighted_bce", "class_weights",
   "dropout", "GeneratedTrees", "init_model", "apply_model", "generate_trees",
 ]
 
@@ -75,7 +76,11 @@ def lstm_cell(xw: jax.Array, h_p: jax.Array, c_p: jax.Array, u: jax.Array
   Returns:
     (h_ch, c_ch), each (..., H).
   """
-  z = xw + h_p @ u
+  return cell_from_preactivation(xw + h_p @ u, c_p)
+
+
+def cell_from_preactivation(z: jax.Array, c_p: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Eq. 1 given ``z = W x + U h_parent + b``, (..., 4H) in gate order f, i, o, c."""
   f, i, o, g = jnp.split(z, 4, axis=-1)
   c = jax.nn.sigmoid(f) * c_p + jax.nn.sigmoid(i) * jnp.tanh(g)
   h = jax.nn.sigmoid(o) * jnp.tanh(c)
@@ -324,6 +329,26 @@ def chunk_runs(chunk_depth) -> tuple[int, ...]:
   return tuple(int(x) for x in np.diff(np.concatenate([[0], cuts, [d.size]])))
 
 
+def _by_level(input_term, parent, h_root, c_root, level_chunks, c_w):
+  """The level loop of the two ``*_by_level`` functions; ``input_term(start, rows, h_par)`` is
+  the level's pre-activation ``W x + b + U h_par`` (rows ``start:start + rows``)."""
+  b = h_root.shape[0]
+  hs, cs = [], []
+  h_prev, c_prev, off_prev = h_root, c_root, 0
+  start = 0
+  for nc in level_chunks:
+    rows = nc * c_w
+    # Row of the parent within the previous level (padding slots fall outside: clipped).
+    par = jnp.clip(parent[start:start + rows] - off_prev, 0, h_prev.shape[0] - 1)
+    h_par, c_par = h_prev[par], c_prev[par]
+    h, c = cell_from_preactivation(input_term(start, rows, h_par), c_par)
+    hs.append(h)
+    cs.append(c)
+    h_prev, c_prev, off_prev = h, c, b + start
+    start += rows
+  return jnp.concatenate(hs, axis=0), jnp.concatenate(cs, axis=0)
+
+
 def levelwise_tree_lstm_by_level(xw: jax.Array, parent: jax.Array, h_root: jax.Array,
                                  c_root: jax.Array, u: jax.Array, level_chunks: tuple[int, ...]
                                  ) -> tuple[jax.Array, jax.Array]:
@@ -348,21 +373,39 @@ def levelwise_tree_lstm_by_level(xw: jax.Array, parent: jax.Array, h_root: jax.A
   """
   k = sum(level_chunks)
   _check_levelwise_shapes(xw, parent, h_root, c_root, u, k)
-  c_w = xw.shape[0] // k
-  b = h_root.shape[0]
-  hs, cs = [], []
-  h_prev, c_prev, off_prev = h_root, c_root, 0
-  start = 0
-  for nc in level_chunks:
-    rows = nc * c_w
-    # Row of the parent within the previous level (padding slots fall outside: clipped).
-    par = jnp.clip(parent[start:start + rows] - off_prev, 0, h_prev.shape[0] - 1)
-    h, c = lstm_cell(xw[start:start + rows], h_prev[par], c_prev[par], u)
-    hs.append(h)
-    cs.append(c)
-    h_prev, c_prev, off_prev = h, c, b + start
-    start += rows
-  return jnp.concatenate(hs, axis=0), jnp.concatenate(cs, axis=0)
+  return _by_level(lambda start, rows, h_par: xw[start:start + rows] + h_par @ u,
+                   parent, h_root, c_root, level_chunks, xw.shape[0] // k)
+
+
+def levelwise_tree_lstm_inputs_by_level(x: jax.Array, w: jax.Array, b: jax.Array,
+                                        parent: jax.Array, h_root: jax.Array, c_root: jax.Array,
+                                        u: jax.Array, level_chunks: tuple[int, ...]
+                                        ) -> tuple[jax.Array, jax.Array]:
+  """:func:`levelwise_tree_lstm_by_level` of ``xw = x @ w + b``, one product per level.
+
+  Each level computes its pre-activations as ``[x_l, h_parent] @ [W; U] + b``: one
+  (rows, D + H)·(D + H, 4H) product instead of a separate (N, 4H) ``xw`` written to memory first
+  and read back per level (the backward pass likewise gives ``[dx, dh_parent]`` and ``d[W; U]`` as
+  one product each). Same math as Eq. 1.
+
+  Args:
+    x: (N, D) node inputs; w: (D, 4H); b: (4H,). The other arguments as
+      levelwise_tree_lstm_by_level.
+
+  Returns:
+    (h, c): (N, H) states of every node slot.
+  """
+  if w.shape[0] != x.shape[1] or b.shape != (w.shape[1],):
+    raise ValueError(f"x {x.shape}, w {w.shape}, b {b.shape} disagree")
+  k = sum(level_chunks)
+  _check_levelwise_shapes(jax.ShapeDtypeStruct((x.shape[0], w.shape[1]), x.dtype), parent,
+                          h_root, c_root, u, k)
+  wu = jnp.concatenate([w, u], axis=0)
+
+  def input_term(start, rows, h_par):
+    return jnp.concatenate([x[start:start + rows], h_par], axis=-1) @ wu + b[None, :]
+
+  return _by_level(input_term, parent, h_root, c_root, level_chunks, x.shape[0] // k)
 
 
 def weighted_bce(logits: jax.Array, targets: jax.Array, mask: jax.Array, w_pos: jax.Array,
