@@ -146,10 +146,10 @@ def jax_worker(cfg: dict, result: str) -> None:
   from flax import nnx
   from popdiff_jax.data.batching import bucket_lengths, make_batches
   from popdiff_jax.experiments.next_user import make_train_step
-  from popdiff_jax.models.lean_softmax import lean_eval_sums, lean_loss_fn
+  from popdiff_jax.models.lean_softmax import lean_eval_sums
   from popdiff_jax.models.ndm import NDM
   from popdiff_jax.train.parallel import data_parallel, make_mesh
-  from popdiff_jax.train.state import apply_gradients, create_train_state
+  from popdiff_jax.train.state import create_train_state
 
   n_dev = int(cfg.get("n_devices", 1))
   devices = jax.devices()[:n_dev]
@@ -179,23 +179,9 @@ def jax_worker(cfg: dict, result: str) -> None:
   del model
   tx = optax.adam(LR)
   lean = cfg["impl"].startswith("jax_lean")
-  per_cascade = cfg.get("loss_per") == "cascade"
   row["loss_per"] = cfg.get("loss_per", "prediction")
-  if lean or per_cascade:
-    from popdiff_jax.experiments.next_user import loss_fn as dense_loss_fn
-    objective = lean_loss_fn if lean else dense_loss_fn
-
-    def batch_loss(params, batch, key):
-      loss, count = objective(params, graphdef, batch, key)
-      if per_cascade:  # Σ NLL / B: every prediction weighs the same whatever its batch's length
-        loss = loss * count / batch.users.shape[0]
-      return loss, count
-
-    def train_step(state, batch, key):
-      (loss, _), grads = jax.value_and_grad(batch_loss, has_aux=True)(state.params, batch, key)
-      return apply_gradients(state, grads, tx), {"loss": loss}
-  else:
-    train_step = make_train_step(graphdef, tx, jit=False)
+  train_step = make_train_step(graphdef, tx, jit=False, loss="lean" if lean else "dense",
+                               loss_per=row["loss_per"])
   # Evaluation is the memory-lean one for both JAX rows (equal to the dense metrics to 1e-5,
   # tests/test_lean_softmax.py): bounded memory, and one compile for one padded shape.
   eval_step = jax.jit(lambda p, b: lean_eval_sums(p, graphdef, b, (10,)))
@@ -290,7 +276,7 @@ def torch_worker(cfg: dict, result: str) -> None:
 
   sys.path.insert(0, str(REPO / "benchmarks"))
   from _torch_ndm import TorchNDM, loss_and_count, rank_counts
-  from popdiff_jax.data.batching import make_batches, pack, sequence_length
+  from popdiff_jax.data.batching import pack, sequence_length
   from popdiff_jax.metrics.ranking import hits_and_map
 
   cuda = torch.cuda.is_available()

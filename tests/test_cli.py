@@ -97,10 +97,12 @@ def test_model_selection_and_prior_flags_reach_the_config():
   from popdiff_jax.experiments.next_user import NextUserConfig
   a = build_parser().parse_args(["train", "--dataset", "ndm/irvine", "--workdir", "w",
                                  "--bias-init", "log_frequency", "--output-init-scale", "0",
-                                 "--select-by", "map@10", "--weight-decay", "1.0"])
+                                 "--select-by", "map@10", "--weight-decay", "1.0",
+                                 "--loss-per", "cascade"])
   config = NextUserConfig(**_overrides(a))
-  assert (config.bias_init, config.output_init_scale, config.select_by, config.weight_decay) == (
-      "log_frequency", 0.0, "map@10", 1.0)
+  assert (config.bias_init, config.output_init_scale, config.select_by, config.weight_decay,
+          config.loss_per) == ("log_frequency", 0.0, "map@10", 1.0, "cascade")
   defaults = NextUserConfig(**_overrides(build_parser().parse_args(
       ["train", "--dataset", "ndm/irvine", "--workdir", "w"])))
-  assert (defaults.bias_init, defaults.output_init_scale, defaults.select_by) == ("zeros", 1.0, "nll")
+  assert (defaults.bias_init, defaults.output_init_scale, defaults.select_by,
+          defaults.loss_per) == ("zeros", 1.0, "nll", "prediction")

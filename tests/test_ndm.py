@@ -211,6 +211,31 @@ def test_one_compile_per_bucket():
   assert np.isfinite(float(metrics["loss"]))
 
 
+@pytest.mark.parametrize("loss", ["dense", "lean"])
+def test_per_cascade_loss_weighs_every_prediction_alike(loss):
+  """loss_per="cascade": the step descends Σ NLL / B (B = batch rows), the default the mean NLL
+  per prediction; checked through a plain SGD step (update = -lr * gradient) against jax.grad of
+  the summed NLL, and the reported loss is the per-prediction mean in both cases."""
+  import optax
+  from popdiff_jax.data.batching import CascadeBatch
+  cfg = nu.NextUserConfig(dim=8, num_heads=2, dropout_rate=0.0)
+  graphdef, params = nnx.split(nu.build_model(cfg, U))
+  users, mask = _random_batch(np.random.default_rng(11), b=4, length=10)
+  batch = CascadeBatch(jnp.asarray(users), jnp.zeros(users.shape, jnp.float32), jnp.asarray(mask))
+  mean, count = nu.loss_fn(params, graphdef, batch, None)
+  grad_sum = jax.grad(lambda p: nu.loss_fn(p, graphdef, batch, None)[0] * count)(params)
+  tx = optax.sgd(1.0)
+  for loss_per, scale in (("cascade", 1.0 / 4), ("prediction", 1.0 / float(count))):
+    step = nu.make_train_step(graphdef, tx, jit=False, loss=loss, loss_per=loss_per)
+    new, metrics = step(create_train_state(params, tx), batch, jax.random.key(0))
+    moved = jax.tree.map(lambda a, b: a - b, params, new.params)
+    want = jax.tree.map(lambda g: g * scale, grad_sum)
+    chex.assert_trees_all_close(moved, want, rtol=2e-4, atol=1e-6)
+    np.testing.assert_allclose(float(metrics["loss"]), float(mean), rtol=1e-5)
+  with pytest.raises(ValueError, match="loss_per"):
+    nu.make_train_step(graphdef, tx, loss_per="token")
+
+
 @pytest.mark.parametrize("model_name", ["ndm", "lstm"])
 def test_loss_decreases_on_real_data(model_name):
   data = load_dataset("ndm/memetracker")

@@ -60,6 +60,10 @@ def _add_hparams(p: argparse.ArgumentParser) -> None:
                  choices=("nll",) + tuple(f"{m}@{k}" for m in ("hits", "map") for k in (10, 50, 100)),
                  help="validation metric that keeps the best epoch and drives early stopping "
                       "(%(default)s)")
+  p.add_argument("--loss-per", choices=("prediction", "cascade"), default=d.loss_per,
+                 help="normalise each batch's NLL per prediction (%(default)s) or per cascade "
+                      "(sum / batch rows: every prediction weighs alike across length buckets, "
+                      "as the authors' summed loss; not in the paper)")
   p.add_argument("--max-train-seconds", type=float, default=None,
                  help="time budget per training run (ends the epoch in progress early)")
   p.add_argument("--seed", type=int, default=d.seed,
@@ -106,7 +110,7 @@ def _overrides(a: argparse.Namespace) -> dict:
           "bias_init": a.bias_init, "output_init_scale": a.output_init_scale,
           "select_by": a.select_by, "num_devices": a.devices, "model_parallel": a.model_parallel,
           "steps_per_call": a.steps_per_call, "loss": "lean" if a.lean else "dense",
-          "lean_chunk": a.lean_chunk}
+          "lean_chunk": a.lean_chunk, "loss_per": a.loss_per}
 
 
 def _maybe_distributed(a: argparse.Namespace) -> None:

