@@ -21,7 +21,9 @@ Three implementations of the same cell on the same trees with the same hidden si
   (B + N)-row buffers in the optimized HLO (``hlo_buffer_copies_*``; ``--hlo_dir`` keeps the HLO).
 
 fwd = all node states (torch: the per-level state tensors, no loss); fwd+bwd = gradient of Σ h·r (r random) w.r.t. W, U, b, the root memory and
-the inputs. Full float32 matmuls on both sides (JAX precision "highest", TF32 off in torch).
+the inputs. Full float32 matmuls on both sides (JAX precision "highest", TF32 off in torch);
+``--precision tf32`` runs both with TF32 products instead (JAX "tensorfloat32", torch
+``allow_tf32``; rows then carry ``precision: "tf32"`` and ``-tf32`` in the impl name).
 Timings are medians of ``--repeats`` runs after warm-up, with block_until_ready / synchronize.
 On a GPU each scan step costs a fixed latency (~10 µs measured on an H100); the JSON reports the
 µs per step and the floor ``steps × 10 µs``.
@@ -57,6 +59,7 @@ from popdiff_jax.utils import report  # noqa: E402
 from popdiff_jax.models import diffusion_lstm as M  # noqa: E402
 
 LEVEL_FLOOR_US = 10.0
+JAX_PRECISION = {"fp32": "highest", "tf32": "tensorfloat32"}
 
 
 def load_trees(tar: str | None, n: int, seed: int):
@@ -115,7 +118,7 @@ def run_jax_variant(args, base, hid, jp, jb, k, chunk, impl, unroll, unroll_req,
   """Compiles (AOT), checks against torch and times one JAX variant; returns its result row."""
 
   def states(p, bb):
-    with jax.default_matmul_precision("highest"):
+    with jax.default_matmul_precision(JAX_PRECISION[args.precision]):
       h0 = jnp.zeros_like(bb["c0"])
       if impl == "level":  # one step per level, static level widths
         xw = bb["x"] @ p["w"] + p["b"][None, :]
@@ -177,12 +180,14 @@ def run_jax_variant(args, base, hid, jp, jb, k, chunk, impl, unroll, unroll_req,
 def best_variants(rows: list[dict]) -> list[dict]:
   """Per (device, trees): the JAX row with the most nodes/s, forward and forward+backward."""
   out = []
-  keys = sorted({(r["device"], r["trees"]) for r in rows if "jax_impl" in r})
-  for dev, n in keys:
-    js = [r for r in rows if "jax_impl" in r and r["device"] == dev and r["trees"] == n]
+  keys = sorted({(r["device"], r["trees"], r.get("precision", "fp32"))
+                 for r in rows if "jax_impl" in r})
+  for dev, n, prec in keys:
+    js = [r for r in rows if "jax_impl" in r and r["device"] == dev and r["trees"] == n
+          and r.get("precision", "fp32") == prec]
     bf = max(js, key=lambda r: r["nodes_per_s_fwd"])
     bfb = max(js, key=lambda r: r["nodes_per_s_fwd_bwd"])
-    out.append(dict(device=dev, trees=n, fwd_impl=bf["impl"],
+    out.append(dict(device=dev, trees=n, precision=prec, fwd_impl=bf["impl"],
                     ratio_fwd_vs_torch_levelwise=bf["ratio_fwd_vs_torch_levelwise"],
                     ratio_fwd_vs_node_by_node=bf["ratio_fwd_vs_node_by_node"],
                     fwd_bwd_impl=bfb["impl"],
@@ -214,6 +219,8 @@ def main():
       "TWITTER15_TAR", str(ROOT.parent / "shared" / "data" / "twitter15_16_trees" /
                           "twitter15_tree.tar.gz")))
   ap.add_argument("--hidden", type=int, default=128)
+  ap.add_argument("--precision", choices=tuple(JAX_PRECISION), default="fp32",
+                  help="matmul precision on both sides: full float32 (default) or TF32")
   ap.add_argument("--input_dim", type=int, default=42)
   ap.add_argument("--chunks", type=int, nargs="+", default=[0, 1024],
                   help="JAX chunk widths; 0 = the widest level (one step per depth)")
@@ -236,8 +243,8 @@ def main():
   variants = parse_variants(args.variants)
 
   import torch
-  torch.backends.cuda.matmul.allow_tf32 = False
-  torch.backends.cudnn.allow_tf32 = False
+  torch.backends.cuda.matmul.allow_tf32 = args.precision == "tf32"
+  torch.backends.cudnn.allow_tf32 = args.precision == "tf32"
   tdev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
   jdev = jax.devices()[0]
   device = f"{jdev.platform}:{getattr(jdev, 'device_kind', '')}"
@@ -260,6 +267,8 @@ def main():
     print(f"[{time.perf_counter() - t_start:7.1f}s] {msg}", flush=True)
 
   def emit(row):
+    if args.precision != "fp32":
+      row = dict(row, precision=args.precision, impl=f"{row['impl']}-{args.precision}")
     rows.append(row)
     log(f"{row['impl']:44s} trees {row['trees']:5d} nodes {row.get('nodes_timed', row['nodes']):7d} "
         f"steps {row.get('steps', 0):4d} fwd {row['nodes_per_s_fwd']:12.0f} n/s  f+b "
