@@ -405,12 +405,13 @@ def configs(a) -> list[dict]:
        "eval_timeout": 40},
       {"name": "synth_dense", "bench": sb, "impl": "jax_dense", **synth, "timeout": 60},
       # Length buckets make batches of short cascades count as much as batches of long ones
-      # under a per-prediction mean; these rows weigh every prediction equally (Σ NLL / B, the
-      # authors' size_average=False up to a constant). Not run unless named in --only.
-      {"name": "real_lean_cascade", "bench": rb, "impl": "jax_lean_per_cascade", **real, "timeout": 100,
-       "eval_timeout": 40, "loss_per": "cascade", "opt_in": True},
-      {"name": "real_dense_cascade", "bench": rb, "impl": "jax_dense_per_cascade", **real, "timeout": 100,
-       "eval_timeout": 40, "loss_per": "cascade", "opt_in": True},
+      # under a per-prediction mean; these rows weigh every prediction equally
+      # (NextUserConfig.loss_per="cascade": Σ NLL / B, the paper's summed loss up to a constant).
+      # Not run unless named in --only.
+      {"name": "real_lean_cascade", "bench": rb, "impl": "jax_lean_per_cascade", **real,
+       "timeout": 100, "eval_timeout": 40, "loss_per": "cascade", "opt_in": True},
+      {"name": "real_dense_cascade", "bench": rb, "impl": "jax_dense_per_cascade", **real,
+       "timeout": 100, "eval_timeout": 40, "loss_per": "cascade", "opt_in": True},
   ]
   if a.n_devices > 1:
     # Scaling 1 -> N devices (JAX lean; weak scaling: 32 cascades a device unless
