@@ -20,8 +20,9 @@ Three implementations of the same cell on the same trees with the same hidden si
   ``--variants scan:1,vjp:1,vjp:8`` times several in one run; each row also counts the copies of
   (B + N)-row buffers in the optimized HLO (``hlo_buffer_copies_*``; ``--hlo_dir`` keeps the HLO).
 
-fwd = all node states (torch: the per-level state tensors, no loss); fwd+bwd = gradient of Σ h·r (r random) w.r.t. W, U, b, the root memory and
-the inputs. Full float32 matmuls on both sides (JAX precision "highest", TF32 off in torch);
+fwd = all node states (torch: the per-level state tensors, no loss); fwd+bwd = gradient of
+Σ h·r (r random) w.r.t. W, U, b, the root memory and the inputs. Full float32 matmuls on both
+sides (JAX precision "highest", TF32 off in torch);
 ``--precision tf32`` runs both with TF32 products instead (JAX "tensorfloat32", torch
 ``allow_tf32``; rows then carry ``precision: "tf32"`` and ``-tf32`` in the impl name).
 Timings are medians of ``--repeats`` runs after warm-up, with block_until_ready / synchronize.

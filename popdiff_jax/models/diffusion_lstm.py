@@ -48,8 +48,8 @@ from flax import nnx
 __all__ = [
   "DiffusionLSTM", "VARIANTS", "LEVELWISE_IMPLS", "levelwise_tree_lstm",
   "levelwise_tree_lstm_inputs", "levelwise_tree_lstm_by_level",
-  "levelwise_tree_lstm_inputs_by_level", "chunk_runs", "lstm_cell", "weighted_bce", "class_weights",
-  "dropout", "GeneratedTrees", "init_model", "apply_model", "generate_trees",
+  "levelwise_tree_lstm_inputs_by_level", "chunk_runs", "lstm_cell", "cell_from_preactivation",
+  "weighted_bce", "class_weights", "dropout", "GeneratedTrees", "init_model", "apply_model", "generate_trees",
 ]
 
 VARIANTS = ("full", "social", "content", "fc")
