@@ -40,18 +40,14 @@ import numpy as np
 import optax
 from flax import nnx
 
-from popdiff_jax.data.batching import make_batches
 from popdiff_jax.data.cascades import (DATASETS, NUM_SPECIAL, CascadeDataset, dataset_folder,
-                                       default_f_init, read_graph, warn_if_truncated)
+                                       default_f_init, read_graph)
 from popdiff_jax.experiments import next_user
 from popdiff_jax.experiments.next_user import NextUserConfig, Trained
 from popdiff_jax.metrics.infection import infection_f1, truth_masks
 from popdiff_jax.models.deepwalk import DeepWalkConfig, deepwalk
 from popdiff_jax.models.ndm import NDM
 from popdiff_jax.simulate.sampler import simulate_dataset
-from popdiff_jax.train.loop import fit
-from popdiff_jax.train.parallel import multi_step
-from popdiff_jax.train.state import create_train_state
 
 # Datasets with a social graph (NDM+SN) and the four of Table 4 (Twitter: FOREST's copy, as in
 # ndm_protocol.PAPER_TABLES).
@@ -191,12 +187,12 @@ def build_ndm(config: NextUserConfig, num_items: int, f_init: int,
 def train(dataset: CascadeDataset, config: NextUserConfig,
           workdir: str | pathlib.Path | None = None, *, frozen_embedding: np.ndarray | None = None,
           progress: bool = True) -> Trained:
-  """``next_user.train`` for NDM with an optional fixed embedding block (NDM+SN).
+  """``next_user.train`` of NDM with an optional fixed embedding block (NDM+SN).
 
-  The same loop, loss, batches, optimiser, ``bias_init``, ``steps_per_call`` and epoch selection
-  as ``next_user.train`` (one device only); the optimiser is wrapped by ``freeze_non_params`` (a
-  no-op without a fixed block). No ``config.json`` is written: ``next_user.load_trained`` cannot
-  rebuild the fixed block, so score the model in the same process.
+  The same loop, loss, batches, optimiser and options as ``next_user.train`` (one device only), on
+  the model of ``build_ndm``; the optimiser is wrapped by ``freeze_non_params`` (a no-op without a
+  fixed block). No ``config.json`` is written: ``next_user.load_trained`` cannot rebuild the fixed
+  block, so score the model in the same process.
 
   Args:
     dataset: the data.
@@ -206,43 +202,17 @@ def train(dataset: CascadeDataset, config: NextUserConfig,
     progress: progress bars.
 
   Returns:
-    The trained model (best epoch on validation NLL); ``params`` holds the fixed block too.
+    The trained model (epoch kept by validation ``config.select_by``); ``params`` holds the fixed
+    block too.
   """
-  for part, what in ((dataset.train, "training"), (dataset.valid, "validation")):
-    warn_if_truncated(part, config.max_len, f"{what} cascades of {dataset.name}")
-  t0 = time.perf_counter()
-  f_init = default_f_init(dataset.name) if config.f_init is None else config.f_init
-  workdir = pathlib.Path(workdir or tempfile.mkdtemp(prefix="popdiff_sn_"))
-  workdir.mkdir(parents=True, exist_ok=True)
   if config.num_devices != 1 or config.model_parallel != 1:
     raise ValueError("ndm_extras.train runs on one device (num_devices = model_parallel = 1)")
+  f_init = default_f_init(dataset.name) if config.f_init is None else config.f_init
   model = build_ndm(config, len(dataset.vocab), f_init, frozen_embedding)
-  if config.bias_init == "log_frequency":
-    model.bias[...] = jnp.asarray(next_user.log_frequency_prior(dataset.train, len(dataset.vocab)))
-  elif config.bias_init != "zeros":
-    raise ValueError(f"bias_init must be 'zeros' or 'log_frequency', got {config.bias_init!r}")
-  graphdef, params = nnx.split(model)
-  tx = freeze_non_params(next_user.make_optimizer(config))
-  eval_step = next_user.make_eval_step(graphdef)
-  valid = make_batches(dataset.valid, config.eval_batch_size, max_len=config.max_len)
-  step_fn = next_user.make_train_step(graphdef, tx, jit=False)
-  result = fit(
-      create_train_state(params, tx), train_step=jax.jit(step_fn, donate_argnums=0),
-      multi_step=jax.jit(multi_step(step_fn), donate_argnums=0),
-      steps_per_call=config.steps_per_call,
-      train_batches=lambda epoch: make_batches(dataset.train, config.batch_size,
-                                               max_len=config.max_len, shuffle=True,
-                                               seed=config.seed, epoch=epoch),
-      evaluate=lambda s: next_user.evaluate(eval_step, s.params, valid),
-      workdir=workdir, num_epochs=config.num_epochs, base_key=jax.random.key(config.seed),
-      monitor="val_nll", mode="min", patience=config.patience,
-      desc=f"ndm{'+sn' if frozen_embedding is not None else ''} {dataset.name}",
-      progress=progress, batch_size_of=lambda b: b.num_cascades,
-      max_seconds=config.max_train_seconds)
-  info = {"epochs": len(result.history), "best_epoch": result.best.get("epoch"),
-          "stopped_by": result.stopped_by, "train_seconds": round(time.perf_counter() - t0, 2)}
-  info.update({k: v for k, v in result.best.items() if k.startswith("val_")})
-  return Trained(config, graphdef, result.state.params, f_init, info)
+  workdir = pathlib.Path(workdir or tempfile.mkdtemp(prefix="popdiff_sn_"))
+  desc = f"ndm{'+sn' if frozen_embedding is not None else ''} {dataset.name}"
+  return next_user.train(dataset, config, workdir, progress=progress, model=model,
+                         wrap_optimizer=freeze_non_params, desc=desc)
 
 
 # --------------------------------------------------------------------------------------- evaluation

@@ -297,12 +297,25 @@ def _resolve_f_init(dataset_name: str, config: NextUserConfig) -> int:
 
 
 def train(dataset: CascadeDataset, config: NextUserConfig,
-          workdir: str | pathlib.Path | None = None, *, progress: bool = True) -> Trained:
+          workdir: str | pathlib.Path | None = None, *, progress: bool = True,
+          model: nnx.Module | None = None,
+          wrap_optimizer: Callable[[optax.GradientTransformation],
+                                   optax.GradientTransformation] | None = None,
+          desc: str | None = None) -> Trained:
   """Trains ``config.model`` on ``dataset.train``, selecting the epoch by validation
   ``config.select_by`` (NLL by default).
 
   Writes ``config.json`` beside the checkpoints, so ``load_trained(workdir)`` can rebuild the model.
   A rerun with the same workdir resumes after the last finished epoch.
+
+  Args:
+    dataset, config, workdir, progress: the data, hyperparameters, checkpoint folder (a fresh
+      temporary one if None) and progress bars.
+    model: a model built by the caller instead of ``build_model(config, ...)`` (NDM+SN's NDM with a
+      fixed embedding block, ``experiments.ndm_extras``); ``bias_init`` and ``output_init_scale``
+      still apply. No ``config.json`` is written then (``load_trained`` could not rebuild it).
+    wrap_optimizer: applied to ``make_optimizer(config)`` (e.g. ``freeze_non_params``).
+    desc: the progress bar's label (default ``"<model> <dataset>"``).
   """
   max_len = config.max_len
   for part, what in ((dataset.train, "training"), (dataset.valid, "validation"),
@@ -323,9 +336,10 @@ def train(dataset: CascadeDataset, config: NextUserConfig,
     workdir = tempfile.mkdtemp(prefix="popdiff_")
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / "config.json").write_text(json.dumps(
-      {"dataset": dataset.name, "config": dataclasses.asdict(config)}, indent=1))
-  model = build_model(config, num_items, f_init)
+  if model is None:
+    (workdir / "config.json").write_text(json.dumps(
+        {"dataset": dataset.name, "config": dataclasses.asdict(config)}, indent=1))
+    model = build_model(config, num_items, f_init)
   if config.bias_init not in ("zeros", "log_frequency"):
     raise ValueError(f"bias_init must be 'zeros' or 'log_frequency', got {config.bias_init!r}")
   head = getattr(model, "out", None)  # the LSTM's output layer; NDM keeps W^C and bias itself
@@ -340,6 +354,8 @@ def train(dataset: CascadeDataset, config: NextUserConfig,
         table[...] = table[...] * config.output_init_scale
   graphdef, params = nnx.split(model)
   tx = make_optimizer(config)
+  if wrap_optimizer is not None:
+    tx = wrap_optimizer(tx)
   eval_step = make_eval_step(graphdef, loss=config.loss, chunk=config.lean_chunk)
   valid_batches = make_batches(dataset.valid, config.eval_batch_size, max_len=max_len)
   state = create_train_state(params, tx)
@@ -355,7 +371,7 @@ def train(dataset: CascadeDataset, config: NextUserConfig,
       evaluate=lambda s: evaluate(eval_step, s.params, valid_batches),
       workdir=workdir, num_epochs=config.num_epochs, base_key=jax.random.key(config.seed),
       monitor=f"val_{config.select_by}", mode="min" if config.select_by == "nll" else "max",
-      patience=config.patience, desc=f"{config.model} {dataset.name}", progress=progress,
+      patience=config.patience, desc=desc or f"{config.model} {dataset.name}", progress=progress,
       batch_size_of=lambda b: b.num_cascades, max_seconds=config.max_train_seconds)
   info = {"epochs": len(result.history), "best_epoch": result.best.get("epoch"),
           "stopped_by": result.stopped_by, "train_seconds": time.perf_counter() - t0}
