@@ -450,6 +450,7 @@ def main():
       r_slots[slot_of] = r_all
       jb = jax.device_put(dict(x=batch.x, parent=batch.parent, r=r_slots, c0=c_root))
       jp = jax.device_put(dict(w=w, u=u, b=b))
+      runs = M.chunk_runs(batch.chunk_depth)
       for impl, unroll_req in variants:
         if time.perf_counter() - t_start > args.budget_s:
           log(f"time budget {args.budget_s:.0f} s spent: skip C={chunk} {impl} unroll={unroll_req}")
@@ -460,7 +461,7 @@ def main():
         unroll = True if unroll_req == "full" else int(unroll_req)
         row = run_jax_variant(args, base, hid, jp, jb, k, chunk, impl, unroll, unroll_req,
                               n_nodes, slot_of, h_torch, node_f, node_fb, lvl_f, lvl_fb, log,
-                              runs=M.chunk_runs(batch.chunk_depth))
+                              runs=runs)
         emit(row)
 
   write()

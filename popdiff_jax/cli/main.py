@@ -24,7 +24,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _add_hparams(p: argparse.ArgumentParser) -> None:
-  from popdiff_jax.experiments.next_user import NextUserConfig
+  from popdiff_jax.experiments.next_user import LOSS_WEIGHTINGS, SELECT_METRICS, NextUserConfig
 
   d = NextUserConfig()
   p.add_argument("--epochs", type=int, default=d.num_epochs, help="maximum epochs (%(default)s)")
@@ -57,10 +57,10 @@ def _add_hparams(p: argparse.ArgumentParser) -> None:
                       "(%(default)s; 0 with --bias-init log_frequency starts at the popularity "
                       "baseline; not in the paper)")
   p.add_argument("--select-by", default=d.select_by,
-                 choices=("nll",) + tuple(f"{m}@{k}" for m in ("hits", "map") for k in (10, 50, 100)),
+                 choices=SELECT_METRICS,
                  help="validation metric that keeps the best epoch and drives early stopping "
                       "(%(default)s)")
-  p.add_argument("--loss-per", choices=("prediction", "cascade"), default=d.loss_per,
+  p.add_argument("--loss-per", choices=LOSS_WEIGHTINGS, default=d.loss_per,
                  help="normalise each batch's NLL per prediction (%(default)s) or per cascade "
                       "(sum / batch rows: every prediction weighs alike across length buckets, "
                       "as the authors' summed loss; not in the paper)")

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-import tempfile
 import time
 from typing import Any
 
@@ -209,7 +208,6 @@ def train(dataset: CascadeDataset, config: NextUserConfig,
     raise ValueError("ndm_extras.train runs on one device (num_devices = model_parallel = 1)")
   f_init = default_f_init(dataset.name) if config.f_init is None else config.f_init
   model = build_ndm(config, len(dataset.vocab), f_init, frozen_embedding)
-  workdir = pathlib.Path(workdir or tempfile.mkdtemp(prefix="popdiff_sn_"))
   desc = f"ndm{'+sn' if frozen_embedding is not None else ''} {dataset.name}"
   return next_user.train(dataset, config, workdir, progress=progress, model=model,
                          wrap_optimizer=freeze_non_params, desc=desc)

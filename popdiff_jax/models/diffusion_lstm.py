@@ -49,7 +49,8 @@ __all__ = [
   "DiffusionLSTM", "VARIANTS", "LEVELWISE_IMPLS", "levelwise_tree_lstm",
   "levelwise_tree_lstm_inputs", "levelwise_tree_lstm_by_level",
   "levelwise_tree_lstm_inputs_by_level", "chunk_runs", "lstm_cell", "cell_from_preactivation",
-  "weighted_bce", "class_weights", "dropout", "GeneratedTrees", "init_model", "apply_model", "generate_trees",
+  "weighted_bce", "class_weights", "dropout", "GeneratedTrees", "init_model", "apply_model",
+  "generate_trees",
 ]
 
 VARIANTS = ("full", "social", "content", "fc")
@@ -99,6 +100,14 @@ def _check_levelwise_shapes(xw, parent, h_root, c_root, u, num_chunks):
   if parent.shape != (n,) or h_root.shape != c_root.shape or h_root.shape[1:] != (g // 4,):
     raise ValueError(f"bad shapes: parent {parent.shape}, h_root {h_root.shape}, "
                      f"c_root {c_root.shape} for N = {n}, H = {g // 4}")
+
+
+def _check_input_shapes(x, w, b, parent, h_root, c_root, u, num_chunks):
+  """``_check_levelwise_shapes`` for the raw-input form: x (N, D), w (D, 4H), b (4H,)."""
+  if w.shape[0] != x.shape[1] or b.shape != (w.shape[1],):
+    raise ValueError(f"x {x.shape}, w {w.shape}, b {b.shape} disagree")
+  _check_levelwise_shapes(jax.ShapeDtypeStruct((x.shape[0], w.shape[1]), x.dtype), parent,
+                          h_root, c_root, u, num_chunks)
 
 
 def _input_term(inp_k, w, b):
@@ -300,10 +309,7 @@ def levelwise_tree_lstm_inputs(x: jax.Array, w: jax.Array, b: jax.Array, parent:
   Returns:
     (h, c): (N, H) states of every node slot.
   """
-  if w.shape[0] != x.shape[1] or b.shape != (w.shape[1],):
-    raise ValueError(f"x {x.shape}, w {w.shape}, b {b.shape} disagree")
-  _check_levelwise_shapes(jax.ShapeDtypeStruct((x.shape[0], w.shape[1]), x.dtype), parent,
-                          h_root, c_root, u, num_chunks)
+  _check_input_shapes(x, w, b, parent, h_root, c_root, u, num_chunks)
   if impl == "scan":
     return _scan_autodiff(x, w, b, parent, h_root, c_root, u, num_chunks, unroll)
   if impl != "vjp":
@@ -395,11 +401,8 @@ def levelwise_tree_lstm_inputs_by_level(x: jax.Array, w: jax.Array, b: jax.Array
   Returns:
     (h, c): (N, H) states of every node slot.
   """
-  if w.shape[0] != x.shape[1] or b.shape != (w.shape[1],):
-    raise ValueError(f"x {x.shape}, w {w.shape}, b {b.shape} disagree")
   k = sum(level_chunks)
-  _check_levelwise_shapes(jax.ShapeDtypeStruct((x.shape[0], w.shape[1]), x.dtype), parent,
-                          h_root, c_root, u, k)
+  _check_input_shapes(x, w, b, parent, h_root, c_root, u, k)
   wu = jnp.concatenate([w, u], axis=0)
 
   def input_term(start, rows, h_par):

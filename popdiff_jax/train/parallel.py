@@ -218,7 +218,8 @@ def fit_arguments(train_step: Callable, state: TrainState, num_devices: int | No
   """The step arguments of ``train.loop.fit`` for 1..N devices, and the state placed for them.
 
   One device (``num_devices`` 1, or 0 on a one-device machine, and ``model_parallel == 1``): the
-  step and its multi-step version jitted as they are, no placement. Otherwise ``data_parallel`` over ``make_mesh``.
+  step and its multi-step version jitted as they are, no placement. Otherwise ``data_parallel``
+  over ``make_mesh``.
 
   Args:
     train_step: the pure, not yet jitted ``(state, batch, key) -> (state, metrics)``.
