@@ -1,6 +1,8 @@
-"""The library's own error type: every reader raises it with the file and line at fault."""
+"""The library's own error types, each reported by the command line as one line."""
 
 from __future__ import annotations
+
+__all__ = ["DataError", "ConfigError"]
 
 
 class DataError(ValueError):
@@ -18,3 +20,20 @@ class DataError(ValueError):
     if self.path is not None:
       where = f"{self.path}:{line}: " if line is not None else f"{self.path}: "
     super().__init__(f"{where}{message}")
+
+
+class ConfigError(ValueError):
+  """A configuration field with a value outside what it allows.
+
+  The message names the config, the field, the value and what is allowed, e.g.
+  ``NDMConfig.dropout_rate = 1.5: must be in [0, 1)``.
+
+  Attributes:
+    field: the field's name.
+    value: the offending value.
+  """
+
+  def __init__(self, config: str, field: str, value, allowed: str):
+    self.field = field
+    self.value = value
+    super().__init__(f"{config}.{field} = {value!r}: {allowed}")

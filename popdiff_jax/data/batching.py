@@ -2,34 +2,12 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from popdiff_jax.data.cascades import PAD, TERMINATE, Cascade
-
-
-class CascadeBatch(NamedTuple):
-  """A padded batch of cascades, the input of every next-user model.
-
-  Position ``j`` holds the ``j``-th infected user; a cascade that ended within the length limit is
-  followed by the Terminate user (index 1), so models learn to stop. Padding rows (whole-batch fill at
-  evaluation) and padding positions have ``mask == False`` and user 0.
-
-  Attributes:
-    users: int32 [B, L] vocabulary indices.
-    times: float32 [B, L] time since the cascade's first infection, in the file's unit (Terminate
-      repeats the last time).
-    mask: bool [B, L] true at real users and at Terminate.
-  """
-
-  users: np.ndarray
-  times: np.ndarray
-  mask: np.ndarray
-
-  @property
-  def num_cascades(self) -> int:
-    return int(self.mask[:, 0].sum())
+from popdiff_jax.data.cascades import Cascade
+from popdiff_jax.types import PAD, TERMINATE, CascadeBatch
 
 
 def bucket_lengths(max_len: int = 200, min_bucket: int = 8) -> tuple[int, ...]:

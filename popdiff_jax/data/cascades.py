@@ -40,9 +40,7 @@ import numpy as np
 
 from popdiff_jax._errors import DataError
 
-PAD = 0
-TERMINATE = 1
-NUM_SPECIAL = 2
+from popdiff_jax.types import NUM_SPECIAL, PAD, TERMINATE  # noqa: E402,F401  (re-exported)
 
 
 class Cascade(NamedTuple):
@@ -112,6 +110,8 @@ class CascadeDataset:
     graph: int32 [E, 2] directed edges ``(u, v)`` in vocabulary indices, or None.
     split: how the splits were made (``"files"``, ``"random"`` or ``"time"``, plus notes).
     report: counts of everything the readers changed or dropped.
+    f_init: NDM's F_init for this data (Sec. 5.2: 1 on the Twitter sets, else 0), the value a
+      next-user config with ``f_init=None`` takes.
   """
 
   name: str
@@ -122,6 +122,7 @@ class CascadeDataset:
   graph: np.ndarray | None = None
   split: str = "files"
   report: dict = dataclasses.field(default_factory=dict)
+  f_init: int = 0
 
   @property
   def num_items(self) -> int:
@@ -428,7 +429,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, split:
     kept = [(vocab.index(u), vocab.index(v)) for u, v in pairs if u in vocab and v in vocab]
     report["graph_edges_outside_cascades"] = len(pairs) - len(kept)
     graph = np.asarray(kept, np.int32).reshape(-1, 2)
-  return CascadeDataset(name, vocab, train, valid, test, graph, how, report)
+  return CascadeDataset(name, vocab, train, valid, test, graph, how, report, f_init=spec.f_init)
 
 
 def warn_if_truncated(cascades: Sequence[Cascade], max_len: int, what: str = "cascades") -> int:

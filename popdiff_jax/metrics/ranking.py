@@ -17,6 +17,13 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
+from popdiff_jax.losses import masked_nll
+from popdiff_jax.nn.masking import mask_infected, shift_targets
+from popdiff_jax.nn.streaming_softmax import DEFAULT_CHUNK, rank_counts
+
+__all__ = ["target_rank_counts", "hits_and_map", "ranking_sums", "next_user_sums",
+           "lean_ranking_sums", "finalize"]
+
 _EULER_GAMMA = 0.5772156649015329
 
 
@@ -71,6 +78,56 @@ def ranking_sums(masked_logits: jax.Array, targets: jax.Array, target_mask: jax.
     out[f"hits@{k}"] = (hits * w).sum()
     out[f"map@{k}"] = (ap * w).sum()
   return out
+
+
+def next_user_sums(logits: jax.Array, users: jax.Array, mask: jax.Array,
+                   ks: Sequence[int] = (10, 50, 100)) -> dict[str, jax.Array]:
+  """Hits@k, MAP@k and NLL sums of a batch of raw next-user scores, with their ``count``.
+
+  Infected users and padding are masked (``nn.masking``); the target of each step is the next
+  user or Terminate.
+
+  Args:
+    logits: float [B, L, U] raw scores (a next-user model's output).
+    users: int32 [B, L]; mask: bool [B, L] (a ``CascadeBatch``).
+    ks: cut-offs.
+
+  Returns:
+    dict of float []: ``hits@k``, ``map@k``, ``nll`` sums and ``count``.
+  """
+  targets, target_mask = shift_targets(users, mask)
+  masked = mask_infected(logits, users, mask)
+  sums = ranking_sums(masked, targets, target_mask, ks)
+  sums["nll"], _ = masked_nll(masked, targets, target_mask)
+  return sums
+
+
+def lean_ranking_sums(features: jax.Array, w: jax.Array, bias: jax.Array | None,
+                      users: jax.Array, mask: jax.Array, ks: Sequence[int] = (10, 50, 100),
+                      chunk: int = DEFAULT_CHUNK) -> dict[str, jax.Array]:
+  """:func:`next_user_sums` of ``features @ w + bias``, streamed over blocks of users.
+
+  Args:
+    features: float [B, L, F]; w: float [F, U]; bias: float [U] or None.
+    users: int32 [B, L]; mask: bool [B, L].
+    ks: cut-offs.
+    chunk: users per block (static).
+
+  Returns:
+    dict of float []: ``hits@k``, ``map@k`` sums, ``count`` and ``nll`` (summed over targets).
+  """
+  r = rank_counts(features, w, bias, users, mask, chunk)
+  tm = r["target_mask"]
+  wgt = tm.astype(jnp.float32)
+  out = {"count": wgt.sum()}
+  for k in ks:
+    hits, ap = hits_and_map(r["greater"], r["equal"], k)
+    out[f"hits@{k}"] = (hits * wgt).sum()
+    out[f"map@{k}"] = (ap * wgt).sum()
+  nll = jnp.where(tm, r["lse"] - r["target_score"], jnp.zeros_like(r["lse"]))
+  out["nll"] = nll.sum()
+  return out
+
 
 
 def finalize(sums: dict) -> dict[str, float]:

@@ -1,10 +1,10 @@
-"""A generic epoch loop around a pure, jitted ``train_step``: keys, progress, logs, checkpoints, resume.
+"""``fit``: the epoch loop of every model, around a pure ``train_step``.
 
-The loop owns everything impure (progress bars, files, early stopping); the model code owns only
-pure functions::
+The loop owns everything impure (compiling the step for the devices, progress bars, files, early
+stopping, checkpoints); the model code owns only pure functions::
 
-  train_step(state, batch, key) -> (state, metrics)     # jitted by the caller, metrics: dict of scalars
-  evaluate(state) -> dict[str, float]                   # validation metrics, called once per epoch
+  train_step(state, batch, key) -> (state, metrics)     # training.steps.make_train_step
+  evaluate(state) -> dict[str, float]                   # validation metrics, once per epoch
 
 A run writes ``workdir/metrics.jsonl`` (one JSON object per epoch) and ``workdir/checkpoints/``. Called
 again with the same workdir it resumes after the last completed epoch, with the same keys (the step key
@@ -26,9 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from popdiff_jax.train.checkpoint import Checkpointer, abstract_like
-from popdiff_jax.train.parallel import group_steps, stack_batches
-from popdiff_jax.train.state import TrainState
+from popdiff_jax.training.checkpoint import Checkpointer, abstract_like
+from popdiff_jax.training.mesh import fit_arguments, group_steps, stack_batches
+from popdiff_jax.training.state import TrainState
 
 
 @dataclasses.dataclass
@@ -87,9 +87,10 @@ def fit(
     progress: bool = True,
     keep_checkpoints: int = 2,
     max_seconds: float | None = None,
-    place_batch: Callable[[Any, bool], Any] | None = None,
-    place_state: Callable[[TrainState], TrainState] | None = None,
-    multi_step: Callable[[TrainState, Any, jax.Array], tuple[TrainState, dict]] | None = None,
+    num_devices: int | None = 1,
+    model_parallel: int = 1,
+    table_rows: int | None = None,
+    pad_batches: bool = False,
     steps_per_call: int = 1,
 ) -> FitResult:
   """Trains for up to ``num_epochs`` epochs with validation-based early stopping.
@@ -114,22 +115,30 @@ def fit(
     max_seconds: a time budget for this call: once it has passed, the current epoch ends early
       (its row says ``partial``), is evaluated and checkpointed, and training stops
       (``FitResult.stopped_by == "time"``).
-    place_batch: ``(batch, stacked) -> batch`` applied to every batch (``stacked=False``) or stack
-      of batches (``True``) before the step, e.g. ``DataParallel.place_batch`` of
-      ``train.parallel`` to split it over a device mesh.
-    place_state: puts a restored state where the step expects it (``DataParallel.place_state``).
-    multi_step: jitted ``(state, stacked_batches, base_key) -> (state, summed metrics)`` from
-      ``train.parallel.multi_step``; used for runs of ``steps_per_call`` same-shaped batches.
-    steps_per_call: optimiser steps per dispatched call (needs ``multi_step`` when > 1). The batch
-      order and the keys are those of single steps, so the trajectory is the same.
+    num_devices: data parallelism over this many devices (1: none; 0 or None: all, across
+      hosts); the batches are split over a ``("data", "model")`` mesh (``training.mesh``).
+    model_parallel: width of the mesh's ``"model"`` axis; arrays with an axis of length
+      ``table_rows`` (the user tables) are split over it.
+    table_rows: see ``model_parallel``.
+    pad_batches: pad batch rows to a multiple of the data-parallel width with masked zero rows
+      (row batches only; not for models with BatchNorm, whose batch statistics would count them).
+    steps_per_call: optimiser steps per dispatched call (``training.mesh.multi_step``, a
+      ``lax.scan`` over same-shaped batches). The batch order and the keys are those of single
+      steps, so the trajectory is the same.
 
   Returns:
     A ``FitResult`` whose state carries the best parameters.
   """
   if mode not in ("min", "max"):
     raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-  if steps_per_call > 1 and multi_step is None:
-    raise ValueError("steps_per_call > 1 needs multi_step (train.parallel.multi_step, jitted)")
+  if steps_per_call < 1:
+    raise ValueError(f"steps_per_call must be >= 1, got {steps_per_call}")
+  # The compiled step donates its input state: work on a copy of the caller's.
+  state = jax.tree.map(jnp.copy, state)
+  state, compiled = fit_arguments(train_step, state, num_devices, model_parallel,
+                                  table_rows=table_rows, pad=pad_batches)
+  train_step, multi_step = compiled["train_step"], compiled["multi_step"]
+  place_batch, place_state = compiled["place_batch"], compiled["place_state"]
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   ckpt = Checkpointer(workdir, max_to_keep=keep_checkpoints)

@@ -1,4 +1,4 @@
-"""Pieces shared by every next-user model: masking infected users and the NLL loss (NDM Eq. 7-8).
+"""The masks of the next-user softmax (NDM Sec. 4.5, Eq. 7): who can be infected next.
 
 Every next-user model maps a batch of cascades ``users: int32 [B, L]`` (with ``mask: bool [B, L]``)
 to raw scores ``logits: float [B, L, U]`` where row ``j`` scores the user infected at step ``j + 1``.
@@ -11,7 +11,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from popdiff_jax.data.cascades import PAD
+from popdiff_jax.types import PAD
+
+__all__ = ["infection_step", "infected_before", "mask_infected", "shift_targets"]
 
 
 def infection_step(users: jax.Array, mask: jax.Array, num_items: int) -> jax.Array:
@@ -67,36 +69,3 @@ def shift_targets(users: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Arr
   targets = jnp.concatenate([users[:, 1:], jnp.full_like(users[:, :1], PAD)], axis=1)
   target_mask = jnp.concatenate([mask[:, 1:], jnp.zeros_like(mask[:, :1])], axis=1)
   return targets, target_mask & mask
-
-
-def next_user_nll(logits: jax.Array, users: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Summed negative log-likelihood of the observed next users (NDM Eq. 8, negated).
-
-  ``-sum_j log pre_j[u_{j+1}]`` with ``pre_j = softmax`` over users not yet infected (Eq. 7).
-
-  Args:
-    logits: float [B, L, U] raw scores (before masking).
-    users: int32 [B, L].
-    mask: bool [B, L].
-
-  Returns:
-    ``(nll_sum, num_targets)``: float [] and float []; divide for the mean per prediction.
-  """
-  targets, target_mask = shift_targets(users, mask)
-  return masked_nll(mask_infected(logits, users, mask), targets, target_mask)
-
-
-def masked_nll(masked_logits: jax.Array, targets: jax.Array,
-               target_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """``(sum of -log softmax(masked_logits)[target], number of targets)`` over real targets.
-
-  Args:
-    masked_logits: float [B, L, U] scores with impossible users at ``-inf``.
-    targets: int32 [B, L].
-    target_mask: bool [B, L].
-  """
-  log_probs = jax.nn.log_softmax(masked_logits, axis=-1)
-  picked = jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
-  # Padded steps pick the -inf padding column: zero them before summing (NaN-safe).
-  nll = jnp.where(target_mask, -picked, 0.0)
-  return nll.sum(), target_mask.sum().astype(masked_logits.dtype)

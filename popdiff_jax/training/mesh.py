@@ -17,8 +17,8 @@ Every training loop in the package has the same pure step ``train_step(state, ba
   ``fold_in(base_key, state.step)``, the same key ``train.loop.fit`` gives a single step, so a
   multi-step call equals the single steps it replaces.
 
-``train.loop.fit`` takes both through its ``place_batch``, ``multi_step`` and ``steps_per_call``
-arguments; ``fit_arguments`` below builds them for a step and a device count in one call.
+``training.loop.fit`` builds both for a step and a device count through ``fit_arguments`` (its
+``num_devices``, ``model_parallel`` and ``steps_per_call`` arguments).
 
 Batches whose rows do not divide by the data-parallel width: with ``pad=True`` (``data_parallel``,
 ``shard_batch``, ``fit_arguments``) they are padded up to the next multiple with all-zero rows
@@ -38,7 +38,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from popdiff_jax.train.state import TrainState
+from popdiff_jax.training.state import TrainState
+from popdiff_jax.training.steps import compile_train_step
 
 DATA = "data"
 MODEL = "model"
@@ -180,8 +181,7 @@ class DataParallel:
 
 
 def data_parallel(train_step: Callable, mesh: Mesh, state: TrainState, *,
-                  table_rows: int | None = None, donate: bool = False,
-                  pad: bool = False) -> DataParallel:
+                  table_rows: int | None = None, pad: bool = False) -> DataParallel:
   """Jits an un-jitted ``train_step`` over ``mesh``.
 
   Args:
@@ -190,7 +190,6 @@ def data_parallel(train_step: Callable, mesh: Mesh, state: TrainState, *,
     state: a state of the right structure (for the shardings; its values are not used).
     table_rows: with a ``"model"`` axis wider than 1, split arrays with an axis of this length
       (``num_items``: the user tables) over it; None replicates the whole state.
-    donate: donate the input state (only where the caller keeps no reference to it).
     pad: ``place_batch`` pads the rows to a multiple of the ``"data"`` width with masked zero
       rows (``pad_rows``; for row batches such as ``CascadeBatch`` and ``PostBatch``).
   """
@@ -203,19 +202,16 @@ def data_parallel(train_step: Callable, mesh: Mesh, state: TrainState, *,
   def place_batch(batch, stacked=False):
     return shard_batch(mesh, batch, stacked, pad)
 
-  donate_argnums = (0,) if donate else ()
-  step = jax.jit(train_step, out_shardings=(state_sharding, replicated),
-                 donate_argnums=donate_argnums)
-  multi = jax.jit(multi_step(train_step), out_shardings=(state_sharding, replicated),
-                  donate_argnums=donate_argnums)
+  step = compile_train_step(train_step, out_shardings=(state_sharding, replicated))
+  multi = compile_train_step(multi_step(train_step), out_shardings=(state_sharding, replicated))
   return DataParallel(step=step, multi=multi, place_state=lambda s: jax.device_put(s, state_sharding),
                       place_batch=place_batch, mesh=mesh)
 
 
 def fit_arguments(train_step: Callable, state: TrainState, num_devices: int | None = 1,
                   model_parallel: int = 1, *, table_rows: int | None = None,
-                  donate: bool = False, pad: bool = False) -> tuple[TrainState, dict]:
-  """The step arguments of ``train.loop.fit`` for 1..N devices, and the state placed for them.
+                  pad: bool = False) -> tuple[TrainState, dict]:
+  """The compiled steps of ``training.loop.fit`` for 1..N devices, and the state placed for them.
 
   One device (``num_devices`` 1, or 0 on a one-device machine, and ``model_parallel == 1``): the
   step and its multi-step version jitted as they are, no placement. Otherwise ``data_parallel``
@@ -227,21 +223,19 @@ def fit_arguments(train_step: Callable, state: TrainState, num_devices: int | No
     num_devices: devices to use; 0 or None = all (across hosts).
     model_parallel: width of the ``"model"`` axis (splits arrays with an axis of ``table_rows``).
     table_rows: the user-table length to split over ``"model"`` (None: replicate everything).
-    donate: donate the input state to the step.
     pad: pad batch rows to a multiple of the data width (``pad_rows``).
 
   Returns:
     ``(state, kwargs)`` with ``kwargs`` = ``train_step``, ``multi_step``, ``place_batch``,
     ``place_state`` for ``fit``.
   """
-  donate_argnums = (0,) if donate else ()
   n = num_devices or jax.device_count()
   if n == 1 and model_parallel == 1:
-    return state, {"train_step": jax.jit(train_step, donate_argnums=donate_argnums),
-                   "multi_step": jax.jit(multi_step(train_step), donate_argnums=donate_argnums),
+    return state, {"train_step": compile_train_step(train_step),
+                   "multi_step": compile_train_step(multi_step(train_step)),
                    "place_batch": None, "place_state": None}
   mesh = make_mesh(n, model_parallel)
-  dp = data_parallel(train_step, mesh, state, donate=donate, pad=pad,
+  dp = data_parallel(train_step, mesh, state, pad=pad,
                      table_rows=table_rows if model_parallel > 1 else None)
   return dp.place_state(state), {"train_step": dp.step, "multi_step": dp.multi,
                                  "place_batch": dp.place_batch, "place_state": dp.place_state}
@@ -253,7 +247,7 @@ def multi_step(train_step: Callable) -> Callable:
 
   Step ``i`` uses ``fold_in(base_key, state.step)`` as ``fit`` does, so the result equals the
   single steps. ``metrics`` are the per-step metrics summed over the stack (``fit`` divides by the
-  number of steps). Jit the returned function (it is pure).
+  number of steps). The returned function is pure; ``compile_train_step`` jits it.
   """
 
   def run(state: TrainState, batches: Any, base_key: jax.Array):

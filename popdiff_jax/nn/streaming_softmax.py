@@ -1,22 +1,24 @@
-"""Memory-lean next-user loss and ranking metrics: NDM Eqs. 7-8 without ``[B, L, U]`` in memory.
+"""NDM's output softmax over users (Eq. 7) streamed in blocks: no ``[B, L, U]`` in memory.
 
 Every next-user model here ends in a linear read-out, ``scores = features @ w + bias`` with
-``features [B, L, F]`` and ``w [F, U]`` (``NDM.output_features``, ``LSTMNextUser.output_features``).
-The dense path (``models.next_user``) forms the ``[B, L, U]`` scores, masks the already-infected
-users and takes a log-softmax; with 1M users and 500-long cascades one batch of 32 is 64 GB of
-scores. The functions here stream over chunks of ``C`` users (columns of ``w``) instead:
+``features [B, L, F]`` and ``w [F, U]`` (the ``output_features`` of NDM and the LSTM). The dense
+path (``nn.masking`` and ``losses.next_user_nll``) forms the ``[B, L, U]`` scores, masks the
+already-infected users and takes a log-softmax; with 1M users and 500-long cascades one batch of
+32 is 64 GB of scores. The functions here stream over chunks of ``C`` users (columns of ``w``):
 
-* **Loss** (``lean_next_user_nll``): an online log-sum-exp over the chunks (running max and sum,
-  as in FlashAttention), so the forward pass holds one ``[B, L, C]`` block at a time. A
-  ``jax.custom_vjp`` makes the backward pass stream too: it recomputes each block's scores and
-  accumulates ``d features = P @ w_c^T``, ``d w_c = features^T P`` and ``d bias_c = sum P`` with
-  ``P = softmax - 0`` restricted to the block (the target's ``-1`` comes from plain autodiff of
-  its own score). Without it, ``lax.scan``'s autodiff would keep every block, i.e. ``[B, L, U]``.
-* **Metrics** (``lean_ranking_sums``): the target's rank needs only how many allowed users score
-  above it and how many tie with it, counted block by block; no top-k over ``U``. The tie rule is
-  ``metrics.ranking``'s (expected Hits@k / AP@k under random tie-breaking), reused as is.
+* **Loss** (``masked_logsumexp``, used by ``losses.lean_next_user_nll``): an online log-sum-exp
+  over the chunks (running max and sum, as in FlashAttention), so the forward pass holds one
+  ``[B, L, C]`` block at a time. A ``jax.custom_vjp`` makes the backward pass stream too: it
+  recomputes each block's scores and accumulates ``d features = P @ w_c^T``,
+  ``d w_c = features^T P`` and ``d bias_c = sum P`` with ``P`` the softmax restricted to the
+  block (the target's ``-1`` comes from plain autodiff of its own score). Without it,
+  ``lax.scan``'s autodiff would keep every block, i.e. ``[B, L, U]``.
+* **Metrics** (``rank_counts``, used by ``metrics.ranking.lean_ranking_sums``): the target's
+  rank needs only how many allowed users score above it and how many tie with it, counted block
+  by block; no top-k over ``U``. The tie rule is ``metrics.ranking``'s (expected Hits@k / AP@k
+  under random tie-breaking).
 
-Excluding the infected users: the issue suggests subtracting their ``exp`` scores (gathered through
+Excluding the infected users: one could subtract their ``exp`` scores (gathered through
 their own columns) from the full sum. That cancels catastrophically in float32 once the infected
 users hold most of the probability mass, which a trained model allows (nothing pushes their scores
 down: they are always masked). So each block is masked exactly instead, from a scatter of ``B * L``
@@ -24,7 +26,7 @@ infection steps into a ``[B, C]`` table (``first infection step of each user of 
 ``[B, L, U]`` mask, no ``[B, U]`` table, and no cancellation. Memory: ``O(B * L * C + B * L * L)``
 (the second term for "is the target itself already infected", ``[B, L, L]``) plus the parameters.
 
-The semantics are exactly ``models.next_user``'s: padding (user 0) is never allowed; a user at a
+The semantics are exactly ``nn.masking``'s: padding (user 0) is never allowed; a user at a
 real position ``k <= j`` is blocked at step ``j`` (Terminate included, once it has occurred); a
 target that is itself blocked scores ``-inf`` (infinite NLL, ranked below every allowed user).
 """
@@ -36,11 +38,11 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
-from popdiff_jax.data.cascades import PAD
-from popdiff_jax.metrics.ranking import hits_and_map
-from popdiff_jax.models.next_user import shift_targets
+from popdiff_jax.nn.masking import shift_targets
+from popdiff_jax.types import PAD
+
+__all__ = ["DEFAULT_CHUNK", "masked_logsumexp", "target_scores", "rank_counts", "auto_chunk"]
 
 DEFAULT_CHUNK = 8192
 
@@ -197,27 +199,7 @@ def target_scores(features: jax.Array, w: jax.Array, bias: jax.Array | None, use
   return jnp.where(blocked, jnp.asarray(-jnp.inf, raw.dtype), raw), targets, target_mask
 
 
-def lean_next_user_nll(features: jax.Array, w: jax.Array, bias: jax.Array | None,
-                       users: jax.Array, mask: jax.Array,
-                       chunk: int = DEFAULT_CHUNK) -> tuple[jax.Array, jax.Array]:
-  """``next_user_nll(features @ w + bias, users, mask)`` without the ``[B, L, U]`` scores.
-
-  Args:
-    features: float [B, L, F]; w: float [F, U]; bias: float [U] or None.
-    users: int32 [B, L]; mask: bool [B, L].
-    chunk: users per block (static).
-
-  Returns:
-    ``(nll_sum, num_targets)``: float [] and float [] (NDM Eq. 8, negated and summed).
-  """
-  _num_chunks(w.shape[1], chunk)
-  t_score, _, target_mask = target_scores(features, w, bias, users, mask)
-  lse = masked_logsumexp(features, w, bias, users, mask, chunk)
-  nll = jnp.where(target_mask, lse - t_score, jnp.zeros_like(lse))
-  return nll.sum(), target_mask.sum().astype(features.dtype)
-
-
-def lean_rank_counts(features: jax.Array, w: jax.Array, bias: jax.Array | None, users: jax.Array,
+def rank_counts(features: jax.Array, w: jax.Array, bias: jax.Array | None, users: jax.Array,
                      mask: jax.Array, chunk: int = DEFAULT_CHUNK) -> dict[str, jax.Array]:
   """Per step: users scored above / tied with the target, and the log-normaliser, in one pass.
 
@@ -257,33 +239,6 @@ def lean_rank_counts(features: jax.Array, w: jax.Array, bias: jax.Array | None, 
           "target_score": t_score, "targets": targets, "target_mask": target_mask}
 
 
-def lean_ranking_sums(features: jax.Array, w: jax.Array, bias: jax.Array | None,
-                      users: jax.Array, mask: jax.Array, ks: Sequence[int] = (10, 50, 100),
-                      chunk: int = DEFAULT_CHUNK) -> dict[str, jax.Array]:
-  """``ranking_sums`` plus ``nll`` of a batch (as the dense eval step gives), streamed over users.
-
-  Args:
-    features: float [B, L, F]; w: float [F, U]; bias: float [U] or None.
-    users: int32 [B, L]; mask: bool [B, L].
-    ks: cut-offs.
-    chunk: users per block (static).
-
-  Returns:
-    dict of float []: ``hits@k``, ``map@k`` sums, ``count`` and ``nll`` (summed over targets).
-  """
-  r = lean_rank_counts(features, w, bias, users, mask, chunk)
-  tm = r["target_mask"]
-  wgt = tm.astype(jnp.float32)
-  out = {"count": wgt.sum()}
-  for k in ks:
-    hits, ap = hits_and_map(r["greater"], r["equal"], k)
-    out[f"hits@{k}"] = (hits * wgt).sum()
-    out[f"map@{k}"] = (ap * wgt).sum()
-  nll = jnp.where(tm, r["lse"] - r["target_score"], jnp.zeros_like(r["lse"]))
-  out["nll"] = nll.sum()
-  return out
-
-
 def auto_chunk(batch: int, length: int, num_items: int, max_elements: int = 2 ** 26) -> int:
   """A block size for ``[B, L, C]`` blocks of at most about ``max_elements`` (256 MB in float32).
 
@@ -294,35 +249,3 @@ def auto_chunk(batch: int, length: int, num_items: int, max_elements: int = 2 **
   n = -(-num_items // widest)
   c = -(-num_items // n)
   return min(num_items, -(-c // 128) * 128)
-
-
-def lean_loss_fn(params: nnx.State, graphdef: nnx.GraphDef, batch, dropout_key: jax.Array | None,
-                 chunk: int | None = None) -> tuple[jax.Array, jax.Array]:
-  """``experiments.next_user.loss_fn`` through ``output_features`` and ``lean_next_user_nll``.
-
-  Args:
-    params, graphdef: an NDM or LSTMNextUser split by ``nnx.split``.
-    batch: a ``CascadeBatch`` (``users`` int32 [B, L], ``mask`` bool [B, L]).
-    dropout_key: PRNG key, or None for evaluation.
-    chunk: users per block; None picks ``auto_chunk`` for the batch's shape.
-
-  Returns:
-    ``(mean NLL per prediction, number of predictions)``, both float [].
-  """
-  model = nnx.merge(graphdef, params)
-  feats, w, bias = model.output_features(batch.users, batch.mask, dropout_key)
-  b, length = batch.users.shape
-  chunk = auto_chunk(b, length, w.shape[1]) if chunk is None else chunk
-  nll, count = lean_next_user_nll(feats, w, bias, batch.users, batch.mask, chunk)
-  return nll / jnp.maximum(count, 1.0), count
-
-
-def lean_eval_sums(params: nnx.State, graphdef: nnx.GraphDef, batch,
-                   ks: Sequence[int] = (10, 50, 100),
-                   chunk: int | None = None) -> dict[str, jax.Array]:
-  """The dense eval step's sums (``hits@k``, ``map@k``, ``count``, ``nll``) of one batch, lean."""
-  model = nnx.merge(graphdef, params)
-  feats, w, bias = model.output_features(batch.users, batch.mask, None)
-  b, length = batch.users.shape
-  chunk = auto_chunk(b, length, w.shape[1]) if chunk is None else chunk
-  return lean_ranking_sums(feats, w, bias, batch.users, batch.mask, tuple(ks), chunk)

@@ -1,0 +1,303 @@
+"""Configs of the NDM project: one frozen dataclass per part, and the named configs.
+
+A :class:`NextUserConfig` is ``data`` (which cascades), ``model`` (NDM, the LSTM baseline or the
+popularity floor, with their hyperparameters) and ``train`` (the optimisation). Every field is an
+option of ``popdiff train <name>`` (``--model.dim 32``, ``--train.learning-rate 3e-4``,
+``--data.dataset forest/twitter``): the command line is generated from these classes, so a
+default or a rule is written once, here. Each field is checked when the config is built.
+
+The named configs (:data:`CONFIGS`) are the variants the results tables report; each docstring
+gives the command that runs it, the result it should reach (file and key under
+``benchmarks/results/``) and how long it takes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Literal
+
+from popdiff_jax import _validate as v
+from popdiff_jax.baselines.popularity import PopularityConfig
+from popdiff_jax.models.lstm import LSTMConfig
+from popdiff_jax.models.ndm import NDMConfig
+
+__all__ = ["DataConfig", "TrainConfig", "NextUserConfig", "SELECT_METRICS", "CONFIGS",
+           "get_config"]
+
+SELECT_METRICS = ("nll",) + tuple(f"{m}@{k}" for m in ("hits", "map") for k in (10, 50, 100))
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """Which cascades, and how they are split and cut.
+
+  Attributes:
+    dataset: a registered dataset (``popdiff data summary`` lists them; ``ndm/*`` ship with the
+      package).
+    data_dir: folder holding the dataset folders (default: ``$POPDIFF_DATA_DIR``, else
+      ``../shared/data`` beside a checkout; embedded sets need none).
+    split: the dataset's own split files (``files``), or a seeded random / time-ordered
+      re-split 80/10/10.
+    max_len: cascades are cut to this many users (FOREST's 200; a cut cascade gets no
+      Terminate).
+  """
+
+  dataset: str = "ndm/memetracker"
+  data_dir: str | None = None
+  split: Literal["files", "random", "time"] = "files"
+  max_len: int = 200
+
+  def __post_init__(self):
+    v.positive(self, "max_len")
+    v.one_of(self, "split", ("files", "random", "time"))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Optimisation, model selection and the devices of one next-user run.
+
+  Attributes:
+    batch_size: cascades per step (the authors' code: 32); the global batch on several devices.
+    num_epochs: maximum epochs. The authors train a fixed 20 epochs with no validation set; we
+      stop on validation (``patience``) within at most 50, so small sets such as Irvine (12 steps
+      an epoch) get past their first epochs.
+    patience: epochs without improvement of ``select_by`` before stopping (>= 1).
+    select_by: the validation metric that keeps the best epoch and drives early stopping:
+      ``nll`` (minimised) or ``hits@k`` / ``map@k`` (k = 10, 50, 100; maximised). Only
+      validation metrics ever choose.
+    schedule: ``constant`` (Adam at ``learning_rate``; the paper says only "Adam") or ``noam``
+      (the authors' code: Adam b = (0.9, 0.98), eps = 1e-9, lr = d^-0.5 min(s^-0.5, s w^-1.5),
+      w = ``warmup``). Noam needs 1,000 warm-up steps, more than Irvine's whole training.
+    learning_rate: Adam's rate for ``constant``.
+    warmup: Noam's warm-up steps (the authors' code: 1000).
+    weight_decay: decoupled weight decay (AdamW) on the matrices (embeddings, projections, W^C),
+      not on biases or LayerNorm (not in the paper; 0 = plain Adam).
+    bias_init: the per-user output bias at initialisation (NDM's Eq. 7 bias, the LSTM's output
+      bias): ``zeros`` (the paper is silent) or ``log_frequency``: the log training frequency
+      of each user, so the untrained model already ranks like the popularity floor.
+    output_init_scale: NDM's W^C (and W^C_init), or the LSTM's output kernel, are multiplied by
+      this after initialisation (not in the paper; 1 = unchanged). With 0 and
+      ``bias_init="log_frequency"`` the untrained model is exactly the popularity floor.
+    loss: ``dense`` (the softmax over the ``[B, L, U]`` scores) or ``lean`` (streamed over
+      blocks of users, never holding ``[B, L, U]``; equal up to float rounding; for large
+      vocabularies or long cascades).
+    lean_chunk: users per block of the lean loss and metrics; None sizes it per batch shape.
+    loss_per: how a batch's NLL is normalised: ``prediction`` (the mean per prediction of each
+      batch) or ``cascade`` (Σ NLL / B: every prediction weighs alike across the length buckets,
+      the authors' summed loss up to a constant).
+    eval_batch_size: cascades per evaluation batch.
+    max_train_seconds: optional time budget: training stops after the first epoch past it.
+    seed: initialisation, shuffling and dropout seed (the same seed gives the same bits on a
+      CPU).
+    num_devices: data parallelism over this many devices (0 = all, across hosts); batches that
+      do not divide get masked padding rows.
+    model_parallel: width of the mesh's ``model`` axis: the user tables (embedding, W^C, bias
+      and their Adam moments) are split over it, for vocabularies too large for one device.
+    steps_per_call: optimiser steps per dispatched call (a ``lax.scan`` over same-shaped
+      batches; same trajectory, less launch overhead on a GPU).
+  """
+
+  batch_size: int = 32
+  num_epochs: int = 50
+  patience: int = 5
+  select_by: str = "nll"
+  schedule: Literal["constant", "noam"] = "constant"
+  learning_rate: float = 1e-3
+  warmup: int = 1000
+  weight_decay: float = 0.0
+  bias_init: Literal["zeros", "log_frequency"] = "zeros"
+  output_init_scale: float = 1.0
+  loss: Literal["dense", "lean"] = "dense"
+  lean_chunk: int | None = None
+  loss_per: Literal["prediction", "cascade"] = "prediction"
+  eval_batch_size: int = 64
+  max_train_seconds: float | None = None
+  seed: int = 0
+  num_devices: int = 1
+  model_parallel: int = 1
+  steps_per_call: int = 1
+
+  def __post_init__(self):
+    v.positive(self, "batch_size", "num_epochs", "patience", "learning_rate", "warmup",
+               "eval_batch_size", "model_parallel", "steps_per_call")
+    v.positive(self, "lean_chunk", "max_train_seconds", allow_none=True)
+    v.non_negative(self, "weight_decay", "output_init_scale", "num_devices", "seed")
+    v.one_of(self, "select_by", SELECT_METRICS)
+    v.one_of(self, "schedule", ("constant", "noam"))
+    v.one_of(self, "bias_init", ("zeros", "log_frequency"))
+    v.one_of(self, "loss", ("dense", "lean"))
+    v.one_of(self, "loss_per", ("prediction", "cascade"))
+
+
+@dataclasses.dataclass(frozen=True)
+class NextUserConfig:
+  """One next-user experiment: data, model and training.
+
+  Attributes:
+    data: the cascades.
+    model: ``NDMConfig`` (Yang et al.), ``LSTMConfig`` (the RNN baseline) or
+      ``PopularityConfig`` (the frequency floor); ``num_items`` and a ``None`` F_init are taken
+      from the data.
+    train: the optimisation.
+  """
+
+  data: DataConfig = DataConfig()
+  model: NDMConfig | LSTMConfig | PopularityConfig = NDMConfig()
+  train: TrainConfig = TrainConfig()
+
+  def replace(self, **parts) -> "NextUserConfig":
+    """A copy with fields of the parts replaced: ``cfg.replace(train={"seed": 1})``."""
+    out = {}
+    for name, value in parts.items():
+      if isinstance(value, dict):
+        out[name] = dataclasses.replace(getattr(self, name), **value)
+      else:
+        out[name] = value
+    return dataclasses.replace(self, **out)
+
+
+# ----------------------------------------------------------------------------- named configs
+
+
+def ndm() -> NextUserConfig:
+  """NDM as the paper configures it: d = 64, h = 8, win = 3, dropout 0.1, Adam 1e-3.
+
+  Command: ``popdiff train ndm --data.dataset ndm/memetracker --workdir runs/ndm``.
+  Result: ``benchmarks/results/ndm_next_user.json``, rows ``model == "ndm"`` (ndm/memetracker,
+  the dataset's own split: test ``hits@10`` 0.403). About 10 minutes on a 2-core CPU for
+  ndm/memetracker, a minute on a GPU.
+  """
+  return NextUserConfig(model=NDMConfig())
+
+
+def lstm() -> NextUserConfig:
+  """The LSTM baseline (NDM Sec. 5.2) with NDM's training recipe.
+
+  Command: ``popdiff train lstm --data.dataset ndm/memetracker --workdir runs/lstm``.
+  Result: ``benchmarks/results/ndm_next_user.json``, rows ``model == "lstm"``. Minutes on a CPU.
+  """
+  return NextUserConfig(model=LSTMConfig())
+
+
+def popularity() -> NextUserConfig:
+  """The popularity floor: users ranked by their training frequency (no training).
+
+  Command: ``popdiff train popularity --data.dataset ndm/irvine --workdir runs/pop``.
+  Result: ``benchmarks/results/ndm_next_user.json``, rows ``model == "popularity"``. Seconds.
+  """
+  return NextUserConfig(model=PopularityConfig())
+
+
+def ndm_reg() -> NextUserConfig:
+  """NDM with the output bias started at the log training frequency and AdamW weight decay 1.0.
+
+  Beyond the paper: on small sets NDM's |U| x win·d output table overfits within a few epochs;
+  with weight decay the per-user bias carries the popularity prior.
+  Command: ``popdiff train ndm-reg --data.dataset forest/twitter --workdir runs/ndm-reg``.
+  Result: ``benchmarks/results/ndm_next_user.json``, rows ``model == "ndm-reg"``.
+  """
+  return NextUserConfig(model=NDMConfig(),
+                        train=TrainConfig(bias_init="log_frequency", weight_decay=1.0))
+
+
+def ndm_prior() -> NextUserConfig:
+  """NDM started at the popularity floor: log-frequency bias, W^C scaled to 0, weight decay 1.0,
+  epochs selected by validation MAP@10.
+
+  Beyond the paper (the untrained model is exactly the popularity baseline, and training moves
+  away from it only where the data supports it).
+  Command: ``popdiff train ndm-prior --data.dataset ndm/irvine --workdir runs/ndm-prior``.
+  Result: ``benchmarks/results/ndm_next_user.json``, rows ``model == "ndm-prior"``. Minutes on a
+  CPU for the small sets.
+  """
+  return NextUserConfig(model=NDMConfig(),
+                        train=TrainConfig(bias_init="log_frequency", output_init_scale=0.0,
+                                          weight_decay=1.0, select_by="map@10"))
+
+
+def ndm_prior_w1() -> NextUserConfig:
+  """``ndm-prior`` with window 1 (fewer free parameters per user: d instead of 3d).
+
+  Command: ``popdiff train ndm-prior-w1 --data.dataset ndm/irvine --workdir runs/w1``.
+  Result: ``benchmarks/results/ndm_next_user.json``, rows ``model == "ndm-prior-w1"``.
+  """
+  cfg = ndm_prior()
+  return dataclasses.replace(cfg, model=NDMConfig(window=1))
+
+
+def lstm_prior() -> NextUserConfig:
+  """The LSTM with the same prior start as ``ndm-prior`` (the fair comparison for it).
+
+  Command: ``popdiff train lstm-prior --data.dataset ndm/irvine --workdir runs/lstm-prior``.
+  Result: ``benchmarks/results/ndm_next_user.json``, rows ``model == "lstm-prior"``.
+  """
+  return dataclasses.replace(ndm_prior(), model=LSTMConfig())
+
+
+def ndm_casc() -> NextUserConfig:
+  """NDM with the loss summed per cascade (Σ NLL / B), the authors' form of Eq. 8.
+
+  Command: ``popdiff train ndm-casc --data.dataset ndm/memetracker --workdir runs/ndm-casc``.
+  Result: ``benchmarks/results/ndm_next_user.json``, rows ``model == "ndm-casc"``.
+  """
+  return NextUserConfig(model=NDMConfig(), train=TrainConfig(loss_per="cascade"))
+
+
+def lstm_casc() -> NextUserConfig:
+  """The LSTM with the loss summed per cascade.
+
+  Command: ``popdiff train lstm-casc --data.dataset ndm/memetracker --workdir runs/lstm-casc``.
+  Result: ``benchmarks/results/ndm_next_user.json``, rows ``model == "lstm-casc"``.
+  """
+  return NextUserConfig(model=LSTMConfig(), train=TrainConfig(loss_per="cascade"))
+
+
+def ndm_prior_casc() -> NextUserConfig:
+  """``ndm-prior`` with the loss summed per cascade.
+
+  Command: ``popdiff train ndm-prior-casc --data.dataset ndm/irvine --workdir runs/npc``.
+  Result: ``benchmarks/results/ndm_next_user.json``, rows ``model == "ndm-prior-casc"``.
+  """
+  return ndm_prior().replace(train={"loss_per": "cascade"})
+
+
+def ndm_noam() -> NextUserConfig:
+  """NDM with the authors' Noam schedule (Adam (0.9, 0.98, 1e-9), warm-up 1000).
+
+  Command: ``popdiff train ndm-noam --data.dataset ndm/memetracker --workdir runs/noam``.
+  """
+  return NextUserConfig(model=NDMConfig(), train=TrainConfig(schedule="noam"))
+
+
+def ndm_sn() -> NextUserConfig:
+  """NDM+SN (Sec. 5.4): the first d/2 = 32 embedding dimensions fixed to DeepWalk embeddings of
+  the social graph (``projects.ndm.social``), the other 32 trained.
+
+  Needs a dataset with a social graph (``infvae/android``, ``infvae/christianity``,
+  ``topolstm_twitter``). Command: ``popdiff train ndm-sn --data.dataset infvae/android
+  --workdir runs/ndm-sn``. Result: ``benchmarks/results/ndm_sn.json``.
+  """
+  return NextUserConfig(data=DataConfig(dataset="infvae/android"),
+                        model=NDMConfig(frozen_dim=32))
+
+
+def tiny() -> NextUserConfig:
+  """The test configuration: a tiny NDM for 2 epochs on ndm/irvine cut to 7 users (seconds)."""
+  return NextUserConfig(data=DataConfig(dataset="ndm/irvine", max_len=7),
+                        model=NDMConfig(dim=8, num_heads=2),
+                        train=TrainConfig(num_epochs=2, eval_batch_size=48))
+
+
+CONFIGS: dict[str, Callable[[], NextUserConfig]] = {
+    "ndm": ndm, "lstm": lstm, "popularity": popularity, "ndm-reg": ndm_reg,
+    "ndm-prior": ndm_prior, "ndm-prior-w1": ndm_prior_w1, "lstm-prior": lstm_prior,
+    "ndm-casc": ndm_casc, "lstm-casc": lstm_casc, "ndm-prior-casc": ndm_prior_casc,
+    "ndm-noam": ndm_noam, "ndm-sn": ndm_sn, "ndm-tiny": tiny,
+}
+
+
+def get_config(name: str) -> NextUserConfig:
+  """The named config ``name`` (a key of :data:`CONFIGS`)."""
+  if name not in CONFIGS:
+    raise ValueError(f"unknown NDM config {name!r}; choose from {', '.join(CONFIGS)}")
+  return CONFIGS[name]()

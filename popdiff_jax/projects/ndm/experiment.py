@@ -1,0 +1,307 @@
+"""Training and testing a next-user model (NDM, the LSTM baseline, the popularity floor).
+
+``run(dataset, config, workdir)`` is the whole experiment: :func:`build` makes the model through
+``popdiff_jax.models.init`` (with the data-dependent start of ``config.train``), :func:`train`
+fits it with the library's one train step and ``fit`` (resuming from ``workdir``), keeps the
+epoch chosen by validation ``config.train.select_by``, and ``run`` returns the test metrics as
+one results row.
+
+The loss is NDM's Eq. 8 (``losses.next_user_nll``, or ``losses.lean_next_user_nll`` with
+``train.loss = "lean"``), normalised per prediction or per cascade (``train.loss_per``); the
+metrics are Hits@k and MAP@k over all users with infected users masked (``metrics.ranking``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import tempfile
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from popdiff_jax import losses, models
+from popdiff_jax.baselines import popularity as pop
+from popdiff_jax.data.batching import make_batches
+from popdiff_jax.data.cascades import CascadeDataset, load_dataset, warn_if_truncated
+from popdiff_jax.metrics.ranking import lean_ranking_sums, next_user_sums
+from popdiff_jax.models import Model, Variables
+from popdiff_jax.models.lstm import LSTMConfig
+from popdiff_jax.models.ndm import NDMConfig
+from popdiff_jax.nn.streaming_softmax import auto_chunk
+from popdiff_jax.projects.ndm.configs import NextUserConfig, TrainConfig
+from popdiff_jax.training import (create_train_state, evaluate, fit, make_eval_step,
+                                  make_train_step)
+from popdiff_jax.training.checkpoint import Checkpointer, abstract_like
+from popdiff_jax.types import CascadeBatch
+
+__all__ = ["Trained", "build", "make_optimizer", "loss_fn", "metric_fn", "eval_step_for",
+           "train", "load_trained", "test_metrics", "run", "config_to_json", "config_from_json"]
+
+KS = (10, 50, 100)
+
+
+@dataclasses.dataclass
+class Trained:
+  """A trained next-user model.
+
+  Attributes:
+    config: the experiment config, with ``model.num_items`` and ``model.f_init`` resolved.
+    model: the built model (None for the popularity floor).
+    variables: its variables with the best parameters on validation (for the popularity floor:
+      ``params`` is the score vector float32 [U]).
+    info: training facts for the results row (epochs, best epoch, validation metrics, seconds).
+  """
+
+  config: NextUserConfig
+  model: Model | None
+  variables: Variables
+  info: dict
+
+  @property
+  def f_init(self) -> int:
+    return int(getattr(self.config.model, "f_init", 0) or 0)
+
+
+def resolve(config: NextUserConfig, dataset: CascadeDataset) -> NextUserConfig:
+  """``config`` with the model's data-dependent fields set from ``dataset``: ``num_items`` and,
+  for NDM, a ``None`` F_init taken from the dataset."""
+  model = config.model
+  if isinstance(model, (NDMConfig, LSTMConfig)):
+    fields = {"num_items": len(dataset.vocab)}
+    if isinstance(model, NDMConfig) and model.f_init is None:
+      fields["f_init"] = dataset.f_init
+    model = dataclasses.replace(model, **fields)
+  return dataclasses.replace(config, model=model)
+
+
+def build(config: NextUserConfig, dataset: CascadeDataset,
+          frozen_embedding: np.ndarray | None = None) -> tuple[Model, Variables]:
+  """The model of a (resolved) config, initialised from ``config.train.seed``.
+
+  ``train.bias_init == "log_frequency"`` sets the output bias to the log training frequency of
+  each user and ``train.output_init_scale`` scales the output weights (``init_output``);
+  ``frozen_embedding`` (float [U, frozen_dim]) fills NDM+SN's fixed block.
+  """
+  model, variables = models.init(config.model, jax.random.key(config.train.seed))
+  prior = None
+  if config.train.bias_init == "log_frequency":
+    prior = pop.log_frequency_prior(dataset.train, len(dataset.vocab))
+  if prior is not None or config.train.output_init_scale != 1.0:
+    variables = model.update(variables, "init_output", prior, config.train.output_init_scale)
+  if frozen_embedding is not None:
+    variables = model.update(variables, "set_frozen_embedding", frozen_embedding)
+  return model, variables
+
+
+def _matrices(params: Any) -> Any:
+  """Weight-decay mask: True for arrays with two or more axes (not biases or LayerNorm)."""
+  return jax.tree.map(lambda p: p.ndim >= 2, params)
+
+
+def make_optimizer(train: TrainConfig, dim: int) -> optax.GradientTransformation:
+  """Adam (AdamW when ``weight_decay`` > 0) with the schedule of ``train``."""
+  if train.schedule == "noam":
+    warmup = max(train.warmup, 1)
+
+    def rate(step):
+      s = jnp.maximum(step, 1).astype(jnp.float32)
+      return dim ** -0.5 * jnp.minimum(s ** -0.5, s * warmup ** -1.5)
+    betas = {"b1": 0.9, "b2": 0.98, "eps": 1e-9}
+  else:
+    rate, betas = train.learning_rate, {}
+  if train.weight_decay:
+    return optax.adamw(rate, weight_decay=train.weight_decay, mask=_matrices, **betas)
+  return optax.adam(rate, **betas)
+
+
+def _chunk(train: TrainConfig, batch: CascadeBatch, num_items: int) -> int:
+  b, length = batch.users.shape
+  return auto_chunk(b, length, num_items) if train.lean_chunk is None else train.lean_chunk
+
+
+def loss_fn(train: TrainConfig, num_items: int):
+  """The training loss ``(outputs, batch) -> (objective, {"loss": mean NLL per prediction})``.
+
+  ``outputs`` are the raw scores (dense) or ``output_features`` (lean). The objective is the
+  mean NLL per prediction, or Σ NLL / B for ``loss_per == "cascade"`` (the count is data, not a
+  function of the parameters, so its gradient is -grad(Σ NLL) / B).
+  """
+
+  def fn(outputs, batch: CascadeBatch):
+    if train.loss == "lean":
+      feats, w, bias = outputs
+      total, count = losses.lean_next_user_nll(feats, w, bias, batch.users, batch.mask,
+                                               _chunk(train, batch, num_items))
+    else:
+      total, count = losses.next_user_nll(outputs, batch.users, batch.mask)
+    mean = total / jnp.maximum(count, 1.0)
+    if train.loss_per == "cascade":
+      return mean * count / batch.users.shape[0], {"loss": mean}
+    return mean, {}
+
+  return fn
+
+
+def metric_fn(train: TrainConfig, num_items: int, ks=KS):
+  """``(outputs, batch) -> sums`` of Hits@k, MAP@k and NLL (dense or lean, as ``train.loss``)."""
+
+  def fn(outputs, batch: CascadeBatch):
+    if train.loss == "lean":
+      feats, w, bias = outputs
+      return lean_ranking_sums(feats, w, bias, batch.users, batch.mask, tuple(ks),
+                               _chunk(train, batch, num_items))
+    return next_user_sums(outputs, batch.users, batch.mask, tuple(ks))
+
+  return fn
+
+
+def _method(train: TrainConfig) -> str:
+  return "output_features" if train.loss == "lean" else "__call__"
+
+
+def eval_step_for(trained: Trained):
+  """The jitted ``eval_step(params, state, batch) -> sums`` of a trained model."""
+  if trained.model is None:
+    return pop.popularity_eval_step(KS)
+  cfg = trained.config
+  return make_eval_step(trained.model, metric_fn(cfg.train, cfg.model.num_items),
+                        method=_method(cfg.train))
+
+
+def config_to_json(config: NextUserConfig, dataset_name: str) -> str:
+  """The workdir's ``config.json``: the dataset and every field of the config."""
+  return json.dumps({"dataset": dataset_name, "model_kind": config.model.name,
+                     "config": dataclasses.asdict(config)}, indent=1)
+
+
+def config_from_json(text: str) -> tuple[str, NextUserConfig]:
+  """Inverse of :func:`config_to_json`: ``(dataset name, config)``."""
+  from popdiff_jax.projects.ndm.configs import DataConfig
+
+  meta = json.loads(text)
+  raw = meta["config"]
+  kinds = {"ndm": NDMConfig, "lstm": LSTMConfig, "popularity": pop.PopularityConfig}
+  model = kinds[meta["model_kind"]](**raw["model"])
+  return meta["dataset"], NextUserConfig(data=DataConfig(**raw["data"]), model=model,
+                                         train=TrainConfig(**raw["train"]))
+
+
+def train(dataset: CascadeDataset, config: NextUserConfig,
+          workdir: str | pathlib.Path | None = None, *, progress: bool = True,
+          frozen_embedding: np.ndarray | None = None, desc: str | None = None) -> Trained:
+  """Trains ``config.model`` on ``dataset.train``, keeping the epoch chosen by validation.
+
+  Writes ``config.json`` beside the checkpoints, so ``load_trained(workdir)`` rebuilds the
+  model. A rerun with the same workdir resumes after the last finished epoch.
+
+  Args:
+    dataset: the cascades (``data.cascades.load_dataset``).
+    config: the experiment (``configs.get_config(name)``).
+    workdir: checkpoint folder (a fresh temporary one if None).
+    progress: progress bars.
+    frozen_embedding: NDM+SN's fixed embedding block, float [U, frozen_dim]
+      (``projects.ndm.social.social_embedding``).
+    desc: the progress bar's label (default ``"<model> <dataset>"``).
+  """
+  max_len = config.data.max_len
+  for part, what in ((dataset.train, "training"), (dataset.valid, "validation"),
+                     (dataset.test, "test")):
+    warn_if_truncated(part, max_len, f"{what} cascades of {dataset.name}")
+  config = resolve(config, dataset)
+  t0 = time.perf_counter()
+  num_items = len(dataset.vocab)
+  if isinstance(config.model, pop.PopularityConfig):
+    scores = jnp.asarray(pop.popularity_scores(dataset.train, num_items))
+    return Trained(config, None, Variables(scores, None),
+                   {"epochs": 0, "train_seconds": time.perf_counter() - t0})
+  if workdir is None:
+    workdir = tempfile.mkdtemp(prefix="popdiff_")
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / "config.json").write_text(config_to_json(config, dataset.name))
+  model, variables = build(config, dataset, frozen_embedding)
+  tc = config.train
+  tx = make_optimizer(tc, config.model.dim)
+  step = make_train_step(model, loss_fn(tc, num_items), tx, method=_method(tc))
+  eval_step = make_eval_step(model, metric_fn(tc, num_items), method=_method(tc))
+  valid_batches = make_batches(dataset.valid, tc.eval_batch_size, max_len=max_len)
+  state = create_train_state(variables.params, tx, extra=variables.state)
+  result = fit(
+      state, train_step=step,
+      train_batches=lambda epoch: make_batches(dataset.train, tc.batch_size, max_len=max_len,
+                                               shuffle=True, seed=tc.seed, epoch=epoch),
+      evaluate=lambda s: evaluate(eval_step, s.params, s.extra, valid_batches),
+      workdir=workdir, num_epochs=tc.num_epochs, base_key=jax.random.key(tc.seed),
+      monitor=f"val_{tc.select_by}", mode="min" if tc.select_by == "nll" else "max",
+      patience=tc.patience, desc=desc or f"{config.model.name} {dataset.name}",
+      progress=progress, batch_size_of=lambda b: b.num_cascades,
+      max_seconds=tc.max_train_seconds, num_devices=tc.num_devices,
+      model_parallel=tc.model_parallel, table_rows=num_items, pad_batches=True,
+      steps_per_call=tc.steps_per_call)
+  info = {"epochs": len(result.history), "best_epoch": result.best.get("epoch"),
+          "stopped_by": result.stopped_by, "train_seconds": time.perf_counter() - t0}
+  if result.resumed_from is not None:
+    info["resumed_after_epoch"] = result.resumed_from
+  info.update({k: v for k, v in result.best.items() if k.startswith("val_")})
+  return Trained(config, model, Variables(result.state.params, result.state.extra), info)
+
+
+def load_trained(workdir: str | pathlib.Path, dataset: CascadeDataset | None = None,
+                 data_dir: str | None = None) -> tuple[CascadeDataset, Trained]:
+  """Rebuilds a model trained by :func:`train` from its workdir (best parameters on validation)."""
+  workdir = pathlib.Path(workdir)
+  name, config = config_from_json((workdir / "config.json").read_text())
+  if dataset is None:
+    dataset = load_dataset(name, data_dir if data_dir is not None else config.data.data_dir,
+                           split=config.data.split)
+  config = resolve(config, dataset)
+  model, variables = models.init(config.model, jax.random.key(config.train.seed))
+  state = create_train_state(variables.params, make_optimizer(config.train, config.model.dim),
+                             extra=variables.state)
+  template = {"state": state, "best_params": variables.params}
+  if jax.tree.leaves(variables.state):
+    template["best_extra"] = variables.state
+  restored, meta, _ = Checkpointer(workdir).restore(abstract_like(template))
+  history = meta.get("history", [])
+  best = [r for r in history if r.get("best")]
+  info = {"epochs": len(history), "best_epoch": best[-1]["epoch"] if best else None}
+  extra = restored.get("best_extra", restored["state"].extra)
+  return dataset, Trained(config, model, Variables(restored["best_params"], extra), info)
+
+
+def test_metrics(dataset: CascadeDataset, trained: Trained, split: str = "test") -> dict:
+  """Hits@k, MAP@k (k = 10, 50, 100) and NLL per prediction on a split."""
+  batches = make_batches(getattr(dataset, split), trained.config.train.eval_batch_size,
+                         max_len=trained.config.data.max_len)
+  return evaluate(eval_step_for(trained), trained.variables.params, trained.variables.state,
+                  batches)
+
+
+def run(dataset: CascadeDataset, config: NextUserConfig,
+        workdir: str | pathlib.Path | None = None, *, progress: bool = True,
+        name: str | None = None) -> dict:
+  """Trains ``config.model`` on ``dataset`` and returns its test metrics as one results row.
+
+  Args:
+    dataset, config, workdir, progress: as :func:`train`.
+    name: the row's ``model`` (default: the model's name; the named config's name in tables).
+
+  Returns:
+    ``dataset``, ``model``, ``split``, ``hits@k``, ``map@k`` (k = 10, 50, 100), ``nll``,
+    ``train_seconds``, ``epochs``, ``device`` and the validation metrics of the chosen epoch.
+  """
+  trained = train(dataset, config, workdir, progress=progress)
+  row = {"dataset": dataset.name, "model": name or config.model.name, "split": dataset.split,
+         "device": jax.devices()[0].device_kind}
+  row.update(trained.info)
+  row["train_seconds"] = round(row["train_seconds"], 2)
+  if trained.f_init:
+    row["f_init"] = trained.f_init
+  row.update(test_metrics(dataset, trained))
+  return row
