@@ -4,18 +4,26 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
-from flax import nnx
 
+from popdiff_jax import losses, models
 from popdiff_jax.data.batching import make_batches
-from popdiff_jax.data.cascades import PAD, TERMINATE, Cascade, load_dataset
-from popdiff_jax.experiments import next_user as nu
-from popdiff_jax.models.lstm import LSTMNextUser
-from popdiff_jax.models.ndm import NDM
-from popdiff_jax.models.next_user import mask_infected, next_user_nll
-from popdiff_jax.train.state import create_train_state
+from popdiff_jax.data.cascades import Cascade, load_dataset
+from popdiff_jax.models.lstm import LSTMConfig
+from popdiff_jax.models.ndm import NDMConfig
+from popdiff_jax.nn.masking import mask_infected
+from popdiff_jax.projects.ndm import experiment as ex
+from popdiff_jax.projects.ndm.configs import TrainConfig
+from popdiff_jax.training import create_train_state, make_train_step
+from popdiff_jax.types import PAD, TERMINATE, CascadeBatch
 
 U = 23
+
+
+def _batch(users, mask) -> CascadeBatch:
+  return CascadeBatch(jnp.asarray(users), jnp.zeros(np.shape(users), jnp.float32),
+                      jnp.asarray(mask))
 
 
 def _random_batch(rng, b=3, length=9):
@@ -73,29 +81,31 @@ def _np_ndm(p, users, mask, heads, window, f_init, scale):
   return logits
 
 
-def _randomise(model, rng):
-  """Fresh random values in every parameter (never test on zeros or on a lucky init)."""
-  graphdef, state = nnx.split(model)
-  leaves, treedef = jax.tree.flatten(state)
-  leaves = [jnp.asarray(rng.normal(scale=0.5, size=l.shape), l.dtype) for l in leaves]
-  return nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves))
+def _randomised(config, rng):
+  """A model with fresh random values in every parameter (never test on zeros or a lucky init):
+  ``(model, params, module)``, the module bound to those parameters for reading them."""
+  model, variables = models.init(config, 0)
+  params = jax.tree.map(lambda l: jnp.asarray(rng.normal(scale=0.5, size=l.shape), l.dtype),
+                        variables.params)
+  return model, params, model.bind(params, variables.state)
 
 
 @pytest.mark.parametrize("f_init,window,heads", [(0, 3, 2), (1, 2, 3), (1, 1, 1)])
 def test_ndm_forward_matches_numpy(f_init, window, heads, strict_dtypes):
   rng = np.random.default_rng(f_init * 10 + window)
-  model = _randomise(NDM(U, dim=6, num_heads=heads, window=window, f_init=f_init,
-                         rngs=nnx.Rngs(0)), rng)
+  model, params, m = _randomised(NDMConfig(num_items=U, dim=6, num_heads=heads, window=window,
+                                           f_init=f_init), rng)
   users, mask = _random_batch(rng)
-  got = mask_infected(model(jnp.asarray(users), jnp.asarray(mask)), jnp.asarray(users),
+  got = mask_infected(model.apply(params, _batch(users, mask)), jnp.asarray(users),
                       jnp.asarray(mask))
-  p = {"embedding": model.embedding[...], "w_q": model.w_q[...], "w_k": model.w_k[...],
-       "w_v": model.w_v[...], "w_o": model.w_o[...], "w_c": model.w_c[...],
-       "w_c_init": None if model.w_c_init is None else model.w_c_init[...],
-       "bias": model.bias[...], "ln_scale": model.layer_norm.scale[...],
-       "ln_bias": model.layer_norm.bias[...]}
+  a = m.attention
+  p = {"embedding": m.embedding[...], "w_q": a.w_q[...], "w_k": a.w_k[...],
+       "w_v": a.w_v[...], "w_o": a.w_o[...], "w_c": m.w_c[...],
+       "w_c_init": None if m.w_c_init is None else m.w_c_init[...],
+       "bias": m.bias[...], "ln_scale": m.layer_norm.scale[...],
+       "ln_bias": m.layer_norm.bias[...]}
   p = {k: None if v is None else np.asarray(v, np.float64) for k, v in p.items()}
-  want = _np_ndm(p, users, mask, heads, window, f_init, model.attention_scale)
+  want = _np_ndm(p, users, mask, heads, window, f_init, a.scale)
   real = mask[..., None] & np.isfinite(want)
   np.testing.assert_allclose(np.asarray(got)[real], want[real], rtol=1e-5, atol=1e-5)
   assert np.array_equal(np.isinf(np.asarray(got))[mask], np.isinf(want)[mask])
@@ -103,9 +113,9 @@ def test_ndm_forward_matches_numpy(f_init, window, heads, strict_dtypes):
 
 def test_lstm_forward_matches_numpy(strict_dtypes):
   rng = np.random.default_rng(7)
-  model = _randomise(LSTMNextUser(U, dim=5, rngs=nnx.Rngs(0)), rng)
+  lstm, params, model = _randomised(LSTMConfig(num_items=U, dim=5), rng)
   users, mask = _random_batch(rng)
-  got = np.asarray(model(jnp.asarray(users), jnp.asarray(mask)))
+  got = np.asarray(lstm.apply(params, _batch(users, mask)))
   sig = lambda x: 1 / (1 + np.exp(-x))
   e = np.asarray(model.embedding[...], np.float64)[users]
   wx, wh, bb = (np.asarray(a[...], np.float64) for a in (model.w_x, model.w_h, model.b))
@@ -120,12 +130,13 @@ def test_lstm_forward_matches_numpy(strict_dtypes):
     np.testing.assert_allclose(got[:, j], want, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("model_cls", [NDM, LSTMNextUser])
-def test_infected_users_get_zero_probability(model_cls):
+@pytest.mark.parametrize("config", [NDMConfig(num_items=U, dim=8, f_init=0),
+                                    LSTMConfig(num_items=U, dim=8)])
+def test_infected_users_get_zero_probability(config):
   rng = np.random.default_rng(1)
-  model = _randomise(model_cls(U, dim=8, rngs=nnx.Rngs(0)), rng)
+  model, params, _ = _randomised(config, rng)
   users, mask = _random_batch(rng, b=4, length=12)
-  logits = mask_infected(model(jnp.asarray(users), jnp.asarray(mask)), jnp.asarray(users),
+  logits = mask_infected(model.apply(params, _batch(users, mask)), jnp.asarray(users),
                          jnp.asarray(mask))
   probs = np.asarray(jax.nn.softmax(logits, axis=-1))
   for r in range(4):
@@ -139,37 +150,40 @@ def test_infected_users_get_zero_probability(model_cls):
 
 
 def test_dropout_uses_the_key_and_eval_is_deterministic():
-  model = NDM(U, dim=8, rngs=nnx.Rngs(0))
-  users, mask = (jnp.asarray(a) for a in _random_batch(np.random.default_rng(2)))
-  a = model(users, mask, jax.random.key(1))
-  b = model(users, mask, jax.random.key(1))
-  c = model(users, mask, jax.random.key(2))
+  model, v = models.init(NDMConfig(num_items=U, dim=8, f_init=0), 0)
+  batch = _batch(*_random_batch(np.random.default_rng(2)))
+  a = model.apply(v.params, batch, key=jax.random.key(1))
+  b = model.apply(v.params, batch, key=jax.random.key(1))
+  c = model.apply(v.params, batch, key=jax.random.key(2))
   chex.assert_trees_all_equal(a, b)
   assert not np.allclose(np.asarray(a), np.asarray(c))
-  chex.assert_trees_all_equal(model(users, mask), model(users, mask))
+  chex.assert_trees_all_equal(model.apply(v.params, batch), model.apply(v.params, batch))
 
 
-@pytest.mark.parametrize("model_name", ["ndm", "lstm"])
-def test_all_padding_batch_has_finite_loss_and_grads(model_name):
-  cfg = nu.NextUserConfig(model=model_name, dim=8, num_heads=2)
-  graphdef, params = nnx.split(nu.build_model(cfg, U))
-  users = jnp.zeros((4, 8), jnp.int32)
-  mask = jnp.zeros((4, 8), bool)
-  from popdiff_jax.data.batching import CascadeBatch
-  batch = CascadeBatch(users, jnp.zeros((4, 8), jnp.float32), mask)
-  (loss, count), grads = jax.value_and_grad(nu.loss_fn, has_aux=True)(params, graphdef, batch,
-                                                                       jax.random.key(0))
+def _objective(model, batch, key=None):
+  """The mean NLL per prediction and the count, as a function of the parameters."""
+  def fn(params):
+    total, count = losses.next_user_nll(model.apply(params, batch, key=key), batch.users,
+                                        batch.mask)
+    return total / jnp.maximum(count, 1.0), count
+  return fn
+
+
+@pytest.mark.parametrize("config", [NDMConfig(num_items=U, dim=8, num_heads=2, f_init=0),
+                                    LSTMConfig(num_items=U, dim=8)])
+def test_all_padding_batch_has_finite_loss_and_grads(config):
+  model, v = models.init(config, 0)
+  batch = _batch(np.zeros((4, 8), np.int32), np.zeros((4, 8), bool))
+  (loss, count), grads = jax.value_and_grad(_objective(model, batch, jax.random.key(0)),
+                                            has_aux=True)(v.params)
   assert float(count) == 0.0 and np.isfinite(float(loss))
   assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
 
 
 def test_gradients_flow_to_every_parameter():
-  cfg = nu.NextUserConfig(dim=8, num_heads=2, f_init=1)
-  graphdef, params = nnx.split(nu.build_model(cfg, U, f_init=1))
-  users, mask = _random_batch(np.random.default_rng(3), b=4, length=10)
-  from popdiff_jax.data.batching import CascadeBatch
-  batch = CascadeBatch(jnp.asarray(users), jnp.zeros(users.shape, jnp.float32), jnp.asarray(mask))
-  grads = jax.grad(lambda p: nu.loss_fn(p, graphdef, batch, None)[0])(params)
+  model, v = models.init(NDMConfig(num_items=U, dim=8, num_heads=2, f_init=1), 0)
+  batch = _batch(*_random_batch(np.random.default_rng(3), b=4, length=10))
+  grads = jax.grad(lambda p: _objective(model, batch)(p)[0])(v.params)
   for path, g in jax.tree_util.tree_flatten_with_path(grads)[0]:
     assert np.all(np.isfinite(g)), path
     assert np.abs(np.asarray(g)).sum() > 0, f"no gradient reaches {jax.tree_util.keystr(path)}"
@@ -179,7 +193,7 @@ def test_nll_matches_numpy_on_random_logits():
   rng = np.random.default_rng(4)
   users, mask = _random_batch(rng, b=5, length=11)
   logits = rng.normal(size=(5, 11, U)).astype(np.float32)
-  nll, count = next_user_nll(jnp.asarray(logits), jnp.asarray(users), jnp.asarray(mask))
+  nll, count = losses.next_user_nll(jnp.asarray(logits), jnp.asarray(users), jnp.asarray(mask))
   want, n = 0.0, 0
   for r in range(5):
     for j in range(10):
@@ -200,11 +214,11 @@ def test_one_compile_per_bucket():
                       np.arange(n, dtype=np.float64)) for n in [1, 2, 5, 9, 12, 3, 15, 7, 10]]
   batches = make_batches(cascades, 2, max_len=16, buckets=(4, 8, 17), shuffle=True)
   assert {b.users.shape[1] for b in batches} == {4, 8, 17}
-  cfg = nu.NextUserConfig(dim=8, num_heads=2)
-  graphdef, params = nnx.split(nu.build_model(cfg, U))
-  tx = nu.make_optimizer(cfg)
-  state = create_train_state(params, tx)
-  step = jax.jit(chex.assert_max_traces(nu.make_train_step(graphdef, tx, jit=False), n=3))
+  model, v = models.init(NDMConfig(num_items=U, dim=8, num_heads=2, f_init=0), 0)
+  train = TrainConfig()
+  tx = ex.make_optimizer(train, 8)
+  state = create_train_state(v.params, tx, v.state)
+  step = jax.jit(chex.assert_max_traces(make_train_step(model, ex.loss_fn(train, U), tx), n=3))
   for epoch in range(2):
     for b in make_batches(cascades, 2, max_len=16, buckets=(4, 8, 17), shuffle=True, epoch=epoch):
       state, metrics = step(state, b, jax.random.key(epoch))
@@ -216,39 +230,38 @@ def test_per_cascade_loss_weighs_every_prediction_alike(loss):
   """loss_per="cascade": the step descends Σ NLL / B (B = batch rows), the default the mean NLL
   per prediction; checked through a plain SGD step (update = -lr * gradient) against jax.grad of
   the summed NLL, and the reported loss is the per-prediction mean in both cases."""
-  import optax
-  from popdiff_jax.data.batching import CascadeBatch
-  cfg = nu.NextUserConfig(dim=8, num_heads=2, dropout_rate=0.0)
-  graphdef, params = nnx.split(nu.build_model(cfg, U))
-  users, mask = _random_batch(np.random.default_rng(11), b=4, length=10)
-  batch = CascadeBatch(jnp.asarray(users), jnp.zeros(users.shape, jnp.float32), jnp.asarray(mask))
-  mean, count = nu.loss_fn(params, graphdef, batch, None)
-  grad_sum = jax.grad(lambda p: nu.loss_fn(p, graphdef, batch, None)[0] * count)(params)
+  model, v = models.init(NDMConfig(num_items=U, dim=8, num_heads=2, dropout_rate=0.0,
+                                   f_init=0), 0)
+  batch = _batch(*_random_batch(np.random.default_rng(11), b=4, length=10))
+  mean, count = _objective(model, batch)(v.params)
+  grad_sum = jax.grad(lambda p: _objective(model, batch)(p)[0] * count)(v.params)
   tx = optax.sgd(1.0)
+  method = "output_features" if loss == "lean" else "__call__"
   for loss_per, scale in (("cascade", 1.0 / 4), ("prediction", 1.0 / float(count))):
-    step = nu.make_train_step(graphdef, tx, jit=False, loss=loss, loss_per=loss_per)
-    new, metrics = step(create_train_state(params, tx), batch, jax.random.key(0))
-    moved = jax.tree.map(lambda a, b: a - b, params, new.params)
+    train = TrainConfig(loss=loss, loss_per=loss_per, lean_chunk=8)
+    step = make_train_step(model, ex.loss_fn(train, U), tx, method=method)
+    new, metrics = step(create_train_state(v.params, tx, v.state), batch, jax.random.key(0))
+    moved = jax.tree.map(lambda a, b: a - b, v.params, new.params)
     want = jax.tree.map(lambda g: g * scale, grad_sum)
     chex.assert_trees_all_close(moved, want, rtol=2e-4, atol=1e-6)
     np.testing.assert_allclose(float(metrics["loss"]), float(mean), rtol=1e-5)
-  with pytest.raises(ValueError, match="loss_per"):
-    nu.make_train_step(graphdef, tx, loss_per="token")
 
 
-@pytest.mark.parametrize("model_name", ["ndm", "lstm"])
-def test_loss_decreases_on_real_data(model_name):
+@pytest.mark.parametrize("config", [NDMConfig(f_init=0), LSTMConfig()])
+def test_loss_decreases_on_real_data(config):
   data = load_dataset("ndm/memetracker")
   train = data.train[:400]
-  cfg = nu.NextUserConfig(model=model_name, schedule="constant", learning_rate=3e-3, max_len=32)
-  graphdef, params = nnx.split(nu.build_model(cfg, len(data.vocab)))
-  tx = nu.make_optimizer(cfg)
-  state = create_train_state(params, tx)
-  step = nu.make_train_step(graphdef, tx)
+  u = len(data.vocab)
+  import dataclasses
+  model, v = models.init(dataclasses.replace(config, num_items=u), 0)
+  tc = TrainConfig(learning_rate=3e-3)
+  tx = ex.make_optimizer(tc, config.dim)
+  state = create_train_state(v.params, tx, v.state)
+  step = jax.jit(make_train_step(model, ex.loss_fn(tc, u), tx))
   batches = make_batches(train, 32, max_len=32, buckets=(33,), shuffle=True)
   fixed = batches[0]
-  before = float(nu.loss_fn(state.params, graphdef, fixed, None)[0])
+  before = float(_objective(model, fixed)(state.params)[0])
   for i in range(30):
     state, _ = step(state, batches[i % len(batches)], jax.random.key(i))
-  after = float(nu.loss_fn(state.params, graphdef, fixed, None)[0])
+  after = float(_objective(model, fixed)(state.params)[0])
   assert after < before - 0.5, (before, after)

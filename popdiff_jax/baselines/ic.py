@@ -50,6 +50,7 @@ from popdiff_jax._errors import DataError
 from popdiff_jax.metrics.infection import infection_f1, msle, truth_masks
 from popdiff_jax.simulate.graph import build_graph
 from popdiff_jax.simulate.ic import simulate_ic
+from popdiff_jax.types import CascadeBatch
 
 
 def _users(c):
@@ -80,25 +81,12 @@ def candidate_edges(cascades: Sequence, num_users: int, *, max_lag: int = 50,
   return edges, counts.astype(np.int32)
 
 
-class CascadeBatch(NamedTuple):
-  """Padded cascades for likelihood training.
-
-  Attributes:
-    users: int32 [B, L]; user indices in infection order, 0 in padding.
-    times: float32 [B, L]; times relative to the first user, scaled (NetRate), 0 in padding.
-    mask: bool [B, L]; True on real users.
-    window: float32 [B]; observation window T of each cascade (scaled).
-  """
-  users: jax.Array
-  times: jax.Array
-  mask: jax.Array
-  window: jax.Array
-
-
 def make_batch(cascades: Sequence, max_len: int = 100, time_scale: float | None = None) -> CascadeBatch:
-  """Pads cascades (cut to `max_len` users; L = the longest kept length) into a `CascadeBatch`; times
-  scaled by `time_scale`
-  (default: the median cascade duration, or 1 when every duration is 0)."""
+  """Pads cascades (cut to ``max_len`` users; L = the longest kept length) into a ``CascadeBatch``
+  for the likelihoods: no Terminate token, times relative to the first user and divided by
+  ``time_scale`` (default: the median cascade duration, or 1 when every duration is 0).
+
+  Each cascade's observation window T (NetRate) is its last real time (``window``)."""
   b = len(cascades)
   max_len = max(1, min(max_len, max((len(_users(c)) for c in cascades), default=1)))
   users = np.zeros((b, max_len), np.int32)
@@ -115,9 +103,17 @@ def make_batch(cascades: Sequence, max_len: int = 100, time_scale: float | None 
     pos = durations[durations > 0]
     time_scale = float(np.median(pos)) if pos.size else 1.0
   times /= time_scale
-  window = np.maximum(times.max(axis=1), 1e-6)
-  return CascadeBatch(jnp.asarray(users), jnp.asarray(times, jnp.float32), jnp.asarray(mask),
-                      jnp.asarray(window, jnp.float32))
+  return CascadeBatch(jnp.asarray(users), jnp.asarray(times, jnp.float32), jnp.asarray(mask))
+
+
+def window(batch: CascadeBatch) -> jax.Array:
+  """NetRate's observation window T of each cascade: its last (scaled) time, at least 1e-6.
+
+  Returns:
+    float32 [B].
+  """
+  last = jnp.max(jnp.where(batch.mask, batch.times, 0.0), axis=1)
+  return jnp.maximum(last, 1e-6)
 
 
 # ---------------------------------------------------------------- Embedded IC
@@ -205,7 +201,7 @@ def netrate_nll(alpha, batch: CascadeBatch, reserved: int = 2):
   out_mask = (~in_d & (jnp.arange(u_all)[None, :] >= reserved)).astype(alpha.dtype)  # [B, U]
   rows = alpha[batch.users]  # [B, L, U]
   out_rate = jnp.einsum("blu,bu->bl", rows, out_mask)
-  neg = jnp.sum(jnp.where(m, (batch.window[:, None] - t) * out_rate, 0.0), axis=1)
+  neg = jnp.sum(jnp.where(m, (window(batch)[:, None] - t) * out_rate, 0.0), axis=1)
   n = jnp.maximum(jnp.sum(jnp.any(m, axis=1)), 1).astype(jnp.float32)
   return -jnp.sum(pos - neg) / n
 

@@ -6,8 +6,11 @@ from typing import Sequence
 
 import numpy as np
 
+from popdiff_jax._errors import DataError
 from popdiff_jax.data.cascades import Cascade
 from popdiff_jax.types import PAD, TERMINATE, CascadeBatch
+
+__all__ = ["bucket_lengths", "sequence_length", "pack", "make_batches", "cascade_batch"]
 
 
 def bucket_lengths(max_len: int = 200, min_bucket: int = 8) -> tuple[int, ...]:
@@ -94,3 +97,45 @@ def make_batches(cascades: Sequence[Cascade], batch_size: int, *, max_len: int =
   if rng is not None:
     out = [out[i] for i in rng.permutation(len(out))]
   return out
+
+
+def cascade_batch(cascades: Sequence[Sequence[int] | tuple[Sequence[int], Sequence[float]]], *,
+                  max_len: int | None = None, rows: int | None = None) -> CascadeBatch:
+  """A :class:`CascadeBatch` from plain Python lists.
+
+  Args:
+    cascades: one list of user indices per cascade, in infection order (indices >= 2: 0 is
+      padding and 1 is Terminate, as in every vocabulary of the library), or ``(users, times)``
+      pairs. Terminate is appended to each cascade that is not cut.
+    max_len: cut cascades to this many users (default: the longest; a cut one gets no Terminate).
+    rows: batch rows B (default: the number of cascades; more rows are padding).
+
+  Returns:
+    ``CascadeBatch`` with ``users`` int32 [B, L], ``times`` float32 [B, L], ``mask`` bool [B, L];
+    L is the smallest static bucket length (``bucket_lengths``) that holds the longest cascade.
+
+  Raises:
+    DataError: an empty cascade, a user index < 2, non-integer users, or times of another length.
+  """
+  parsed = []
+  for i, c in enumerate(cascades):
+    users, times = (c if isinstance(c, tuple) and len(c) == 2 else (c, None))
+    try:
+      u = np.asarray(users, np.int64)
+    except (TypeError, ValueError, OverflowError):
+      raise DataError(f"cascade {i}: users must be integers, got {users!r}"[:200]) from None
+    if u.ndim != 1 or u.size == 0:
+      raise DataError(f"cascade {i} is empty or not a flat list")
+    if (u < 2).any() or (u >= 2**31).any():
+      raise DataError(f"cascade {i}: user indices must be in [2, 2^31) (0 = padding, 1 = "
+                      f"Terminate), got {int(u.min()) if (u < 2).any() else int(u.max())}")
+    t = np.arange(u.size, dtype=np.float64) if times is None else np.asarray(times, np.float64)
+    if t.shape != u.shape or not np.isfinite(t).all():
+      raise DataError(f"cascade {i}: {t.size} times for {u.size} users, or a non-finite time")
+    parsed.append(Cascade(users=u.astype(np.int32), times=t))
+  if not parsed:
+    raise DataError("no cascades")
+  max_len = max(len(c.users) for c in parsed) if max_len is None else max_len
+  need = max(sequence_length(c, max_len) for c in parsed)
+  length = next(b for b in bucket_lengths(max_len) if b >= need)
+  return pack(parsed, length, len(parsed) if rows is None else rows, max_len)

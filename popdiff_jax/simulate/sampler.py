@@ -4,7 +4,7 @@ Given cascade prefixes, draws ``S`` continuations per prefix in one jitted compu
 ``C x S`` runs advance together, one infected user per step (``lax.scan`` over steps), each run
 stopping at its own budget of new users or when it samples Terminate; users already infected are
 masked at every step. Models decode incrementally through three methods (``NDM`` and
-``LSTMNextUser`` have them): ``decode_init(users, mask, max_len) -> cache``,
+``LSTMNextUser`` have them; ``Model.bind`` gives the module inside the jitted loop): ``decode_init(users, mask, max_len) -> cache``,
 ``decode_logits(cache) -> [N, U]`` and ``decode_step(cache, user) -> cache``, so a step costs one
 attention row and one projection, not a forward pass over the whole prefix.
 
@@ -15,15 +15,18 @@ buckets, so one compile per bucket) and by how many runs fit in memory at once.
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 from tqdm.auto import tqdm
 
-from popdiff_jax.data.cascades import PAD, TERMINATE, Cascade
+from popdiff_jax.data.cascades import Cascade
+from popdiff_jax.models.registry import Model, Variables
+from popdiff_jax.types import PAD, TERMINATE
+
+__all__ = ["Simulation", "simulate", "simulate_dataset"]
 
 
 class Simulation(NamedTuple):
@@ -42,15 +45,16 @@ class Simulation(NamedTuple):
   sequences: jax.Array | None
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "num_runs", "num_steps",
+@functools.partial(jax.jit, static_argnames=("model", "num_runs", "num_steps",
                                               "return_sequences"))
-def simulate(graphdef: nnx.GraphDef, params: Any, prefix_users: jax.Array, prefix_mask: jax.Array,
-             budgets: jax.Array, key: jax.Array, *, num_runs: int, num_steps: int,
-             return_sequences: bool = False) -> Simulation:
+def simulate(model: Model, variables: Variables, prefix_users: jax.Array,
+             prefix_mask: jax.Array, budgets: jax.Array, key: jax.Array, *, num_runs: int,
+             num_steps: int, return_sequences: bool = False) -> Simulation:
   """Samples ``num_runs`` continuations of each prefix.
 
   Args:
-    graphdef, params: a next-user model with ``decode_*`` methods (``nnx.split``).
+    model, variables: a next-user model with ``decode_*`` methods (``models.init``) and its
+      variables.
     prefix_users: int32 [C, P] left-aligned prefixes, each with at least one user.
     prefix_mask: bool [C, P].
     budgets: int32 [C] how many new users a run may infect before it stops (``0`` stops at once).
@@ -62,21 +66,21 @@ def simulate(graphdef: nnx.GraphDef, params: Any, prefix_users: jax.Array, prefi
   Returns:
     A ``Simulation``.
   """
-  model = nnx.merge(graphdef, params)
+  module = model.bind(variables.params, variables.state)
   c, p = prefix_users.shape
   n = c * num_runs
   users = jnp.repeat(prefix_users, num_runs, axis=0)  # row r belongs to cascade r // S
   mask = jnp.repeat(prefix_mask, num_runs, axis=0)
   budget = jnp.repeat(budgets, num_runs, axis=0)
-  cache = model.decode_init(users, mask, p + num_steps)
-  num_items = model.num_items
+  cache = module.decode_init(users, mask, p + num_steps)
+  num_items = model.config.num_items
   rows = jnp.arange(n)
   prefix = jnp.zeros((n, num_items), bool).at[rows[:, None], jnp.where(mask, users, PAD)].set(True)
   blocked0 = prefix.at[:, PAD].set(True)
 
   def step(carry):
     t, cache, blocked, count, done, seq = carry
-    logits = model.decode_logits(cache)
+    logits = module.decode_logits(cache)
     logits = jnp.where(blocked, -jnp.inf, logits)
     user = jax.random.categorical(jax.random.fold_in(key, t), logits, axis=-1).astype(jnp.int32)
     user = jnp.where(done, PAD, user)
@@ -84,7 +88,7 @@ def simulate(graphdef: nnx.GraphDef, params: Any, prefix_users: jax.Array, prefi
     blocked = blocked.at[rows, user].set(blocked[rows, user] | infects)
     count = count + infects.astype(jnp.int32)
     done = done | (user == TERMINATE) | (count >= budget)
-    cache = model.decode_step(cache, jnp.where(user == PAD, TERMINATE, user))
+    cache = module.decode_step(cache, jnp.where(user == PAD, TERMINATE, user))
     if return_sequences:
       seq = jax.lax.dynamic_update_index_in_dim(seq, user, t, axis=0)
     return t + 1, cache, blocked, count, done, seq
@@ -112,15 +116,15 @@ def _bucket(n: int, base: int) -> int:
   return b
 
 
-def _cache_floats_per_position(graphdef: nnx.GraphDef, params: Any) -> int:
+def _cache_floats_per_position(model: Model) -> int:
   """Floats the model's decoding cache keeps per run and position (NDM: keys and values of every
   head, ``2 h d``; 0 for models whose cache does not grow with the sequence, such as the LSTM)."""
-  model = nnx.merge(graphdef, params)
-  heads, dim = getattr(model, "num_heads", None), getattr(model, "dim", None)
+  heads = getattr(model.config, "num_heads", None)
+  dim = getattr(model.config, "dim", None)
   return 2 * heads * dim if heads and dim else 0
 
 
-def simulate_dataset(graphdef: nnx.GraphDef, params: Any, cascades: Sequence[Cascade], *,
+def simulate_dataset(model: Model, variables: Variables, cascades: Sequence[Cascade], *,
                      num_given: int, budgets: Sequence[int], num_runs: int, key: jax.Array,
                      max_rows: int = 2 ** 15, max_elements: int = 2 ** 26,
                      max_cache_elements: int = 2 ** 29, num_items: int,
@@ -128,7 +132,7 @@ def simulate_dataset(graphdef: nnx.GraphDef, params: Any, cascades: Sequence[Cas
   """Runs ``simulate`` over many cascades, bucketed by steps and chunked to fit memory.
 
   Args:
-    graphdef, params: the model.
+    model, variables: the model and its variables.
     cascades: the test cascades; the first ``num_given`` users of each are the prefix.
     num_given: prefix length.
     budgets: new users allowed per cascade.
@@ -152,7 +156,7 @@ def simulate_dataset(graphdef: nnx.GraphDef, params: Any, cascades: Sequence[Cas
   mean_new = np.zeros(c, np.float32)
   budgets = np.asarray(budgets, np.int64)
   steps = np.array([_bucket(max(int(b), 1), 4) for b in budgets])
-  width = _cache_floats_per_position(graphdef, params)
+  width = _cache_floats_per_position(model)
   chunks = []
   for s in sorted(set(steps.tolist())):
     idx = np.flatnonzero(steps == s)
@@ -174,7 +178,7 @@ def simulate_dataset(graphdef: nnx.GraphDef, params: Any, cascades: Sequence[Cas
       bud[r] = budgets[i]
     mask[len(idx):, 0] = True  # padding cascades: a dummy one-user prefix with budget 0
     users[len(idx):, 0] = TERMINATE
-    out = simulate(graphdef, params, jnp.asarray(users), jnp.asarray(mask), jnp.asarray(bud),
+    out = simulate(model, variables, jnp.asarray(users), jnp.asarray(mask), jnp.asarray(bud),
                    jax.random.fold_in(key, chunk_id), num_runs=num_runs, num_steps=int(s))
     counts, new = jax.device_get((out.infected_counts, out.new_users))
     freq[idx] = counts[:len(idx)] / num_runs

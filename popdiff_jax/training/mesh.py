@@ -14,7 +14,7 @@ Every training loop in the package has the same pure step ``train_step(state, ba
 * a **multi-step** call (``multi_step``): ``lax.scan`` over a stack of batches of one shape, so a
   small model does many optimiser updates per dispatch (a jitted call costs tens of microseconds to
   launch on a GPU, as much as a whole step of a small model). Step ``i`` of the stack uses the key
-  ``fold_in(base_key, state.step)``, the same key ``train.loop.fit`` gives a single step, so a
+  ``fold_in(base_key, state.step)``, the same key ``training.loop.fit`` gives a single step, so a
   multi-step call equals the single steps it replaces.
 
 ``training.loop.fit`` builds both for a step and a device count through ``fit_arguments`` (its

@@ -22,8 +22,12 @@ def format_table(rows: Sequence[dict], columns: Sequence[str], floatfmt: str = "
 
   body = [[cell(r.get(c)) for c in columns] for r in rows]
   widths = [max([len(c)] + [len(b[i]) for b in body]) for i, c in enumerate(columns)]
-  line = lambda vals: "  ".join(v.rjust(w) if i else v.ljust(w)
-                               for i, (v, w) in enumerate(zip(vals, widths)))
+  # Text columns align left, numbers right.
+  text = [i == 0 or any(isinstance(r.get(c), str) for r in rows) for i, c in enumerate(columns)]
+
+  def line(vals):
+    return "  ".join(v.ljust(w) if t else v.rjust(w) for v, w, t in zip(vals, widths, text))
+
   out = [line(list(columns)), line(["-" * w for w in widths])]
   out += [line(b) for b in body]
   return "\n".join(out)

@@ -285,18 +285,19 @@ def test_metrics(dataset: CascadeDataset, trained: Trained, split: str = "test")
 
 def run(dataset: CascadeDataset, config: NextUserConfig,
         workdir: str | pathlib.Path | None = None, *, progress: bool = True,
-        name: str | None = None) -> dict:
+        name: str | None = None, frozen_embedding: np.ndarray | None = None) -> dict:
   """Trains ``config.model`` on ``dataset`` and returns its test metrics as one results row.
 
   Args:
-    dataset, config, workdir, progress: as :func:`train`.
+    dataset, config, workdir, progress, frozen_embedding: as :func:`train`.
     name: the row's ``model`` (default: the model's name; the named config's name in tables).
 
   Returns:
     ``dataset``, ``model``, ``split``, ``hits@k``, ``map@k`` (k = 10, 50, 100), ``nll``,
     ``train_seconds``, ``epochs``, ``device`` and the validation metrics of the chosen epoch.
   """
-  trained = train(dataset, config, workdir, progress=progress)
+  trained = train(dataset, config, workdir, progress=progress,
+                  frozen_embedding=frozen_embedding)
   row = {"dataset": dataset.name, "model": name or config.model.name, "split": dataset.split,
          "device": jax.devices()[0].device_kind}
   row.update(trained.info)
@@ -305,3 +306,62 @@ def run(dataset: CascadeDataset, config: NextUserConfig,
     row["f_init"] = trained.f_init
   row.update(test_metrics(dataset, trained))
   return row
+
+
+EMBEDDED_DATASETS = ("ndm/irvine", "ndm/memetracker", "ndm/lastfm")
+TABLE_COLUMNS = ("dataset", "model", "hits@10", "hits@50", "hits@100", "map@10", "map@50",
+                 "map@100", "epochs", "stopped_by", "train_seconds")
+
+
+def reproduce(datasets=EMBEDDED_DATASETS, config_names=("ndm", "lstm", "popularity"), *,
+              workdir: str | pathlib.Path = "runs/reproduce_ndm", progress: bool = True,
+              data: dict | None = None, train_overrides: dict | None = None) -> list[dict]:
+  """The next-user table: every named config on every dataset, one results row each.
+
+  Args:
+    datasets: registered dataset names (default: the three NDM sets shipped with the package).
+    config_names: named configs (``configs.CONFIGS``).
+    workdir: each run resumes from ``workdir/<dataset>/<config>``.
+    progress: progress bars.
+    data: ``DataConfig`` fields for every run (``data_dir``, ``split``, ``max_len``).
+    train_overrides: ``TrainConfig`` fields for every run (e.g. ``{"num_epochs": 2}``).
+
+  Returns:
+    One row per (dataset, config), ``model`` = the config's name.
+  """
+  from popdiff_jax.projects.ndm.configs import get_config
+
+  data = dict(data or {})
+  rows = []
+  for name in datasets:
+    base_data = dataclasses.replace(get_config("ndm").data, dataset=name, **data)
+    dataset = load_dataset(name, base_data.data_dir, split=base_data.split)
+    for cname in config_names:
+      cfg = get_config(cname)
+      cfg = dataclasses.replace(cfg, data=base_data,
+                                train=dataclasses.replace(cfg.train, **(train_overrides or {})))
+      run_dir = pathlib.Path(workdir) / name.replace("/", "_") / cname
+      rows.append(run(dataset, cfg, run_dir, progress=progress, name=cname))
+  return rows
+
+
+def main(config: NextUserConfig, *, workdir: str | pathlib.Path, progress: bool = True,
+         name: str | None = None) -> list[dict]:
+  """``popdiff train``: loads ``config.data``, trains and tests; writes ``workdir/results.json``.
+
+  Returns:
+    The one results row, in a list.
+  """
+  dataset = load_dataset(config.data.dataset, config.data.data_dir, split=config.data.split)
+  frozen = None
+  if isinstance(config.model, NDMConfig) and config.model.frozen_dim:
+    from popdiff_jax.baselines.deepwalk import DeepWalkConfig
+    from popdiff_jax.projects.ndm.social import social_embedding
+
+    frozen, _ = social_embedding(dataset, config.data.data_dir,
+                                 DeepWalkConfig(dim=config.model.frozen_dim))
+  row = run(dataset, config, workdir, progress=progress, name=name, frozen_embedding=frozen)
+  path = pathlib.Path(workdir)
+  path.mkdir(parents=True, exist_ok=True)
+  (path / "results.json").write_text(json.dumps(row, indent=1))
+  return [row]

@@ -21,9 +21,11 @@ import jax
 import numpy as np
 
 from popdiff_jax.data.cascades import CascadeDataset
-from popdiff_jax.experiments.next_user import Trained
 from popdiff_jax.metrics.infection import infection_f1, msle, truth_masks
+from popdiff_jax.projects.ndm.experiment import Trained
 from popdiff_jax.simulate.sampler import simulate_dataset
+
+__all__ = ["PAPER_TABLES", "evaluate_protocol", "evaluate_f1"]
 
 # Paper Table 2 (Macro-F1, Micro-F1) and Table 3 (first five only), NDM rows.
 PAPER_TABLES = {
@@ -40,7 +42,7 @@ PAPER_TABLES = {
 
 def _f1_row(trained: Trained, cascades: Sequence, num_items: int, budgets: Sequence[int],
             first_k: int | None, runs: int, key: jax.Array, progress: bool, desc: str) -> dict:
-  freq, _ = simulate_dataset(trained.graphdef, trained.params, cascades, num_given=1,
+  freq, _ = simulate_dataset(trained.model, trained.variables, cascades, num_given=1,
                              budgets=budgets, num_runs=runs, key=key, num_items=num_items,
                              progress=progress, desc=desc)
   truth, exclude = truth_masks(cascades, num_items, num_given=1, first_k=first_k)
@@ -55,7 +57,7 @@ def evaluate_protocol(dataset: CascadeDataset, trained: Trained, *, runs: int = 
 
   Args:
     dataset: the dataset (its ``test`` split is evaluated).
-    trained: a trained NDM or LSTM (``experiments.next_user.train`` / ``load_trained``).
+    trained: a trained NDM or LSTM (``experiment.train`` / ``experiment.load_trained``).
     runs: Monte Carlo runs per cascade for the F1 protocols (paper: 1000).
     size_runs: runs per cascade for the size prediction (default: ``runs``).
     seed: the simulations' seed.
@@ -65,22 +67,22 @@ def evaluate_protocol(dataset: CascadeDataset, trained: Trained, *, runs: int = 
     A results row: ``macro_f1``, ``micro_f1``, ``macro_f1_first5``, ``micro_f1_first5``, ``msle``,
     ``runs_per_cascade``, ``size_runs_per_cascade``, ``simulate_seconds``.
   """
-  if trained.graphdef is None:
+  if trained.model is None:
     raise ValueError("the popularity baseline has no sampler; use an NDM or LSTM model")
-  max_len = trained.config.max_len
+  max_len = trained.config.data.max_len
   num_items = len(dataset.vocab)
   test = [c for c in dataset.test if len(c.users) >= 2]
   cut = [c._replace(users=c.users[:max_len], times=c.times[:max_len]) for c in test]
   key = jax.random.key(seed)
   t0 = time.perf_counter()
-  name = f"{trained.config.model} {dataset.name}"
+  name = f"{trained.config.model.name} {dataset.name}"
   full = _f1_row(trained, cut, num_items, [len(c.users) - 1 for c in cut], None, runs,
                  jax.random.fold_in(key, 0), progress, f"{name} F1")
   first5 = _f1_row(trained, cut, num_items, [min(5, len(c.users) - 1) for c in cut], 5, runs,
                    jax.random.fold_in(key, 1), progress, f"{name} F1 first five")
   sized = [c for c in cut if len(c.users) >= 5]
   size_runs = runs if size_runs is None else size_runs
-  _, mean_new = simulate_dataset(trained.graphdef, trained.params, sized, num_given=5,
+  _, mean_new = simulate_dataset(trained.model, trained.variables, sized, num_given=5,
                                  budgets=[max_len - 5] * len(sized), num_runs=size_runs,
                                  key=jax.random.fold_in(key, 2), num_items=num_items,
                                  progress=progress, desc=f"{name} size")
@@ -92,3 +94,42 @@ def evaluate_protocol(dataset: CascadeDataset, trained: Trained, *, runs: int = 
           "size_cascades": len(sized), "runs_per_cascade": runs,
           "size_runs_per_cascade": size_runs,
           "simulate_seconds": round(time.perf_counter() - t0, 1)}
+
+
+def evaluate_f1(dataset: CascadeDataset, trained: Trained, *, runs: int, first_k: int | None = None,
+                seed: int = 0, max_rows: int = 2 ** 15, progress: bool = False) -> dict:
+  """NDM's Monte Carlo identification F1 (Tables 2-3) on the test split.
+
+  Given ``u_0`` of each test cascade (cut to ``max_len``), ``runs`` simulations each infect at most
+  ``|G|`` users (``first_k=5``: at most five, with ``G`` the next five users: the early stage).
+
+  Args:
+    dataset: the data.
+    trained: an NDM (or LSTM) from ``experiment.train``.
+    runs: Monte Carlo runs per cascade (paper: 1000).
+    first_k: None for Table 2, 5 for Table 3.
+    seed: the simulations' seed (folded with 0 for the full and 1 for the early F1, as in
+      ``evaluate_protocol``).
+    max_rows: runs advanced together (bounds the decoding cache: ``max_rows x h x L x d``).
+    progress: a progress bar.
+
+  Returns:
+    ``macro_f1``, ``micro_f1`` (suffixed ``_first5`` for ``first_k=5``), ``scored_cascades``,
+    ``seconds``.
+  """
+  t0 = time.perf_counter()
+  max_len = trained.config.data.max_len
+  num_items = len(dataset.vocab)
+  cut = [c._replace(users=c.users[:max_len], times=c.times[:max_len])
+         for c in dataset.test if len(c.users) >= 2]
+  budgets = [len(c.users) - 1 if first_k is None else min(first_k, len(c.users) - 1) for c in cut]
+  key = jax.random.fold_in(jax.random.key(seed), 0 if first_k is None else 1)
+  freq, _ = simulate_dataset(trained.model, trained.variables, cut, num_given=1, budgets=budgets,
+                             num_runs=runs, key=key, num_items=num_items, max_rows=max_rows,
+                             progress=progress, desc=f"F1 {dataset.name}")
+  truth, exclude = truth_masks(cut, num_items, num_given=1, first_k=first_k)
+  scores = infection_f1(freq, truth, exclude)
+  suffix = "" if first_k is None else f"_first{first_k}"
+  return {f"macro_f1{suffix}": float(scores.macro_f1), f"micro_f1{suffix}": float(scores.micro_f1),
+          f"scored_cascades{suffix}": int(np.asarray(scores.scored).sum()),
+          f"f1_seconds{suffix}": round(time.perf_counter() - t0, 1)}
