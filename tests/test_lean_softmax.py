@@ -1,20 +1,20 @@
-"""The memory-lean loss and metrics equal the dense ones (models.next_user, metrics.ranking)."""
+"""The streamed (lean) loss and metrics equal the dense ones (losses, metrics.ranking)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
-from popdiff_jax.data.batching import CascadeBatch
-from popdiff_jax.data.cascades import TERMINATE
-from popdiff_jax.experiments.next_user import loss_fn
-from popdiff_jax.metrics.ranking import ranking_sums
-from popdiff_jax.models.lean_softmax import (auto_chunk, lean_loss_fn, lean_next_user_nll,
-                                             lean_ranking_sums, masked_logsumexp, target_scores)
-from popdiff_jax.models.lstm import LSTMNextUser
-from popdiff_jax.models.ndm import NDM
-from popdiff_jax.models.next_user import mask_infected, masked_nll, next_user_nll, shift_targets
+from popdiff_jax import models
+from popdiff_jax.losses import lean_next_user_nll, masked_nll, next_user_nll
+from popdiff_jax.metrics.ranking import lean_ranking_sums, ranking_sums
+from popdiff_jax.models.lstm import LSTMConfig
+from popdiff_jax.models.ndm import NDMConfig
+from popdiff_jax.nn.masking import mask_infected, shift_targets
+from popdiff_jax.nn.streaming_softmax import auto_chunk, masked_logsumexp, target_scores
+from popdiff_jax.projects.ndm.configs import TrainConfig
+from popdiff_jax.projects.ndm.experiment import loss_fn
+from popdiff_jax.types import TERMINATE, CascadeBatch
 
 U = 37  # prime: no chunk size below divides it
 
@@ -154,21 +154,22 @@ def test_ranking_without_bias(strict_dtypes):
 def test_ndm_output_features_reproduce_call(strict_dtypes, f_init):
   rng = np.random.default_rng(7)
   users, mask = _cascades(rng)
-  model = NDM(U, dim=8, num_heads=2, window=3, f_init=f_init, rngs=nnx.Rngs(0))
-  graphdef, params = nnx.split(model)
+  model, v = models.init(NDMConfig(num_items=U, dim=8, num_heads=2, window=3, f_init=f_init), 0)
   # No dropout key: the features and the scores share every op before the read-out (dropout
   # included), and threefry's CPU compile would dominate this file's run time.
   batch = CascadeBatch(users, jnp.zeros(users.shape, jnp.float32), mask)
+  dense_loss = loss_fn(TrainConfig(), U)
+  lean_loss = loss_fn(TrainConfig(loss="lean", lean_chunk=10), U)
 
   @jax.jit
   def both(p):
-    m = nnx.merge(graphdef, p)
+    feats = model.apply(p, batch, method="output_features")
+    logits = model.apply(p, batch)
     # The library's training loss, and the lean one (gradients through the model follow from the
     # features reproducing the scores and from test_gradients_equal_dense).
-    return (*m.output_features(users, mask), m(users, mask), loss_fn(p, graphdef, batch, None)[0],
-            lean_loss_fn(p, graphdef, batch, None, 10)[0])
+    return (*feats, logits, dense_loss(logits, batch)[0], lean_loss(feats, batch)[0])
 
-  feats, w, bias, logits, dense, lean = both(params)
+  feats, w, bias, logits, dense, lean = both(v.params)
   assert feats.shape[-1] == (3 + f_init) * 8
   np.testing.assert_allclose(feats @ w + bias[None, None, :], logits, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(lean, dense, rtol=1e-5)
@@ -177,11 +178,10 @@ def test_ndm_output_features_reproduce_call(strict_dtypes, f_init):
 def test_lstm_output_features_reproduce_call(strict_dtypes):
   rng = np.random.default_rng(8)
   users, mask = _cascades(rng)
-  model = LSTMNextUser(U, dim=8, rngs=nnx.Rngs(0))
-  graphdef, params = nnx.split(model)
+  model, v = models.init(LSTMConfig(num_items=U, dim=8), 0)
+  batch = CascadeBatch(users, jnp.zeros(users.shape, jnp.float32), mask)
   feats, w, bias, logits = jax.jit(lambda p: (
-      *nnx.merge(graphdef, p).output_features(users, mask), nnx.merge(graphdef, p)(users, mask)))(
-          params)
+      *model.apply(p, batch, method="output_features"), model.apply(p, batch)))(v.params)
   np.testing.assert_allclose(feats @ w + bias[None, None, :], logits, rtol=1e-5, atol=1e-5)
   lean, _ = jax.jit(lean_next_user_nll, static_argnums=5)(feats, w, bias, users, mask, 9)
   dense, _ = next_user_nll(logits, users, mask)
