@@ -1,6 +1,6 @@
 """A training process for tests/test_reliability.py, run as ``python tests/_train_child.py``.
 
-Trains a small two-layer network with dropout through ``popdiff_jax.train.loop.fit`` (its real
+Trains a small two-layer network with dropout through ``popdiff_jax.training.loop.fit`` (its real
 orbax checkpoints and resume path) and writes the final state, the best parameters and the
 epoch log to ``--out`` (an ``.npz`` of plain arrays, read back without pickle).
 
@@ -51,15 +51,13 @@ def main() -> None:
     k, stage = a.pause_in_save.split(":")
     _install_pause(int(k), stage, workdir / "PAUSED")
 
-  import functools
-
   import jax
   import jax.numpy as jnp
   import numpy as np
   import optax
 
-  from popdiff_jax.train.loop import fit
-  from popdiff_jax.train.state import apply_gradients, create_train_state
+  from popdiff_jax.training.loop import fit
+  from popdiff_jax.training.state import apply_gradients, create_train_state
 
   rng = np.random.default_rng(a.seed)
   x = rng.normal(size=(256, 6)).astype(np.float32)
@@ -72,8 +70,7 @@ def main() -> None:
       h = jnp.where(jax.random.bernoulli(key, 0.8, h.shape), h / 0.8, 0.0)
     return h @ params["w2"]
 
-  @functools.partial(jax.jit, donate_argnums=0)
-  def step(state, batch, key):
+  def step(state, batch, key):  # fit compiles it (jit, state donated)
     xb, yb = batch
     loss, grads = jax.value_and_grad(
         lambda p: jnp.mean((forward(p, xb, key) - yb) ** 2))(state.params)

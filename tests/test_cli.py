@@ -1,7 +1,6 @@
-"""The popdiff command: each command ends with a results table; bad input is one line, exit 2;
-``--help`` documents every option; the same seed gives the same metrics bit for bit."""
+"""The popdiff command: every command ends with a results table; options are generated from the
+configs; bad input is one line, exit 2; the same seed gives the same metrics bit for bit."""
 
-import argparse
 import json
 
 import pytest
@@ -10,9 +9,19 @@ from popdiff_jax._errors import DataError
 from popdiff_jax.cli.main import build_parser, main
 
 
+def test_version_and_configs_list_every_named_config(capsys):
+  with pytest.raises(SystemExit) as info:
+    main(["--version"])
+  assert info.value.code == 0 and "popdiff_jax" in capsys.readouterr().out
+  assert main(["configs"]) == 0
+  table = capsys.readouterr().out
+  for name in ("ndm", "ndm-prior", "lstm", "popularity", "ndm-sn"):
+    assert f"\n{name} " in table
+
+
 def test_reproduce_prints_a_table_and_writes_rows(tmp_path, capsys):
   out = tmp_path / "rows.json"
-  assert main(["reproduce", "ndm", "--datasets", "ndm/irvine", "--models", "popularity",
+  assert main(["reproduce", "ndm", "--datasets", "ndm/irvine", "--configs", "popularity",
                "--workdir", str(tmp_path / "runs"), "--out", str(out), "--no-progress"]) == 0
   table = capsys.readouterr().out
   assert "hits@10" in table and "ndm/irvine" in table and "popularity" in table
@@ -21,10 +30,11 @@ def test_reproduce_prints_a_table_and_writes_rows(tmp_path, capsys):
 
 
 def test_train_then_evaluate_the_same_checkpoint_and_same_seed_same_bits(tmp_path, capsys):
-  args = ["train", "--dataset", "ndm/irvine", "--model", "lstm", "--epochs", "1", "--dim", "8",
-          "--max-len", "16", "--no-progress"]
+  args = ["train", "lstm", "--data.dataset", "ndm/irvine", "--train.num-epochs", "1",
+          "--model.dim", "8", "--data.max-len", "16", "--no-progress"]
   assert main(args + ["--workdir", str(tmp_path / "a")]) == 0
   trained = json.loads((tmp_path / "a" / "results.json").read_text())
+  assert trained["model"] == "lstm" and trained["epochs"] == 1
   capsys.readouterr()
   assert main(["evaluate", "--workdir", str(tmp_path / "a"), "--no-progress"]) == 0
   table = capsys.readouterr().out
@@ -37,20 +47,23 @@ def test_train_then_evaluate_the_same_checkpoint_and_same_seed_same_bits(tmp_pat
   assert {k: trained[k] for k in metrics} == {k: again[k] for k in metrics}
 
 
-def test_reproduce_popularity_on_synthetic_posts(tmp_path, capsys):
-  out = tmp_path / "rows.json"
-  assert main(["reproduce", "popularity", "--synthetic", "--quick", "--papers", "fusion_dnn",
-               "--no-studies", "--workdir", str(tmp_path / "w"), "--out", str(out),
-               "--no-progress"]) == 0
-  table = capsys.readouterr().out
-  assert "fusion_dnn" in table and "srcc" in table and "synthetic posts" in table
-  (row,) = json.loads(out.read_text())
-  assert row["model"] == "fusion_dnn" and row["srcc"] > 0.3  # the planted signal is learnt
+def test_options_of_a_named_config_reach_the_run(tmp_path):
+  """A named config with fields overridden: ndm-prior keeps its recipe, the overrides apply."""
+  import dataclasses
+  from popdiff_jax.cli import main as cli
+  from popdiff_jax.projects import find_config
+
+  _, default = find_config("ndm-prior")
+  cfg = cli._parse_config(default, ["--train.seed", "3", "--model.window", "1"], "p", "d")
+  assert (cfg.train.bias_init, cfg.train.output_init_scale, cfg.train.select_by,
+          cfg.train.weight_decay) == ("log_frequency", 0.0, "map@10", 1.0)
+  assert cfg.train.seed == 3 and cfg.model.window == 1
+  assert dataclasses.replace(cfg, train=default.train).model.num_heads == 8
 
 
 def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
-  code = main(["train", "--dataset", "forest/twitter", "--workdir", str(tmp_path),
-               "--data-dir", str(tmp_path / "absent"), "--no-progress"])
+  code = main(["train", "ndm", "--data.dataset", "forest/twitter", "--workdir", str(tmp_path),
+               "--data.data-dir", str(tmp_path / "absent"), "--no-progress"])
   err = capsys.readouterr().err.strip()
   assert code == 2 and err.startswith("popdiff: error:") and "\n" not in err
   assert "forest/twitter" in err
@@ -58,8 +71,8 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv", [
     ["evaluate", "--workdir", "{tmp}/never_trained"],                  # no config.json
-    ["reproduce", "popularity", "--data-dir", "{tmp}/no_posts", "--papers", "fusion_dnn"],
-    ["data", "summary", "forest/twitter", "--data-dir", "{tmp}/absent"],
+    ["train", "no-such-config"],
+    ["data", "summary", "no/such-set"],
 ])
 def test_more_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, capsys, argv):
   argv = [a.format(tmp=tmp_path) for a in argv] + ["--no-progress"]
@@ -70,39 +83,26 @@ def test_more_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, capsys
     main(argv + ["--debug"])
 
 
-def _subparsers(parser):
-  yield parser
-  for action in parser._actions:
-    if isinstance(action, argparse._SubParsersAction):
-      for sub in action.choices.values():
-        yield from _subparsers(sub)
+def test_bad_option_values_are_refused_before_anything_runs(tmp_path, capsys):
+  with pytest.raises(SystemExit) as info:
+    main(["train", "ndm", "--train.patience", "0", "--workdir", str(tmp_path / "w")])
+  assert info.value.code == 2
+  assert "patience" in capsys.readouterr().err
+  assert not (tmp_path / "w").exists()
 
 
-def test_help_documents_every_option():
+def test_help_of_every_command_formats():
   parser = build_parser()
-  seen = 0
-  for p in _subparsers(parser):
-    p.format_help()  # every help string formats (no stray % placeholders)
-    for action in p._actions:
-      if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
-        continue
-      text = (action.help or "").replace("(%(default)s)", "").strip()
-      assert len(text.split()) >= 2, f"{p.prog} {action.option_strings or action.dest}: {action.help!r}"
-      seen += 1
-  assert seen > 40
+  assert "train" in parser.format_help()
+  for argv in (["train", "ndm", "--help"], ["reproduce", "ndm", "--help"]):
+    with pytest.raises(SystemExit) as info:
+      main(argv)
+    assert info.value.code == 0
 
 
-def test_model_selection_and_prior_flags_reach_the_config():
-  from popdiff_jax.cli.main import _overrides
-  from popdiff_jax.experiments.next_user import NextUserConfig
-  a = build_parser().parse_args(["train", "--dataset", "ndm/irvine", "--workdir", "w",
-                                 "--bias-init", "log_frequency", "--output-init-scale", "0",
-                                 "--select-by", "map@10", "--weight-decay", "1.0",
-                                 "--loss-per", "cascade"])
-  config = NextUserConfig(**_overrides(a))
-  assert (config.bias_init, config.output_init_scale, config.select_by, config.weight_decay,
-          config.loss_per) == ("log_frequency", 0.0, "map@10", 1.0, "cascade")
-  defaults = NextUserConfig(**_overrides(build_parser().parse_args(
-      ["train", "--dataset", "ndm/irvine", "--workdir", "w"])))
-  assert (defaults.bias_init, defaults.output_init_scale, defaults.select_by,
-          defaults.loss_per) == ("zeros", 1.0, "nll", "prediction")
+def test_data_summary_lists_what_it_finds_and_names_the_rest(tmp_path, capsys):
+  assert main(["data", "summary", "--data-dir", str(tmp_path / "absent")]) == 0
+  out = capsys.readouterr().out
+  for name in ("ndm/irvine", "ndm/lastfm", "ndm/memetracker"):
+    assert name in out.split("not found")[0]
+  assert "not found" in out and "forest/twitter" in out.split("not found")[1]

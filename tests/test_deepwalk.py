@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from popdiff_jax.models.deepwalk import (DeepWalkConfig, SkipGramParams, csr_from_edges, deepwalk,
+from popdiff_jax.baselines.deepwalk import (DeepWalkConfig, SkipGramParams, csr_from_edges, deepwalk,
                                          random_walks, skipgram_loss)
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from popdiff_jax.data.batching import make_batches
 from popdiff_jax.metrics.ranking import target_rank_counts
-from popdiff_jax.models.next_user import infected_before, mask_infected, shift_targets
+from popdiff_jax.nn.masking import infected_before, mask_infected, shift_targets
 
 _DIR = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 

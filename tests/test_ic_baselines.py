@@ -6,7 +6,7 @@ import pytest
 
 from popdiff_jax._errors import DataError
 from popdiff_jax.data.cascades import Cascade
-from popdiff_jax.models import ic_baselines as icb
+from popdiff_jax.baselines import ic as icb
 
 U = 14  # 0 = padding, 1 = Terminate, users 2..13
 PLANTED = np.array([[2, 3], [3, 4], [4, 5], [2, 6], [6, 7], [7, 8], [9, 10], [10, 11], [11, 12],

@@ -6,11 +6,12 @@ import numpy as np
 import optax
 import pytest
 
-from popdiff_jax.functional import build, cascade_batch, next_user_loss, tree_batch
-from popdiff_jax.models.diffusion_lstm import weighted_bce
-from popdiff_jax.train.parallel import (data_parallel, group_steps, make_mesh, multi_step,
-                                        stack_batches)
-from popdiff_jax.train.state import apply_gradients, create_train_state
+from popdiff_jax import losses, models
+from popdiff_jax.data.batching import cascade_batch
+from popdiff_jax.models.ndm import NDMConfig
+from popdiff_jax.training import create_train_state, make_train_step
+from popdiff_jax.training.mesh import (data_parallel, group_steps, make_mesh, multi_step,
+                                       stack_batches)
 
 N_STEPS = 4
 
@@ -27,20 +28,24 @@ def _cascade_batches(num_items, n=N_STEPS, rows=8, seed=0):
 
 
 def _ndm_setup():
-  model = build("ndm", num_items=40, dim=16, num_heads=2, window=3, dropout_rate=0.1)
+  model, v = models.init(NDMConfig(num_items=40, dim=16, num_heads=2, window=3,
+                                   dropout_rate=0.1, f_init=0), 0)
   tx = optax.adam(1e-2)
 
-  def step(state, batch, key):
-    def loss_fn(params):
-      return next_user_loss(model.apply(params, batch, key), batch)
-    loss, grads = jax.value_and_grad(loss_fn)(state.params)
-    return apply_gradients(state, grads, tx), {"loss": loss}
+  def loss_fn(logits, batch):
+    total, count = losses.next_user_nll(logits, batch.users, batch.mask)
+    return total / jnp.maximum(count, 1.0), {}
 
-  return create_train_state(model.params, tx), step, _cascade_batches(40)
+  return (create_train_state(v.params, tx, v.state), make_train_step(model, loss_fn, tx),
+          _cascade_batches(40))
 
 
 def _trees_setup():
-  model = build("diffusion_lstm", input_dim=3, content_dim=2, num_protos=4, hidden=8)
+  from popdiff_jax.data.trees import tree_batch
+  from popdiff_jax.models.diffusion_lstm import DiffusionLSTMConfig
+
+  model, v = models.init(DiffusionLSTMConfig(input_dim=3, content_dim=2, num_protos=4,
+                                             hidden=8), 0)
   tx = optax.adam(1e-2)
   rng = np.random.default_rng(1)
   batches = []
@@ -51,15 +56,12 @@ def _trees_setup():
         content=[rng.normal(size=2) for _ in parents],
         protos=[rng.integers(0, 4, size=len(p)) for p in parents], num_protos=4, chunk=4))
 
-  def step(state, batch, key):
-    def loss_fn(params):
-      logits = model.apply(params, batch, key)
-      return weighted_bce(logits, batch.targets, batch.node_mask, jnp.full((5,), 2.0),
-                          jnp.full((5,), 0.5))
-    loss, grads = jax.value_and_grad(loss_fn)(state.params)
-    return apply_gradients(state, grads, tx), {"loss": loss}
+  def loss_fn(logits, batch):
+    return losses.weighted_bce(logits, batch.targets, batch.node_mask, jnp.full((5,), 2.0),
+                               jnp.full((5,), 0.5)), {}
 
-  return create_train_state(model.params, tx), step, batches
+  return (create_train_state(v.params, tx, v.state), make_train_step(model, loss_fn, tx),
+          batches)
 
 
 def _run(state, step, batches, mesh=None):

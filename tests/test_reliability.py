@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 
-from popdiff_jax.train.checkpoint import CheckpointError
+from popdiff_jax.training.checkpoint import CheckpointError
 
 _CHILD = pathlib.Path(__file__).with_name("_train_child.py")
 _ROOT = _CHILD.parent.parent
@@ -107,9 +107,8 @@ def _tx():
   return optax.adam(0.05)
 
 
-@jax.jit
 def _toy_step(state, batch, key):
-  from popdiff_jax.train.state import apply_gradients
+  from popdiff_jax.training.state import apply_gradients
   xb, yb = batch
   noise = 0.01 * jax.random.normal(key, (3,))
   loss, g = jax.value_and_grad(lambda w: jnp.mean((xb @ (w + noise) - yb) ** 2))(state.params)
@@ -117,8 +116,8 @@ def _toy_step(state, batch, key):
 
 
 def _toy_fit(workdir, num_epochs):
-  from popdiff_jax.train.loop import fit
-  from popdiff_jax.train.state import create_train_state
+  from popdiff_jax.training.loop import fit
+  from popdiff_jax.training.state import create_train_state
 
   return fit(create_train_state(jnp.zeros(3, jnp.float32), _tx()), train_step=_toy_step,
              train_batches=lambda e: _BATCHES,

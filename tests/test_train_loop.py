@@ -1,6 +1,5 @@
 """The generic loop: resume gives the same parameters, early stopping, corrupt-checkpoint fallback."""
 
-import functools
 import json
 
 import chex
@@ -10,9 +9,9 @@ import numpy as np
 import optax
 import pytest
 
-from popdiff_jax.train.checkpoint import Checkpointer, CheckpointError, abstract_like
-from popdiff_jax.train.loop import fit
-from popdiff_jax.train.state import apply_gradients, create_train_state
+from popdiff_jax.training import fit
+from popdiff_jax.training.checkpoint import Checkpointer, CheckpointError, abstract_like
+from popdiff_jax.training.state import apply_gradients, create_train_state
 
 _TX = optax.adam(0.05)
 
@@ -25,8 +24,7 @@ def _problem():
   return x, y, batches
 
 
-@functools.partial(jax.jit, donate_argnums=0)  # donation, as the real steps do
-def _step(state, batch, key):
+def _step(state, batch, key):  # fit jits it, donating the state
   x, y = batch
   noise = 0.01 * jax.random.normal(key, (3,))  # uses the key, so a wrong key changes the result
 
@@ -112,7 +110,6 @@ def test_best_epoch_keeps_its_non_trainable_state_and_resumes(tmp_path):
   """BatchNorm-like ``extra`` state comes from the best epoch, like the params, also after resume."""
   _, _, batches = _problem()
 
-  @jax.jit
   def step(state, batch, key):
     del batch, key
     return state._replace(step=state.step + 1, extra={"seen": state.extra["seen"] + 1.0}), {
@@ -130,3 +127,13 @@ def test_best_epoch_keeps_its_non_trainable_state_and_resumes(tmp_path):
   fit(make(), workdir=tmp_path / "b", num_epochs=3, **kw)
   resumed = fit(make(), workdir=tmp_path / "b", num_epochs=5, **kw)
   chex.assert_trees_all_equal(straight.state, resumed.state)
+
+
+def test_fit_leaves_the_callers_state_usable(tmp_path):
+  """The compiled step donates its input state; fit works on a copy of the caller's."""
+  x, y, batches = _problem()
+  state = create_train_state(jnp.ones(3, jnp.float32), _TX)
+  fit(state, train_step=_step, train_batches=lambda e: batches, evaluate=None,
+      monitor="train_loss", workdir=tmp_path, num_epochs=1, base_key=jax.random.key(0),
+      progress=False)
+  np.testing.assert_array_equal(np.asarray(state.params), np.ones(3, np.float32))

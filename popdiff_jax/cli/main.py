@@ -127,31 +127,8 @@ def _reproduce_ndm(a: argparse.Namespace, rest: list[str]) -> int:
   from popdiff_jax.projects.ndm import configs as C
   from popdiff_jax.projects.ndm import experiment
 
-  @dataclasses.dataclass(frozen=True)
-  class ReproduceNDM:
-    """NDM, the LSTM and the popularity floor on the NDM paper's data: Hits@k / MAP@k.
-
-    Every ``--data.*`` and ``--train.*`` option given overrides that field in every named config
-    (e.g. ``--train.num-epochs 2`` for a quick run).
-
-    Attributes:
-      datasets: datasets to run (default: the three NDM sets shipped with the package).
-      configs: named configs to run on each (``popdiff configs`` lists them).
-      workdir: one subfolder per dataset and config; reused = resumed.
-      out: also write the rows as JSON to this file.
-      data: data options for every run (``dataset`` is taken from ``datasets``).
-      train: training options for every run.
-    """
-
-    datasets: tuple[str, ...] = experiment.EMBEDDED_DATASETS
-    configs: tuple[str, ...] = ("ndm", "lstm", "popularity")
-    workdir: str = "runs/reproduce_ndm"
-    out: str | None = None
-    data: C.DataConfig = C.DataConfig()
-    train: C.TrainConfig = C.TrainConfig()
-
-  opts = _parse_config(ReproduceNDM(), rest, prog="popdiff reproduce ndm",
-                       description=f"{ReproduceNDM.__doc__.splitlines()[0]} {COMMON_HELP}.")
+  opts = _parse_config(C.ReproduceConfig(), rest, prog="popdiff reproduce ndm",
+                       description=f"{C.ReproduceConfig.__doc__.splitlines()[0]}")
   data = _changed(opts.data, C.DataConfig())
   data.pop("dataset", None)
   rows = experiment.reproduce(opts.datasets, opts.configs, workdir=opts.workdir,
@@ -183,12 +160,16 @@ def cmd_data(a: argparse.Namespace, rest: list[str]) -> int:
   if rest:
     raise ConfigError("data", "options", " ".join(rest), "unknown options")
   names = a.names or sorted(DATASETS)
+  unknown = [n for n in names if n not in DATASETS]
+  if unknown:
+    raise DataError(f"unknown dataset(s) {', '.join(unknown)}; registered: "
+                    f"{', '.join(sorted(DATASETS))}")
   rows, missing = [], []
   for n in names:
     try:
       rows.append(load_dataset(n, a.data_dir).summary())
     except DataError as e:
-      if n not in DATASETS or not a.names and "not shipped" not in str(e):
+      if "not shipped" not in str(e):
         raise
       missing.append(n)
   _print_table(rows, ("dataset", "users", "train", "valid", "test", "avg_len", "max_len",

@@ -21,8 +21,8 @@ from popdiff_jax.baselines.popularity import PopularityConfig
 from popdiff_jax.models.lstm import LSTMConfig
 from popdiff_jax.models.ndm import NDMConfig
 
-__all__ = ["DataConfig", "TrainConfig", "NextUserConfig", "SELECT_METRICS", "CONFIGS",
-           "get_config"]
+__all__ = ["DataConfig", "TrainConfig", "NextUserConfig", "ReproduceConfig", "SELECT_METRICS",
+           "CONFIGS", "get_config"]
 
 SELECT_METRICS = ("nll",) + tuple(f"{m}@{k}" for m in ("hits", "map") for k in (10, 50, 100))
 
@@ -301,3 +301,32 @@ def get_config(name: str) -> NextUserConfig:
   if name not in CONFIGS:
     raise ValueError(f"unknown NDM config {name!r}; choose from {', '.join(CONFIGS)}")
   return CONFIGS[name]()
+
+
+@dataclasses.dataclass(frozen=True)
+class ReproduceConfig:
+  """``popdiff reproduce ndm``: named configs on several datasets, one results table.
+
+  Every ``--data.*`` and ``--train.*`` option given overrides that field in every named config
+  (e.g. ``--train.num-epochs 2`` for a quick run); ``data.dataset`` is taken from ``datasets``.
+
+  Attributes:
+    datasets: datasets to run (default: the three NDM sets shipped with the package).
+    configs: named configs to run on each (``popdiff configs`` lists them).
+    workdir: one subfolder per dataset and config; reused = resumed.
+    out: also write the rows as JSON to this file.
+    data: data options for every run.
+    train: training options for every run.
+  """
+
+  datasets: tuple[str, ...] = ("ndm/irvine", "ndm/memetracker", "ndm/lastfm")
+  configs: tuple[str, ...] = ("ndm", "lstm", "popularity")
+  workdir: str = "runs/reproduce_ndm"
+  out: str | None = None
+  data: DataConfig = DataConfig()
+  train: TrainConfig = TrainConfig()
+
+  def __post_init__(self):
+    unknown = [c for c in self.configs if c not in CONFIGS]
+    v.require(self, "configs", not unknown, f"unknown named config(s) {unknown}; choose from "
+              f"{', '.join(CONFIGS)}")
