@@ -219,7 +219,8 @@ def build_graph(edges, probs, num_nodes: int, *, self_loops: str = "drop", dupli
 def random_graph(num_nodes: int, num_edges: int, p: float, seed: int) -> tuple[ICGraph, np.ndarray]:
   """A seeded random directed graph with E distinct loop-free edges drawn uniformly, all with prob p.
 
-  The benchmark graph (10k nodes, 100k edges) of issue 3; cynetdiff and ndlib get the same edge list.
+  The graphs of benchmarks/simulation.py (e.g. 10k nodes, 100k edges); cynetdiff and ndlib get the
+  same edge list.
 
   Returns:
     (graph, edges int32 [E, 2]).

@@ -21,7 +21,7 @@ p_e. We simulate 32 runs per uint32 word: bit j of word w is run 32 w + j.
 Cost and floor (documented in the README with measured numbers): with E' padded in-edge slots,
 N nodes and W = S / 32 words per chunk, mask generation costs E' W k hash evaluations (compute bound)
 and each round reads the masks and gathers the sources' words, about 2 E' W 4 bytes, plus N W 8 bytes
-for the state. For the issue's benchmark graph (E' ~ 1.1e5, S = 1e5, W = 3125) that is ~2.8 GB per
+for the state. For the 10k-node benchmark graph (E' ~ 1.1e5, S = 1e5, W = 3125) that is ~2.8 GB per
 round: ~1 ms at the H100's ~3 TB/s, so the floor is rounds x 1 ms + generation. The work is
 proportional to E' x rounds, not to the number of edges the runs actually touch; at p = 0.01 the runs
 touch ~1e-3 of the edges, which is why a single CPU core is far behind cynetdiff (which does work
