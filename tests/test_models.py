@@ -90,3 +90,15 @@ def test_unknown_model_and_unset_fields():
     models.init(NDMConfig(f_init=0), 0)
   with pytest.raises(ConfigError, match="f_init"):
     models.init(NDMConfig(num_items=12), 0)
+
+
+def test_readme_example_runs():
+  import pathlib
+  import re
+  readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+  section = readme[readme.index("## Import a model"):]
+  code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+  env = {}
+  exec(compile(code, "README.md", "exec"), env)  # noqa: S102 - our own README
+  assert env["logits"].shape[-1] == 100
+  assert jax.tree.structure(env["grads"]) == jax.tree.structure(env["variables"].params)
