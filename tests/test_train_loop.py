@@ -137,3 +137,20 @@ def test_fit_leaves_the_callers_state_usable(tmp_path):
       monitor="train_loss", workdir=tmp_path, num_epochs=1, base_key=jax.random.key(0),
       progress=False)
   np.testing.assert_array_equal(np.asarray(state.params), np.ones(3, np.float32))
+
+
+def test_a_diverged_run_stops_keeps_the_finite_checkpoints_and_raises(tmp_path):
+  """A NaN loss ends training at that epoch with TrainingDiverged; the epochs before it stay
+  logged and checkpointed, and a rerun resumes from the last finite one."""
+  from popdiff_jax.training import TrainingDiverged
+
+  x, y, batches = _problem()
+  state = create_train_state(jnp.zeros(3, jnp.float32), _TX)
+  values = iter([1.0, 0.5, float("nan")])
+  with pytest.raises(TrainingDiverged, match="epoch 3.*val_loss = nan.*best finite epoch \\(2\\)"):
+    fit(state, train_step=_step, train_batches=lambda e: batches,
+        evaluate=lambda s: {"loss": next(values)}, workdir=tmp_path, num_epochs=5,
+        base_key=jax.random.key(0), patience=5, progress=False)
+  lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+  assert [json.loads(l)["epoch"] for l in lines] == [0, 1]
+  assert Checkpointer(tmp_path).latest_step() == 2 * len(batches)

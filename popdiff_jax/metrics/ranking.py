@@ -8,6 +8,10 @@ Ties are broken uniformly at random *in expectation*: with ``g`` users scored ab
 ``e`` others scored equal, the target's rank is uniform on ``g+1 .. g+e+1`` and the metrics are their
 exact expectations. Models with continuous scores have no ties, so this equals the usual strict rank;
 for the popularity baseline (many users share a count) it avoids crediting ties optimistically.
+
+Failure is never rewarded: a step whose scores hold a NaN or a ``+inf`` (a diverged model) gets
+NaN Hits@k and MAP@k, so the batch sums and the epoch's means are NaN, instead of a NaN target
+comparing "not below" every user and counting as a hit.
 """
 
 from __future__ import annotations
@@ -40,20 +44,24 @@ def target_rank_counts(masked_logits: jax.Array, targets: jax.Array) -> tuple[ja
     targets: int32 [...] the true next user.
 
   Returns:
-    ``(greater, equal)``: float [...] counts.
+    ``(greater, equal)``: float [...] counts; NaN where a score is NaN or ``+inf``.
   """
   t = jnp.take_along_axis(masked_logits, targets[..., None], axis=-1)
-  greater = (masked_logits > t).sum(-1)
-  equal = (masked_logits == t).sum(-1) - 1
-  return greater.astype(jnp.float32), equal.astype(jnp.float32)
+  greater = (masked_logits > t).sum(-1).astype(jnp.float32)
+  equal = ((masked_logits == t).sum(-1) - 1).astype(jnp.float32)
+  bad = (jnp.isnan(masked_logits) | (masked_logits == jnp.inf)).any(-1)
+  nan = jnp.full_like(greater, jnp.nan)
+  return jnp.where(bad, nan, greater), jnp.where(bad, nan, equal)
 
 
 def hits_and_map(greater: jax.Array, equal: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
-  """Expected Hits@k and AP@k of a target with ``greater`` users above and ``equal`` tied with it."""
+  """Expected Hits@k and AP@k of a target with ``greater`` users above and ``equal`` tied with it
+  (NaN counts give NaN)."""
   n_tied = equal + 1.0
   hits = jnp.clip((k - greater) / n_tied, 0.0, 1.0)
   top = jnp.minimum(jnp.float32(k), greater + n_tied)
   ap = jnp.where(top > greater, (_harmonic(top) - _harmonic(greater)) / n_tied, 0.0)
+  ap = jnp.where(jnp.isnan(greater) | jnp.isnan(equal), jnp.full_like(ap, jnp.nan), ap)
   return hits, ap
 
 
@@ -71,12 +79,12 @@ def ranking_sums(masked_logits: jax.Array, targets: jax.Array, target_mask: jax.
     dict with ``hits@k``, ``map@k`` sums (float []) and ``count`` (float []).
   """
   greater, equal = target_rank_counts(masked_logits, targets)
-  w = target_mask.astype(jnp.float32)
-  out = {"count": w.sum()}
+  out = {"count": target_mask.astype(jnp.float32).sum()}
   for k in ks:
     hits, ap = hits_and_map(greater, equal, k)
-    out[f"hits@{k}"] = (hits * w).sum()
-    out[f"map@{k}"] = (ap * w).sum()
+    # where, not a product with the mask: a padded step never contributes, not even a NaN.
+    out[f"hits@{k}"] = jnp.where(target_mask, hits, 0.0).sum()
+    out[f"map@{k}"] = jnp.where(target_mask, ap, 0.0).sum()
   return out
 
 
@@ -118,12 +126,11 @@ def lean_ranking_sums(features: jax.Array, w: jax.Array, bias: jax.Array | None,
   """
   r = rank_counts(features, w, bias, users, mask, chunk)
   tm = r["target_mask"]
-  wgt = tm.astype(jnp.float32)
-  out = {"count": wgt.sum()}
+  out = {"count": tm.astype(jnp.float32).sum()}
   for k in ks:
     hits, ap = hits_and_map(r["greater"], r["equal"], k)
-    out[f"hits@{k}"] = (hits * wgt).sum()
-    out[f"map@{k}"] = (ap * wgt).sum()
+    out[f"hits@{k}"] = jnp.where(tm, hits, 0.0).sum()
+    out[f"map@{k}"] = jnp.where(tm, ap, 0.0).sum()
   nll = jnp.where(tm, r["lse"] - r["target_score"], jnp.zeros_like(r["lse"]))
   out["nll"] = nll.sum()
   return out

@@ -207,8 +207,9 @@ def rank_counts(features: jax.Array, w: jax.Array, bias: jax.Array | None, users
   (blocked users at ``-inf``; the target itself not counted), counted block by block.
 
   Returns:
-    dict of float [B, L]: ``greater``, ``equal``, ``lse``, ``target_score``; and ``targets``
-    (int32 [B, L]), ``target_mask`` (bool [B, L]).
+    dict of float [B, L]: ``greater``, ``equal`` (NaN where an allowed score is NaN or
+    ``+inf``), ``lse``, ``target_score``; and ``targets`` (int32 [B, L]), ``target_mask``
+    (bool [B, L]).
   """
   chunk, n = _num_chunks(w.shape[1], chunk)
   if bias is None:
@@ -217,8 +218,10 @@ def rank_counts(features: jax.Array, w: jax.Array, bias: jax.Array | None, users
   neg_inf = jnp.asarray(-jnp.inf, features.dtype)
 
   def body(i, carry):
-    greater, equal, m, s = carry
+    greater, equal, m, s, bad = carry
     _, cols, scores, valid, blocked = _block(features, w, bias, users, mask, i, chunk)
+    nonfinite = valid[None, None, :] & ~blocked & (jnp.isnan(scores) | (scores == jnp.inf))
+    bad = bad | nonfinite.any(-1)
     scores = jnp.where(blocked, neg_inf, scores)
     counted = valid[None, None, :] & (cols[None, None, :] != targets[..., None])
     t = t_score[..., None]
@@ -228,14 +231,17 @@ def rank_counts(features: jax.Array, w: jax.Array, bias: jax.Array | None, users
     new_m = jnp.maximum(m, allowed.max(-1))
     safe = jnp.where(jnp.isfinite(new_m), new_m, jnp.zeros_like(new_m))
     s = s * jnp.exp(m - safe) + jnp.exp(allowed - safe[..., None]).sum(-1)
-    return greater, equal, new_m, s
+    return greater, equal, new_m, s, bad
 
   zeros = jnp.zeros(users.shape, jnp.int32)
-  init = (zeros, zeros, jnp.full(users.shape, neg_inf), jnp.zeros(users.shape, features.dtype))
-  greater, equal, m, s = jax.lax.fori_loop(0, n, body, init)
+  init = (zeros, zeros, jnp.full(users.shape, neg_inf), jnp.zeros(users.shape, features.dtype),
+          jnp.isnan(t_score) | (t_score == jnp.inf))
+  greater, equal, m, s, bad = jax.lax.fori_loop(0, n, body, init)
   safe = jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m))
   lse = jnp.where(s > 0, safe + jnp.log(jnp.where(s > 0, s, jnp.ones_like(s))), neg_inf)
-  return {"greater": greater.astype(jnp.float32), "equal": equal.astype(jnp.float32), "lse": lse,
+  nan = jnp.full(users.shape, jnp.nan, jnp.float32)
+  return {"greater": jnp.where(bad, nan, greater.astype(jnp.float32)),
+          "equal": jnp.where(bad, nan, equal.astype(jnp.float32)), "lse": lse,
           "target_score": t_score, "targets": targets, "target_mask": target_mask}
 
 

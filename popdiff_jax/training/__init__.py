@@ -9,11 +9,11 @@
 """
 
 from popdiff_jax.training.checkpoint import Checkpointer, CheckpointError
-from popdiff_jax.training.loop import FitResult, fit
+from popdiff_jax.training.loop import FitResult, TrainingDiverged, fit
 from popdiff_jax.training.state import TrainState, apply_gradients, create_train_state
 from popdiff_jax.training.steps import (compile_train_step, evaluate, make_eval_step,
                                         make_predict_step, make_train_step)
 
-__all__ = ["Checkpointer", "CheckpointError", "FitResult", "fit", "TrainState",
+__all__ = ["Checkpointer", "CheckpointError", "FitResult", "TrainingDiverged", "fit", "TrainState",
            "apply_gradients", "create_train_state", "compile_train_step", "evaluate",
            "make_eval_step", "make_predict_step", "make_train_step"]

@@ -31,6 +31,14 @@ from popdiff_jax.training.mesh import fit_arguments, group_steps, stack_batches
 from popdiff_jax.training.state import TrainState
 
 
+class TrainingDiverged(RuntimeError):
+  """The training loss or the monitored validation metric became NaN or infinite.
+
+  Raised at the end of the epoch where it happened, before that epoch is checkpointed: the
+  workdir keeps the checkpoints of the earlier (finite) epochs, with the best of them.
+  """
+
+
 @dataclasses.dataclass
 class FitResult:
   """What ``fit`` returns.
@@ -62,6 +70,12 @@ def _snapshot(state: TrainState, best: tuple[Any, Any] | None) -> dict:
   if jax.tree.leaves(state.extra):
     out["best_extra"] = best_extra
   return out
+
+
+def best_rows_epoch(history: list[dict]) -> int | None:
+  """The 1-based epoch of the last row marked best (None when no row is)."""
+  best = [r for r in history if r.get("best")]
+  return best[-1]["epoch"] + 1 if best else None
 
 
 def _is_better(value: float, best: float | None, mode: str) -> bool:
@@ -224,6 +238,14 @@ def fit(
     if monitor not in row:
       raise KeyError(f"monitor {monitor!r} not among the epoch metrics {sorted(row)}")
     value = float(row[monitor])
+    bad = [k for k in ("train_loss", monitor) if k in row and not math.isfinite(float(row[k]))]
+    if bad:  # stop before this epoch is logged or checkpointed
+      ckpt.close()
+      kept = (f"the best finite epoch ({best_rows_epoch(history)}) is kept in {ckpt.directory}"
+              if history else "no epoch finished before it, so nothing was checkpointed")
+      values = ", ".join(f"{k} = {row[k]}" for k in bad)
+      raise TrainingDiverged(f"{desc}: training diverged in epoch {epoch + 1} ({values}); "
+                             f"{kept}; try a smaller learning rate")
     if _is_better(value, best_value, mode):
       best_value, bad_epochs = value, 0
       best_params = jax.tree.map(jnp.copy, (state.params, state.extra))
