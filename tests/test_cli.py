@@ -45,6 +45,13 @@ def test_train_then_evaluate_the_same_checkpoint_and_same_seed_same_bits(tmp_pat
   metrics = [k for k in trained if k.startswith(("hits@", "map@", "nll", "val_"))]
   assert len(metrics) >= 8
   assert {k: trained[k] for k in metrics} == {k: again[k] for k in metrics}
+  # The same workdir with another learning rate: refused, the field named, nothing changed.
+  before = (tmp_path / "a" / "metrics.jsonl").read_text()
+  capsys.readouterr()
+  assert main(args + ["--workdir", str(tmp_path / "a"), "--train.learning-rate", "0.01"]) == 2
+  err = capsys.readouterr().err
+  assert "train.learning_rate: 0.001 -> 0.01" in err and "--overwrite" in err
+  assert (tmp_path / "a" / "metrics.jsonl").read_text() == before
 
 
 def test_options_of_a_named_config_reach_the_run(tmp_path):

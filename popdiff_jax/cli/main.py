@@ -29,7 +29,8 @@ from typing import Any
 from popdiff_jax._errors import ConfigError, DataError
 
 COMMON_HELP = ("common options: --workdir W (checkpoints, metrics.jsonl, results.json; rerun = "
-               "resume), --no-progress, --debug")
+               "resume), --overwrite / --resume (W holds another config's run), --no-progress, "
+               "--debug")
 
 
 def _version() -> str:
@@ -102,7 +103,8 @@ def cmd_train(a: argparse.Namespace, rest: list[str]) -> int:
   experiment = _project_module(project, "experiment")
   workdir = a.workdir or f"runs/{a.name}"
   _maybe_distributed(config)
-  rows = experiment.main(config, workdir=workdir, progress=not a.no_progress, name=a.name)
+  rows = experiment.main(config, workdir=workdir, progress=not a.no_progress, name=a.name,
+                         overwrite=a.overwrite, resume=a.resume)
   _print_table(rows, experiment.TABLE_COLUMNS)
   print(f"\nresults: {pathlib.Path(workdir) / 'results.json'}")
   return 0
@@ -209,6 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--workdir", default=None,
                  help="run folder: checkpoints/, metrics.jsonl, results.json; reused = resumed "
                       "(default: runs/NAME)")
+  g = p.add_mutually_exclusive_group()
+  g.add_argument("--overwrite", action="store_true",
+                 help="the workdir holds a run of another config: delete it and start over")
+  g.add_argument("--resume", action="store_true",
+                 help="the workdir holds a run of another config: continue it with this one")
   p.add_argument("--no-progress", action="store_true", help="hide progress bars")
   p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
   p.set_defaults(fn=cmd_train)
@@ -241,7 +248,8 @@ def _one_line(e: BaseException) -> str:
   """The error as one line: the library's own errors as they are, others with their type."""
   if isinstance(e, KeyError) and e.args:
     msg = str(e.args[0])
-  elif isinstance(e, (DataError, ValueError, OSError)) or type(e).__name__ == "CheckpointError":
+  elif isinstance(e, (DataError, ValueError, OSError)) or type(e).__name__ in (
+      "CheckpointError", "WorkdirError", "TrainingDiverged"):
     msg = str(e)
   else:
     msg = f"{type(e).__name__}: {e}"

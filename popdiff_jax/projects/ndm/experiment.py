@@ -26,6 +26,7 @@ import numpy as np
 import optax
 
 from popdiff_jax import losses, models
+from popdiff_jax._errors import DataError
 from popdiff_jax.baselines import popularity as pop
 from popdiff_jax.data.batching import make_batches
 from popdiff_jax.data.cascades import CascadeDataset, load_dataset, warn_if_truncated
@@ -38,6 +39,7 @@ from popdiff_jax.projects.ndm.configs import NextUserConfig, TrainConfig
 from popdiff_jax.training import (create_train_state, evaluate, fit, make_eval_step,
                                   make_train_step)
 from popdiff_jax.training.checkpoint import Checkpointer, abstract_like
+from popdiff_jax.training.workdir import claim, write_config
 from popdiff_jax.types import CascadeBatch
 
 __all__ = ["Trained", "build", "make_optimizer", "loss_fn", "metric_fn", "eval_step_for",
@@ -174,14 +176,14 @@ def eval_step_for(trained: Trained):
                         method=_method(cfg.train))
 
 
-def config_to_json(config: NextUserConfig, dataset_name: str) -> str:
+def config_to_json(config: NextUserConfig, dataset_name: str) -> dict:
   """The workdir's ``config.json``: the dataset and every field of the config."""
-  return json.dumps({"dataset": dataset_name, "model_kind": config.model.name,
-                     "config": dataclasses.asdict(config)}, indent=1)
+  return {"dataset": dataset_name, "model_kind": config.model.name,
+          "config": dataclasses.asdict(config)}
 
 
 def config_from_json(text: str) -> tuple[str, NextUserConfig]:
-  """Inverse of :func:`config_to_json`: ``(dataset name, config)``."""
+  """Inverse of :func:`config_to_json` (given the file's text): ``(dataset name, config)``."""
   from popdiff_jax.projects.ndm.configs import DataConfig
 
   meta = json.loads(text)
@@ -194,7 +196,8 @@ def config_from_json(text: str) -> tuple[str, NextUserConfig]:
 
 def train(dataset: CascadeDataset, config: NextUserConfig,
           workdir: str | pathlib.Path | None = None, *, progress: bool = True,
-          frozen_embedding: np.ndarray | None = None, desc: str | None = None) -> Trained:
+          frozen_embedding: np.ndarray | None = None, desc: str | None = None,
+          overwrite: bool = False, resume: bool = False) -> Trained:
   """Trains ``config.model`` on ``dataset.train``, keeping the epoch chosen by validation.
 
   Writes ``config.json`` beside the checkpoints, so ``load_trained(workdir)`` rebuilds the
@@ -208,8 +211,18 @@ def train(dataset: CascadeDataset, config: NextUserConfig,
     frozen_embedding: NDM+SN's fixed embedding block, float [U, frozen_dim]
       (``projects.ndm.social.social_embedding``).
     desc: the progress bar's label (default ``"<model> <dataset>"``).
+    overwrite, resume: what to do when ``workdir`` holds a run of another config
+      (``training.workdir.claim``: by default refuse, naming the fields that differ).
+
+  Raises:
+    WorkdirError: the workdir is in use by another process, or holds another config's run.
+    TrainingDiverged: the loss became NaN or infinite (the finite epochs stay checkpointed).
   """
   max_len = config.data.max_len
+  for part, what in ((dataset.train, "training"), (dataset.valid, "validation")):
+    if not part:
+      raise DataError(f"{dataset.name} has no {what} cascades (split {dataset.split!r}); a run "
+                      "needs both, for training and for choosing the epoch")
   for part, what in ((dataset.train, "training"), (dataset.valid, "validation"),
                      (dataset.test, "test")):
     warn_if_truncated(part, max_len, f"{what} cascades of {dataset.name}")
@@ -222,9 +235,14 @@ def train(dataset: CascadeDataset, config: NextUserConfig,
                    {"epochs": 0, "train_seconds": time.perf_counter() - t0})
   if workdir is None:
     workdir = tempfile.mkdtemp(prefix="popdiff_")
-  workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / "config.json").write_text(config_to_json(config, dataset.name))
+  with claim(workdir, config_to_json(config, dataset.name), overwrite=overwrite, resume=resume):
+    write_config(workdir, config_to_json(config, dataset.name))
+    return _train(dataset, config, pathlib.Path(workdir), progress, frozen_embedding, desc, t0)
+
+
+def _train(dataset, config, workdir, progress, frozen_embedding, desc, t0) -> Trained:
+  max_len = config.data.max_len
+  num_items = len(dataset.vocab)
   model, variables = build(config, dataset, frozen_embedding)
   tc = config.train
   tx = make_optimizer(tc, config.model.dim)
@@ -285,11 +303,12 @@ def test_metrics(dataset: CascadeDataset, trained: Trained, split: str = "test")
 
 def run(dataset: CascadeDataset, config: NextUserConfig,
         workdir: str | pathlib.Path | None = None, *, progress: bool = True,
-        name: str | None = None, frozen_embedding: np.ndarray | None = None) -> dict:
+        name: str | None = None, frozen_embedding: np.ndarray | None = None,
+        overwrite: bool = False, resume: bool = False) -> dict:
   """Trains ``config.model`` on ``dataset`` and returns its test metrics as one results row.
 
   Args:
-    dataset, config, workdir, progress, frozen_embedding: as :func:`train`.
+    dataset, config, workdir, progress, frozen_embedding, overwrite, resume: as :func:`train`.
     name: the row's ``model`` (default: the model's name; the named config's name in tables).
 
   Returns:
@@ -297,7 +316,7 @@ def run(dataset: CascadeDataset, config: NextUserConfig,
     ``train_seconds``, ``epochs``, ``device`` and the validation metrics of the chosen epoch.
   """
   trained = train(dataset, config, workdir, progress=progress,
-                  frozen_embedding=frozen_embedding)
+                  frozen_embedding=frozen_embedding, overwrite=overwrite, resume=resume)
   row = {"dataset": dataset.name, "model": name or config.model.name, "split": dataset.split,
          "device": jax.devices()[0].device_kind}
   row.update(trained.info)
@@ -346,7 +365,7 @@ def reproduce(datasets=EMBEDDED_DATASETS, config_names=("ndm", "lstm", "populari
 
 
 def main(config: NextUserConfig, *, workdir: str | pathlib.Path, progress: bool = True,
-         name: str | None = None) -> list[dict]:
+         name: str | None = None, overwrite: bool = False, resume: bool = False) -> list[dict]:
   """``popdiff train``: loads ``config.data``, trains and tests; writes ``workdir/results.json``.
 
   Returns:
@@ -360,7 +379,8 @@ def main(config: NextUserConfig, *, workdir: str | pathlib.Path, progress: bool 
 
     frozen, _ = social_embedding(dataset, config.data.data_dir,
                                  DeepWalkConfig(dim=config.model.frozen_dim))
-  row = run(dataset, config, workdir, progress=progress, name=name, frozen_embedding=frozen)
+  row = run(dataset, config, workdir, progress=progress, name=name, frozen_embedding=frozen,
+            overwrite=overwrite, resume=resume)
   path = pathlib.Path(workdir)
   path.mkdir(parents=True, exist_ok=True)
   (path / "results.json").write_text(json.dumps(row, indent=1))
