@@ -269,10 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("default")
   try:
     return a.fn(a, rest)
-  except KeyboardInterrupt:
+  except KeyboardInterrupt as e:
     if a.debug:
       raise
-    print("popdiff: interrupted; rerun the same command (same --workdir) to resume",
+    detail = f" ({e})" if str(e) else ""
+    print(f"popdiff: interrupted{detail}; rerun the same command (same --workdir) to resume",
           file=sys.stderr)
     return 130
   except Exception as e:  # noqa: BLE001 - the CLI's contract: one line unless --debug

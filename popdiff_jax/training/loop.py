@@ -18,6 +18,9 @@ import dataclasses
 import json
 import math
 import pathlib
+import signal
+import sys
+import threading
 import time
 from typing import Any, Callable, Iterable
 
@@ -29,6 +32,34 @@ from tqdm.auto import tqdm
 from popdiff_jax.training.checkpoint import Checkpointer, abstract_like
 from popdiff_jax.training.mesh import fit_arguments, group_steps, stack_batches
 from popdiff_jax.training.state import TrainState
+
+
+class _GracefulInterrupt:
+  """Ctrl-C (SIGINT) during ``fit`` asks the loop to stop at the next safe point instead of
+  raising inside a compiled step, a compilation or a checkpoint save; a second Ctrl-C raises at
+  once. Only in the main thread (signal handlers cannot be installed elsewhere)."""
+
+  def __init__(self):
+    self.requested = False
+    self._old = None
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    if self.requested:
+      raise KeyboardInterrupt
+    self.requested = True
+    print("\ninterrupt: stopping after the current step (Ctrl-C again to stop at once)",
+          file=sys.stderr, flush=True)
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      self._old = signal.signal(signal.SIGINT, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    if self._old is not None:
+      signal.signal(signal.SIGINT, self._old)
+    return False
 
 
 class TrainingDiverged(RuntimeError):
@@ -70,6 +101,15 @@ def _snapshot(state: TrainState, best: tuple[Any, Any] | None) -> dict:
   if jax.tree.leaves(state.extra):
     out["best_extra"] = best_extra
   return out
+
+
+def _stop(ckpt: Checkpointer, history: list[dict], desc: str) -> None:
+  """Ends a run interrupted by Ctrl-C: closes the checkpoints and raises KeyboardInterrupt that
+  says where a rerun resumes."""
+  ckpt.close()
+  where = (f"a rerun resumes after epoch {history[-1]['epoch'] + 1}" if history
+           else "no epoch had finished, a rerun starts over")
+  raise KeyboardInterrupt(f"{desc}: interrupted; {where} (checkpoints in {ckpt.directory})")
 
 
 def best_rows_epoch(history: list[dict]) -> int | None:
@@ -183,90 +223,100 @@ def fit(
   stopped = patience is not None and bad_epochs >= patience
   stopped_by = "patience" if stopped else "epochs"
   call_start = time.perf_counter()
-  for epoch in range(start_epoch, num_epochs):
-    if stopped:
-      break
-    t0 = time.perf_counter()
-    sums: dict[str, Any] = {}
-    n_steps = 0
-    n_examples = 0
-    batches = train_batches(epoch)
-    if steps_per_call > 1:
-      groups = group_steps(list(batches), steps_per_call)
-      total = sum(len(g) for g in groups)
-    else:
-      groups = ([b] for b in batches)
-      total = len(batches) if hasattr(batches, "__len__") else None
-    bar = tqdm(total=total, desc=f"{desc} epoch {epoch + 1}/{num_epochs}",
-               disable=not progress, leave=False, unit="batch")
-    partial = False
-    for group in groups:
-      if max_seconds is not None and n_steps and time.perf_counter() - call_start > max_seconds:
-        partial = True
+  interrupt = _GracefulInterrupt().__enter__()
+  try:
+    for epoch in range(start_epoch, num_epochs):
+      if stopped:
         break
-      if len(group) > 1:
-        stacked = stack_batches(group)
-        if place_batch is not None:
-          stacked = place_batch(stacked, True)
-        state, metrics = multi_step(state, stacked, base_key)
+      t0 = time.perf_counter()
+      sums: dict[str, Any] = {}
+      n_steps = 0
+      n_examples = 0
+      batches = train_batches(epoch)
+      if steps_per_call > 1:
+        groups = group_steps(list(batches), steps_per_call)
+        total = sum(len(g) for g in groups)
       else:
-        batch = group[0] if place_batch is None else place_batch(group[0], False)
-        state, metrics = train_step(state, batch, jax.random.fold_in(base_key, host_step))
-      host_step += len(group)
-      n_steps += len(group)
-      sums = metrics if not sums else jax.tree.map(lambda a, b: a + b, sums, metrics)
-      if batch_size_of is not None:
-        n_examples += sum(batch_size_of(b) for b in group)
-      bar.update(len(group))
-      if progress and n_steps % 20 < len(group):
-        elapsed = time.perf_counter() - t0
-        bar.set_postfix(loss=f"{float(sums['loss']) / n_steps:.4f}",
-                        ex_s=f"{n_examples / max(elapsed, 1e-9):.0f}")
-    bar.close()
-    jax.block_until_ready(state)
-    seconds = time.perf_counter() - t0
-    row = {"epoch": epoch, "step": host_step, "seconds": round(seconds, 3), "steps": n_steps}
-    if partial:
-      row["partial"] = True
-    if n_steps:
-      row.update({f"train_{k}": v / n_steps for k, v in _to_py(sums).items()})
-    if n_examples:
-      row["examples_per_s"] = round(n_examples / max(seconds, 1e-9), 1)
-    if evaluate is not None:
-      row.update({k if k.startswith("val_") else f"val_{k}": float(v)
-                  for k, v in evaluate(state).items()})
-    if monitor not in row:
-      raise KeyError(f"monitor {monitor!r} not among the epoch metrics {sorted(row)}")
-    value = float(row[monitor])
-    bad = [k for k in ("train_loss", monitor) if k in row and not math.isfinite(float(row[k]))]
-    if bad:  # stop before this epoch is logged or checkpointed
-      ckpt.close()
-      kept = (f"the best finite epoch ({best_rows_epoch(history)}) is kept in {ckpt.directory}"
-              if history else "no epoch finished before it, so nothing was checkpointed")
-      values = ", ".join(f"{k} = {row[k]}" for k in bad)
-      raise TrainingDiverged(f"{desc}: training diverged in epoch {epoch + 1} ({values}); "
-                             f"{kept}; try a smaller learning rate")
-    if _is_better(value, best_value, mode):
-      best_value, bad_epochs = value, 0
-      best_params = jax.tree.map(jnp.copy, (state.params, state.extra))
-      row["best"] = True
-    else:
-      bad_epochs += 1
-    history.append(row)
-    with log_path.open("a") as f:
-      f.write(json.dumps(row) + "\n")
-    ckpt.save(host_step, _snapshot(state, best_params),
-              metadata={"epoch": epoch, "history": history, "best_value": best_value,
-                        "bad_epochs": bad_epochs})
-    if progress:
-      shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()
-               if k not in ("step",)}
-      tqdm.write(f"{desc}: {shown}")
-    stopped = patience is not None and bad_epochs >= patience
-    if stopped:
-      stopped_by = "patience"
-    elif max_seconds is not None and time.perf_counter() - call_start > max_seconds:
-      stopped, stopped_by = True, "time"
+        groups = ([b] for b in batches)
+        total = len(batches) if hasattr(batches, "__len__") else None
+      bar = tqdm(total=total, desc=f"{desc} epoch {epoch + 1}/{num_epochs}",
+                 disable=not progress, leave=False, unit="batch")
+      partial = False
+      for group in groups:
+        if interrupt.requested:
+          break
+        if max_seconds is not None and n_steps and time.perf_counter() - call_start > max_seconds:
+          partial = True
+          break
+        if len(group) > 1:
+          stacked = stack_batches(group)
+          if place_batch is not None:
+            stacked = place_batch(stacked, True)
+          state, metrics = multi_step(state, stacked, base_key)
+        else:
+          batch = group[0] if place_batch is None else place_batch(group[0], False)
+          state, metrics = train_step(state, batch, jax.random.fold_in(base_key, host_step))
+        host_step += len(group)
+        n_steps += len(group)
+        sums = metrics if not sums else jax.tree.map(lambda a, b: a + b, sums, metrics)
+        if batch_size_of is not None:
+          n_examples += sum(batch_size_of(b) for b in group)
+        bar.update(len(group))
+        if progress and n_steps % 20 < len(group):
+          elapsed = time.perf_counter() - t0
+          bar.set_postfix(loss=f"{float(sums['loss']) / n_steps:.4f}",
+                          ex_s=f"{n_examples / max(elapsed, 1e-9):.0f}")
+      bar.close()
+      if interrupt.requested:  # a partial epoch is neither evaluated nor checkpointed
+        _stop(ckpt, history, desc)
+      jax.block_until_ready(state)
+      seconds = time.perf_counter() - t0
+      row = {"epoch": epoch, "step": host_step, "seconds": round(seconds, 3), "steps": n_steps}
+      if partial:
+        row["partial"] = True
+      if n_steps:
+        row.update({f"train_{k}": v / n_steps for k, v in _to_py(sums).items()})
+      if n_examples:
+        row["examples_per_s"] = round(n_examples / max(seconds, 1e-9), 1)
+      if evaluate is not None:
+        row.update({k if k.startswith("val_") else f"val_{k}": float(v)
+                    for k, v in evaluate(state).items()})
+      if monitor not in row:
+        raise KeyError(f"monitor {monitor!r} not among the epoch metrics {sorted(row)}")
+      value = float(row[monitor])
+      bad = [k for k in ("train_loss", monitor) if k in row and not math.isfinite(float(row[k]))]
+      if bad:  # stop before this epoch is logged or checkpointed
+        ckpt.close()
+        kept = (f"the best finite epoch ({best_rows_epoch(history)}) is kept in {ckpt.directory}"
+                if history else "no epoch finished before it, so nothing was checkpointed")
+        values = ", ".join(f"{k} = {row[k]}" for k in bad)
+        raise TrainingDiverged(f"{desc}: training diverged in epoch {epoch + 1} ({values}); "
+                               f"{kept}; try a smaller learning rate")
+      if _is_better(value, best_value, mode):
+        best_value, bad_epochs = value, 0
+        best_params = jax.tree.map(jnp.copy, (state.params, state.extra))
+        row["best"] = True
+      else:
+        bad_epochs += 1
+      history.append(row)
+      with log_path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+      ckpt.save(host_step, _snapshot(state, best_params),
+                metadata={"epoch": epoch, "history": history, "best_value": best_value,
+                          "bad_epochs": bad_epochs})
+      if progress:
+        shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()
+                 if k not in ("step",)}
+        tqdm.write(f"{desc}: {shown}")
+      if interrupt.requested:  # the epoch is complete and saved: stop here
+        _stop(ckpt, history, desc)
+      stopped = patience is not None and bad_epochs >= patience
+      if stopped:
+        stopped_by = "patience"
+      elif max_seconds is not None and time.perf_counter() - call_start > max_seconds:
+        stopped, stopped_by = True, "time"
+  finally:
+    interrupt.__exit__()
   ckpt.close()
 
   best_rows = [r for r in history if r.get("best")]
