@@ -78,9 +78,11 @@ class TrainConfig:
     output_init_scale: NDM's W^C (and W^C_init), or the LSTM's output kernel, are multiplied by
       this after initialisation (not in the paper; 1 = unchanged). With 0 and
       ``bias_init="log_frequency"`` the untrained model is exactly the popularity floor.
-    loss: ``dense`` (the softmax over the ``[B, L, U]`` scores) or ``lean`` (streamed over
+    loss: ``dense`` (the softmax over the ``[B, L, U]`` scores), ``lean`` (streamed over
       blocks of users, never holding ``[B, L, U]``; equal up to float rounding; for large
-      vocabularies or long cascades).
+      vocabularies or long cascades) or ``auto``: ``lean`` when the dense scores of the longest
+      batch would take more than ``LEAN_SHARE`` of the device's memory, else ``dense`` (the
+      run says which it chose and why).
     lean_chunk: users per block of the lean loss and metrics; None sizes it per batch shape.
     loss_per: how a batch's NLL is normalised: ``prediction`` (the mean per prediction of each
       batch) or ``cascade`` (Σ NLL / B: every prediction weighs alike across the length buckets,
@@ -107,7 +109,7 @@ class TrainConfig:
   weight_decay: float = 0.0
   bias_init: Literal["zeros", "log_frequency"] = "zeros"
   output_init_scale: float = 1.0
-  loss: Literal["dense", "lean"] = "dense"
+  loss: Literal["auto", "dense", "lean"] = "auto"
   lean_chunk: int | None = None
   loss_per: Literal["prediction", "cascade"] = "prediction"
   eval_batch_size: int = 64
@@ -125,7 +127,7 @@ class TrainConfig:
     v.one_of(self, "select_by", SELECT_METRICS)
     v.one_of(self, "schedule", ("constant", "noam"))
     v.one_of(self, "bias_init", ("zeros", "log_frequency"))
-    v.one_of(self, "loss", ("dense", "lean"))
+    v.one_of(self, "loss", ("auto", "dense", "lean"))
     v.one_of(self, "loss_per", ("prediction", "cascade"))
 
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pathlib
+import sys
 import tempfile
 import time
 from typing import Any
@@ -46,6 +48,9 @@ __all__ = ["Trained", "build", "make_optimizer", "loss_fn", "metric_fn", "eval_s
            "train", "load_trained", "test_metrics", "run", "config_to_json", "config_from_json"]
 
 KS = (10, 50, 100)
+#: ``TrainConfig.loss = "auto"`` streams the loss when the dense scores would pass this share of
+#: the device's memory.
+LEAN_SHARE = 0.25
 
 
 @dataclasses.dataclass
@@ -99,6 +104,39 @@ def build(config: NextUserConfig, dataset: CascadeDataset,
   if frozen_embedding is not None:
     variables = model.update(variables, "set_frozen_embedding", frozen_embedding)
   return model, variables
+
+
+def dense_scores_bytes(train: TrainConfig, max_len: int, num_items: int) -> int:
+  """Bytes of the dense ``[B, L, U]`` float32 scores of the longest batch, times three (the
+  scores, the softmax and its gradient live at once in a training step)."""
+  return 3 * 4 * train.batch_size * (max_len + 1) * num_items
+
+
+def device_memory_bytes() -> int | None:
+  """The first device's memory (its allocator limit on a GPU/TPU; the RAM on a CPU)."""
+  stats = jax.devices()[0].memory_stats() or {}
+  if "bytes_limit" in stats:
+    return int(stats["bytes_limit"])
+  try:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+  except (ValueError, OSError, AttributeError):
+    return None
+
+
+def choose_loss(config: NextUserConfig, num_items: int) -> NextUserConfig:
+  """``config`` with ``train.loss = "auto"`` resolved to ``dense`` or ``lean`` (module docstring);
+  says so on stderr when it picks ``lean``."""
+  if config.train.loss != "auto":
+    return config
+  need = dense_scores_bytes(config.train, config.data.max_len, num_items)
+  have = device_memory_bytes()
+  loss = "lean" if have is not None and need > LEAN_SHARE * have else "dense"
+  if loss == "lean":
+    print(f"popdiff: the dense [{config.train.batch_size}, {config.data.max_len + 1}, "
+          f"{num_items}] scores would take ~{need / 2**30:.1f} GiB, over {LEAN_SHARE:.0%} of the "
+          f"device's {have / 2**30:.1f} GiB: training with the lean (streamed) loss",
+          file=sys.stderr)
+  return config.replace(train={"loss": loss})
 
 
 def _matrices(params: Any) -> Any:
@@ -229,6 +267,7 @@ def train(dataset: CascadeDataset, config: NextUserConfig,
   config = resolve(config, dataset)
   t0 = time.perf_counter()
   num_items = len(dataset.vocab)
+  config = choose_loss(config, num_items)
   if isinstance(config.model, pop.PopularityConfig):
     scores = jnp.asarray(pop.popularity_scores(dataset.train, num_items))
     return Trained(config, None, Variables(scores, None),
@@ -248,9 +287,30 @@ def _train(dataset, config, workdir, progress, frozen_embedding, desc, t0) -> Tr
   tx = make_optimizer(tc, config.model.dim)
   step = make_train_step(model, loss_fn(tc, num_items), tx, method=_method(tc))
   eval_step = make_eval_step(model, metric_fn(tc, num_items), method=_method(tc))
-  valid_batches = make_batches(dataset.valid, tc.eval_batch_size, max_len=max_len)
   state = create_train_state(variables.params, tx, extra=variables.state)
-  result = fit(
+  try:
+    result = _fit(state, step, eval_step, dataset, config, workdir, progress, desc)
+  except Exception as e:  # an XLA allocation failure: say what to change
+    if "RESOURCE_EXHAUSTED" not in str(e) and "out of memory" not in str(e).lower():
+      raise
+    need = dense_scores_bytes(tc, max_len, num_items)
+    raise MemoryError(
+        f"out of device memory training {config.model.name} on {dataset.name}: the dense "
+        f"[{tc.batch_size}, {max_len + 1}, {num_items}] scores take ~{need / 2**30:.1f} GiB; "
+        "use --train.loss lean (streamed over blocks of users) or a smaller "
+        "--train.batch-size / --data.max-len") from e
+  info = {"epochs": len(result.history), "best_epoch": result.best.get("epoch"),
+          "stopped_by": result.stopped_by, "train_seconds": time.perf_counter() - t0}
+  if result.resumed_from is not None:
+    info["resumed_after_epoch"] = result.resumed_from
+  info.update({k: v for k, v in result.best.items() if k.startswith("val_")})
+  return Trained(config, model, Variables(result.state.params, result.state.extra), info)
+
+
+def _fit(state, step, eval_step, dataset, config, workdir, progress, desc):
+  tc, max_len, num_items = config.train, config.data.max_len, len(dataset.vocab)
+  valid_batches = make_batches(dataset.valid, tc.eval_batch_size, max_len=max_len)
+  return fit(
       state, train_step=step,
       train_batches=lambda epoch: make_batches(dataset.train, tc.batch_size, max_len=max_len,
                                                shuffle=True, seed=tc.seed, epoch=epoch),
@@ -262,12 +322,6 @@ def _train(dataset, config, workdir, progress, frozen_embedding, desc, t0) -> Tr
       max_seconds=tc.max_train_seconds, num_devices=tc.num_devices,
       model_parallel=tc.model_parallel, table_rows=num_items, pad_batches=True,
       steps_per_call=tc.steps_per_call)
-  info = {"epochs": len(result.history), "best_epoch": result.best.get("epoch"),
-          "stopped_by": result.stopped_by, "train_seconds": time.perf_counter() - t0}
-  if result.resumed_from is not None:
-    info["resumed_after_epoch"] = result.resumed_from
-  info.update({k: v for k, v in result.best.items() if k.startswith("val_")})
-  return Trained(config, model, Variables(result.state.params, result.state.extra), info)
 
 
 def load_trained(workdir: str | pathlib.Path, dataset: CascadeDataset | None = None,
