@@ -1,4 +1,5 @@
-"""NDM (Yang, Sun, Ji, Ren & Sun, "Neural Diffusion Model for Microscopic Cascade Study", TKDE):
+"""NDM (Yang, Sun, Liu, Han, Liu & Luan, "Neural Diffusion Model for Microscopic Cascade Study",
+IEEE TKDE):
 next infected user by attention over earlier users and a window convolution.
 
 * ``configs``: ``NextUserConfig`` and the named configs (``ndm``, ``lstm``, ``popularity``,
