@@ -30,8 +30,8 @@ def test_reproduce_prints_a_table_and_writes_rows(tmp_path, capsys):
 
 
 def test_train_then_evaluate_the_same_checkpoint_and_same_seed_same_bits(tmp_path, capsys):
-  args = ["train", "lstm", "--data.dataset", "ndm/irvine", "--train.num-epochs", "1",
-          "--model.dim", "8", "--data.max-len", "16", "--no-progress"]
+  args = ["train", "lstm", "--data", "ndm/irvine", "--train.num-epochs", "1",
+          "--model.dim", "8", "--max-len", "16", "--no-progress"]
   assert main(args + ["--workdir", str(tmp_path / "a")]) == 0
   trained = json.loads((tmp_path / "a" / "results.json").read_text())
   assert trained["model"] == "lstm" and trained["epochs"] == 1
@@ -69,8 +69,8 @@ def test_options_of_a_named_config_reach_the_run(tmp_path):
 
 
 def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
-  code = main(["train", "ndm", "--data.dataset", "forest/twitter", "--workdir", str(tmp_path),
-               "--data.data-dir", str(tmp_path / "absent"), "--no-progress"])
+  code = main(["train", "ndm", "--data", "forest/twitter", "--workdir", str(tmp_path),
+               "--data-dir", str(tmp_path / "absent"), "--no-progress"])
   err = capsys.readouterr().err.strip()
   assert code == 2 and err.startswith("popdiff: error:") and "\n" not in err
   assert "forest/twitter" in err
@@ -113,3 +113,22 @@ def test_data_summary_lists_what_it_finds_and_names_the_rest(tmp_path, capsys):
   for name in ("ndm/irvine", "ndm/lastfm", "ndm/memetracker"):
     assert name in out.split("not found")[0]
   assert "not found" in out and "forest/twitter" in out.split("not found")[1]
+
+
+def test_a_hand_written_csv_trains_evaluates_and_shows_in_the_summary(tmp_path, capsys):
+  rows = ["cascade,user,time"]
+  for c in range(40):  # cascades over ten users, written as a person would
+    rows += [f"c{c},u{(c + j) % 10},{j * 1.5}" for j in range(2 + c % 4)]
+  path = tmp_path / "mine.csv"
+  path.write_text("\n".join(rows) + "\n")
+  assert main(["data", "summary", "--data", str(path), "--format", "csv"]) == 0
+  table = capsys.readouterr().out
+  assert "csv" in table and str(path) in table and " 10 " in table  # ten users
+  args = ["train", "ndm-tiny", "--data", str(path), "--format", "csv", "--workdir",
+          str(tmp_path / "w"), "--no-progress"]
+  assert main(args) == 0
+  result = json.loads((tmp_path / "w" / "results.json").read_text())
+  assert result["dataset"] == str(path) and 0.0 <= result["hits@10"] <= 1.0
+  assert "F_init" in capsys.readouterr().err  # the data does not say it: the default is named
+  assert main(["evaluate", "--workdir", str(tmp_path / "w"), "--no-progress"]) == 0
+  assert f"{result['hits@10']:.4f}" in capsys.readouterr().out

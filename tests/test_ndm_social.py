@@ -129,7 +129,7 @@ def test_social_embedding_then_ndm_sn_trains_and_scores(tmp_path):
   np.testing.assert_allclose(np.sqrt(np.mean(rows[in_graph] ** 2)), 1.0, rtol=1e-5)
   assert info["users_in_graph"] == int(in_graph.sum())
   # NDM+SN: the block stays as it was; the F1 protocol and the norms run on the trained model.
-  cfg = NextUserConfig(data=DataConfig(dataset="infvae/christianity", max_len=7),
+  cfg = NextUserConfig(data=DataConfig(source="infvae/christianity", max_len=7),
                        model=NDMConfig(dim=8, num_heads=2, f_init=1, frozen_dim=4),
                        train=TrainConfig(num_epochs=1, batch_size=64))
   trained = experiment.train(data, cfg, tmp_path / "run", frozen_embedding=table, progress=False)

@@ -17,7 +17,7 @@ from popdiff_jax.projects.ndm.configs import DataConfig, NextUserConfig, TrainCo
 
 
 def _config(model=None, **train):
-  return NextUserConfig(data=DataConfig(dataset="synthetic", max_len=8),
+  return NextUserConfig(data=DataConfig(source="synthetic", max_len=8),
                         model=model or NDMConfig(dim=8, num_heads=2, f_init=0),
                         train=TrainConfig(batch_size=16, **train))
 

@@ -8,7 +8,7 @@
   popdiff reproduce {ndm,popularity,diffusion-lstm} [...]
   popdiff data summary [NAME ...]
 
-``train`` takes every field of the named config as an option (``--data.dataset``,
+``train`` takes every field of the named config as an option (``--data``,
 ``--model.dim``, ``--train.learning-rate``, ...): the options are generated from the config
 dataclasses (tyro), so each is written once, in its config. Long operations show progress bars
 (``--no-progress`` hides them); every command ends with a results table. Errors are one line on
@@ -132,7 +132,7 @@ def _reproduce_ndm(a: argparse.Namespace, rest: list[str]) -> int:
   opts = _parse_config(C.ReproduceConfig(), rest, prog="popdiff reproduce ndm",
                        description=f"{C.ReproduceConfig.__doc__.splitlines()[0]}")
   data = _changed(opts.data, C.DataConfig())
-  data.pop("dataset", None)
+  data.pop("source", None)
   rows = experiment.reproduce(opts.datasets, opts.configs, workdir=opts.workdir,
                               progress=not a.no_progress, data=data,
                               train_overrides=_changed(opts.train, C.TrainConfig()))
@@ -161,6 +161,11 @@ def cmd_data(a: argparse.Namespace, rest: list[str]) -> int:
 
   if rest:
     raise ConfigError("data", "options", " ".join(rest), "unknown options")
+  if a.data is not None:
+    ds = load_dataset(a.data, a.data_dir, format=a.format, graph=a.graph)
+    _print_table([ds.summary()], ("dataset", "format", "users", "train", "valid", "test",
+                                  "avg_len", "max_len", "graph_edges", "split"), floatfmt=".2f")
+    return 0
   names = a.names or sorted(DATASETS)
   unknown = [n for n in names if n not in DATASETS]
   if unknown:
@@ -238,6 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("action", choices=("summary",), help="summary: one row per dataset")
   p.add_argument("names", nargs="*", metavar="NAME",
                  help="registered datasets (default: all; those not found are named at the end)")
+  p.add_argument("--data", default=None, metavar="PATH",
+                 help="summarise this file or folder of cascades instead of registered datasets")
+  p.add_argument("--format", default=None,
+                 help="the format of --data (csv, ndm, forest, mshgat, infvae, topolstm); "
+                      "default: detected from the files")
+  p.add_argument("--graph", default=None, metavar="PATH", help="a social graph file for --data")
   p.add_argument("--data-dir", default=None, help="folder holding the dataset folders")
   _common(p)
   p.set_defaults(fn=cmd_data)

@@ -1,36 +1,32 @@
-"""Cascade datasets: readers for every public format in ``shared/data``, user vocabularies, splits.
+"""Cascade datasets: every layout as a format, the registered datasets as presets over them.
 
-A cascade is the time-ordered list of users infected by one information item. Every reader returns
-plain NumPy (``Cascade``); batching into static shapes lives in ``popdiff_jax.data.batching``.
+A cascade is the time-ordered list of users infected by one information item. Data comes in two
+ways, through one function, :func:`load_dataset`:
 
-Conventions (as in NDM's code): vocabulary index 0 is padding and 1 is the virtual *Terminate* user;
-real users start at 2. The vocabulary is rebuilt deterministically from the text files (order of first
-appearance over the train, valid, test files, in that order); the ``.pickle`` vocabularies shipped with
-the original repositories are never read, because loading a pickle runs code.
+* **a path and a format**: ``load_dataset("my_cascades.csv", format="csv")`` or a folder in one of
+  the published layouts (``format="ndm"``, ``"forest"``, ``"mshgat"``, ``"infvae"``,
+  ``"topolstm"``; :data:`FORMATS`); with ``format=None`` the layout is detected from the files
+  where that is unambiguous, else the error lists the formats. The plain ``csv`` format (header
+  ``cascade,user,time``, one row per infection; optionally a ``source,target`` edge list as
+  ``graph=``) is what a person writes from a spreadsheet (``docs/data.md`` has an example);
+* **a preset**: a registered name such as ``"ndm/lastfm"`` (:data:`DATASETS`: a folder under the
+  data directory, its format, and NDM's F_init for it).
 
-Formats (see ``shared/data/README.md``):
-
-* ``user_comma_time`` (ndm/, forest/): ``user,timestamp`` tokens separated by spaces.
-* ``user_space_time`` (mshgat/): ``user timestamp`` pairs separated by commas, trailing comma.
-  The original Twitter file's last line ends in a bare user id with no timestamp; that token (only
-  there: the last token of the file) is dropped and counted as ``truncated_tokens``.
-* ``seed_then_pairs`` (infvae/, topolstm_twitter/): the seed user, then ``user time`` pairs. The seed's
-  time is the first listed pair's time, clipped to 0 from above for Inf-VAE whose times are relative
-  to the seed (so the seed is always first and the time order holds).
-* graphs: ``u v`` per line; Inf-VAE's first line is a ``n_users n_edges`` header (Topo-LSTM's first
-  line is a real edge, contrary to its own loader, and is kept).
-
-Rules for bad input, all raising ``DataError`` with the file and line unless said otherwise:
-an empty file; a line with no users; a non-numeric timestamp; a token that is not ``user,time``.
-A user repeated within one cascade keeps its *first* infection (NDM models first infections only, and
-a user is never infected twice); later repeats are dropped and counted in ``report['repeats_dropped']``.
+Every reader returns plain NumPy (``Cascade``); batching into static shapes lives in
+``popdiff_jax.data.batching``. Conventions (as in NDM's code): vocabulary index 0 is padding and 1
+is the virtual *Terminate* user; real users start at 2. The vocabulary is rebuilt
+deterministically from the text files (order of first appearance over the train, valid, test
+files, in that order); the ``.pickle`` vocabularies shipped with the original repositories are
+never read, because loading a pickle runs code. A user repeated within one cascade keeps its
+*first* infection (NDM models first infections only); later repeats are dropped and counted in
+``report['repeats_dropped']``. Bad input raises ``DataError`` naming the file and the line
+(``popdiff_jax.data.cascade_readers``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.resources
-import math
 import os
 import pathlib
 import warnings
@@ -39,8 +35,15 @@ from typing import Iterable, NamedTuple, Sequence
 import numpy as np
 
 from popdiff_jax._errors import DataError
+from popdiff_jax.data.cascade_readers import (RawCascade, read_csv_cascades, read_csv_graph,
+                                              read_graph, read_seed_then_pairs,
+                                              read_user_comma_time, read_user_space_time)
+from popdiff_jax.types import NUM_SPECIAL, PAD, TERMINATE
 
-from popdiff_jax.types import NUM_SPECIAL, PAD, TERMINATE  # noqa: E402,F401  (re-exported)
+__all__ = ["PAD", "TERMINATE", "NUM_SPECIAL", "Cascade", "RawCascade", "UserVocab",
+           "CascadeDataset", "CascadeFormat", "FORMATS", "DATASETS", "detect_format",
+           "load_cascades", "load_dataset", "split_cascades", "warn_if_truncated",
+           "dataset_folder", "embedded_root", "resolve_data_dir", "default_f_init", "read_graph"]
 
 
 class Cascade(NamedTuple):
@@ -53,15 +56,6 @@ class Cascade(NamedTuple):
 
   users: np.ndarray
   times: np.ndarray
-
-
-class RawCascade(NamedTuple):
-  """A cascade as read from a file, before the vocabulary: raw user ids and times."""
-
-  users: list[str]
-  times: list[float]
-  path: str
-  line: int
 
 
 class UserVocab:
@@ -104,14 +98,16 @@ class CascadeDataset:
   """A dataset ready for training: vocabulary, splits and (where one exists) a social graph.
 
   Attributes:
-    name: registry name, e.g. ``"ndm/lastfm"``.
+    name: the preset's name (e.g. ``"ndm/lastfm"``) or the path it was read from.
     vocab: the user vocabulary; ``len(vocab)`` is the size of every user softmax.
     train, valid, test: lists of ``Cascade``.
     graph: int32 [E, 2] directed edges ``(u, v)`` in vocabulary indices, or None.
     split: how the splits were made (``"files"``, ``"random"`` or ``"time"``, plus notes).
     report: counts of everything the readers changed or dropped.
     f_init: NDM's F_init for this data (Sec. 5.2: 1 on the Twitter sets, else 0), the value a
-      next-user config with ``f_init=None`` takes.
+      next-user config with ``f_init=None`` takes; None when the data does not say (a file read
+      by path), and then the config's value (or 0) is used.
+    format: the format it was read in (``FORMATS``).
   """
 
   name: str
@@ -122,7 +118,8 @@ class CascadeDataset:
   graph: np.ndarray | None = None
   split: str = "files"
   report: dict = dataclasses.field(default_factory=dict)
-  f_init: int = 0
+  f_init: int | None = None
+  format: str | None = None
 
   @property
   def num_items(self) -> int:
@@ -134,213 +131,98 @@ class CascadeDataset:
             "valid": len(self.valid), "test": len(self.test),
             "avg_len": round(float(np.mean(lengths)), 2) if lengths else 0.0,
             "max_len": int(max(lengths, default=0)), "split": self.split,
+            "format": self.format,
             "graph_edges": 0 if self.graph is None else int(len(self.graph))}
 
 
-# ----------------------------------------------------------------------------------------- readers
-
-
-def _read_lines(path: pathlib.Path) -> list[str]:
-  try:
-    raw = path.read_bytes()
-  except OSError as e:
-    raise DataError(f"cannot read file: {e.strerror}", path) from e
-  try:
-    text = raw.decode("utf-8")
-  except UnicodeDecodeError as e:
-    line = raw[: e.start].count(b"\n") + 1
-    raise DataError("not UTF-8 text", path, line) from e
-  # Only "\n" ends a line (str.splitlines would also split at form feeds, \x1c-\x1e, \u2028...,
-  # silently turning one cascade into two and shifting every reported line number).
-  lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
-  while lines and not lines[-1].strip():
-    lines.pop()  # trailing blank lines are harmless
-  if not lines:
-    raise DataError("empty file: no cascades", path)
-  return lines
-
-
-def _parse_time(token: str, path: pathlib.Path, line: int) -> float:
-  try:
-    t = float(token)
-  except ValueError:
-    raise DataError(f"non-numeric timestamp {token!r}", path, line) from None
-  if not math.isfinite(t):
-    raise DataError(f"non-finite timestamp {token!r}", path, line)
-  return t
-
-
-def _token_lines(path: pathlib.Path):
-  """``(line number, white-space tokens)`` of every line; a line with no tokens is an error."""
-  for n, text in enumerate(_read_lines(path), start=1):
-    tokens = text.split()
-    if not tokens:
-      raise DataError("line has no users", path, n)
-    yield n, tokens
-
-
-def read_user_comma_time(path: str | os.PathLike) -> list[RawCascade]:
-  """Reads ndm/forest files: ``user,timestamp`` tokens separated by white space."""
-  path = pathlib.Path(path)
-  out = []
-  for n, tokens in _token_lines(path):
-    users, times = [], []
-    for tok in tokens:
-      parts = tok.split(",")
-      if len(parts) != 2 or not parts[0]:
-        raise DataError(f"token {tok!r} is not 'user,timestamp'", path, n)
-      users.append(parts[0])
-      times.append(_parse_time(parts[1], path, n))
-    out.append(RawCascade(users, times, str(path), n))
-  return out
-
-
-def read_user_space_time(path: str | os.PathLike, report: dict | None = None) -> list[RawCascade]:
-  """Reads MS-HGAT files: ``user timestamp`` pairs separated by commas (trailing comma)."""
-  path = pathlib.Path(path)
-  lines = _read_lines(path)
-  out = []
-  for n, text in enumerate(lines, start=1):
-    pairs = [p.split() for p in text.split(",") if p.strip()]
-    if not pairs:
-      raise DataError("line has no users", path, n)
-    if n == len(lines) and len(pairs[-1]) == 1 and len(pairs) > 1:
-      # The original Twitter file was cut mid-token: a bare user id with no time ends the file.
-      pairs.pop()
-      if report is not None:
-        report["truncated_tokens"] = report.get("truncated_tokens", 0) + 1
-    users, times = [], []
-    for pair in pairs:
-      if len(pair) != 2:
-        raise DataError(f"entry {' '.join(pair)!r} is not 'user timestamp'", path, n)
-      users.append(pair[0])
-      times.append(_parse_time(pair[1], path, n))
-    out.append(RawCascade(users, times, str(path), n))
-  return out
-
-
-def read_seed_then_pairs(path: str | os.PathLike, relative_times: bool) -> list[RawCascade]:
-  """Reads Inf-VAE / Topo-LSTM files: the seed user, then ``user time`` pairs.
-
-  Args:
-    path: the file.
-    relative_times: Inf-VAE (times counted from the seed, so the seed gets time 0) vs Topo-LSTM
-      (absolute times; the seed gets its first follower's time).
-  """
-  path = pathlib.Path(path)
-  out = []
-  for n, tokens in _token_lines(path):
-    if len(tokens) % 2 != 1:
-      raise DataError("expected a seed user then 'user time' pairs (odd number of fields)", path, n)
-    users = [tokens[0]] + tokens[1::2]
-    bad = [u for u in users if "," in u]
-    if bad:
-      raise DataError(f"user id {bad[0]!r} contains a comma: not a 'seed user time ...' line", path, n)
-    times = [_parse_time(t, path, n) for t in tokens[2::2]]
-    seed_time = min(0.0, times[0]) if (relative_times and times) else (times[0] if times else 0.0)
-    out.append(RawCascade(users, [seed_time] + times, str(path), n))
-  return out
-
-
-def read_graph(path: str | os.PathLike, header: bool) -> list[tuple[str, str]]:
-  """Reads ``u v`` edge lines; ``header`` skips Inf-VAE's ``n_users n_edges`` first line."""
-  path = pathlib.Path(path)
-  lines = _read_lines(path)
-  edges = []
-  for n, text in enumerate(lines[1:] if header else lines, start=2 if header else 1):
-    parts = text.split()
-    if len(parts) != 2:
-      raise DataError(f"edge line {text!r} is not 'u v'", path, n)
-    edges.append((parts[0], parts[1]))
-  return edges
-
-
-# --------------------------------------------------------------------------------------- registry
+# ----------------------------------------------------------------------------------------- formats
 
 
 @dataclasses.dataclass(frozen=True)
-class _Spec:
-  folder: str                   # relative to the data dir
-  fmt: str                      # reader name
-  files: tuple[str, ...]        # (train, valid, test) file names; "" where absent
-  graph: str = ""               # graph file name, "" if none
+class CascadeFormat:
+  """A file layout of cascades.
+
+  Attributes:
+    name: the format's name (``--format``).
+    description: one line for listings and errors.
+    reader: the line format of its files (``cascade_readers``).
+    files: ``(train, valid, test)`` file names in the folder, ``""`` where absent; for a
+      single-file format (``csv``) the path is the file itself.
+    graph: the graph file's name in the folder, ``""`` if none.
+    graph_header: the graph's first line is a ``n_users n_edges`` header.
+  """
+
+  name: str
+  description: str
+  reader: str
+  files: tuple[str, str, str] = ("", "", "")
+  graph: str = ""
   graph_header: bool = False
-  embedded: bool = False        # shipped inside the package
-  f_init: int = 0               # NDM's F_init for this dataset (1 for Twitter, Sec. 5.2)
+
+  @property
+  def single_file(self) -> bool:
+    return not any(self.files)
 
 
-DATASETS: dict[str, _Spec] = {
-    "ndm/irvine": _Spec("ndm/irvine", "user_comma_time", ("cascade.txt", "", "cascadetest.txt"),
-                        embedded=True),
-    "ndm/lastfm": _Spec("ndm/lastfm", "user_comma_time", ("cascade.txt", "", "cascadetest.txt"),
-                        embedded=True),
-    "ndm/memetracker": _Spec("ndm/memetracker", "user_comma_time",
-                             ("cascade.txt", "", "cascadetest.txt"), embedded=True),
-    "forest/twitter": _Spec("forest/twitter", "user_comma_time",
-                            ("cascade.txt", "cascadevalid.txt", "cascadetest.txt"), f_init=1),
-    "forest/memetracker": _Spec("forest/memetracker", "user_comma_time",
-                                ("cascade.txt", "cascadevalid.txt", "cascadetest.txt")),
-    "mshgat/twitter": _Spec("mshgat/twitter", "user_space_time", ("cascades.txt", "", ""),
-                            f_init=1),
-    "infvae/android": _Spec("infvae/android", "seed_then_pairs_relative",
-                            ("train.txt", "val.txt", "test.txt"), graph="graph.txt",
-                            graph_header=True),
-    "infvae/christianity": _Spec("infvae/christianity", "seed_then_pairs_relative",
-                                 ("train.txt", "val.txt", "test.txt"), graph="graph.txt",
-                                 graph_header=True),
-    "topolstm_twitter": _Spec("topolstm_twitter", "seed_then_pairs_absolute",
-                              ("train.txt", "", "test.txt"), graph="graph.txt", f_init=1),
-}
+FORMATS: dict[str, CascadeFormat] = {f.name: f for f in (
+    CascadeFormat("ndm", "NDM's release: cascade.txt, cascadetest.txt of 'user,time' tokens",
+                  "user_comma_time", ("cascade.txt", "", "cascadetest.txt")),
+    CascadeFormat("forest", "FOREST's release: cascade.txt, cascadevalid.txt, cascadetest.txt",
+                  "user_comma_time", ("cascade.txt", "cascadevalid.txt", "cascadetest.txt")),
+    CascadeFormat("mshgat", "MS-HGAT's release: one cascades.txt of 'user time,' pairs",
+                  "user_space_time", ("cascades.txt", "", "")),
+    CascadeFormat("infvae", "Inf-VAE's release: train/val/test.txt (seed, then 'user time' "
+                  "pairs, times from the seed) and graph.txt with a header line",
+                  "seed_then_pairs_relative", ("train.txt", "val.txt", "test.txt"),
+                  graph="graph.txt", graph_header=True),
+    CascadeFormat("topolstm", "Topo-LSTM's release: train/test.txt (seed, then 'user time' pairs, "
+                  "absolute times) and graph.txt", "seed_then_pairs_absolute",
+                  ("train.txt", "", "test.txt"), graph="graph.txt"),
+    CascadeFormat("csv", "one CSV file: header 'cascade,user,time', one row per infection "
+                  "(optional graph: a CSV with header 'source,target')", "csv"),
+)}
 
 
-def default_f_init(name: str) -> int:
-  """NDM's F_init for a dataset: 1 for the Twitter sets (paper Sec. 5.2), else 0."""
-  return _spec(name).f_init
+def _format_list() -> str:
+  return "; ".join(f"{f.name}: {f.description}" for f in FORMATS.values())
 
 
-def _spec(name: str) -> _Spec:
-  if name not in DATASETS:
-    raise KeyError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
-  return DATASETS[name]
+def detect_format(path: str | os.PathLike) -> str:
+  """The format of ``path`` when its files say it unambiguously.
+
+  Raises:
+    DataError: the path is missing or fits no format (the message lists them).
+  """
+  path = pathlib.Path(path)
+  if path.is_file():
+    if path.suffix.lower() == ".csv":
+      return "csv"
+  elif path.is_dir():
+    has = {p.name for p in path.iterdir()}
+    if "cascades.txt" in has:
+      return "mshgat"
+    if {"cascade.txt", "cascadetest.txt"} <= has:
+      return "forest" if "cascadevalid.txt" in has else "ndm"
+    if {"train.txt", "test.txt", "graph.txt"} <= has:
+      return "infvae" if "val.txt" in has else "topolstm"
+  else:
+    raise DataError("no such file or folder", path)
+  raise DataError(f"cannot tell the format from the files; pass format= (--format) as one of: "
+                  f"{_format_list()}", path)
 
 
-def embedded_root() -> pathlib.Path:
-  """Folder of the datasets shipped inside the package."""
-  return pathlib.Path(str(importlib.resources.files("popdiff_jax.data") / "embedded"))
-
-
-def resolve_data_dir(data_dir: str | os.PathLike | None) -> pathlib.Path | None:
-  """``data_dir``, else ``$POPDIFF_DATA_DIR``, else ``../shared/data`` beside a source checkout."""
-  if data_dir is not None:
-    return pathlib.Path(data_dir)
-  if os.environ.get("POPDIFF_DATA_DIR"):
-    return pathlib.Path(os.environ["POPDIFF_DATA_DIR"])
-  guess = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data"
-  return guess if guess.is_dir() else None
-
-
-def dataset_folder(name: str, data_dir: str | os.PathLike | None = None) -> pathlib.Path:
-  """Where the files of dataset ``name`` are: the package for embedded sets, else the data dir."""
-  spec = _spec(name)
-  root = resolve_data_dir(data_dir)
-  if root is not None and (root / spec.folder).is_dir():
-    return root / spec.folder
-  if spec.embedded:
-    return embedded_root() / spec.folder
-  raise DataError(f"dataset {name!r} is not shipped with the package; pass data_dir= (or set "
-                  f"POPDIFF_DATA_DIR) to a folder containing {spec.folder}/", None)
-
-
-def _read(fmt: str, path: pathlib.Path, report: dict) -> list[RawCascade]:
-  if fmt == "user_comma_time":
+def _read(reader: str, path: pathlib.Path, report: dict) -> list[RawCascade]:
+  if reader == "user_comma_time":
     return read_user_comma_time(path)
-  if fmt == "user_space_time":
+  if reader == "user_space_time":
     return read_user_space_time(path, report)
-  if fmt == "seed_then_pairs_relative":
+  if reader == "seed_then_pairs_relative":
     return read_seed_then_pairs(path, relative_times=True)
-  if fmt == "seed_then_pairs_absolute":
+  if reader == "seed_then_pairs_absolute":
     return read_seed_then_pairs(path, relative_times=False)
-  raise ValueError(f"unknown format {fmt!r}")
+  if reader == "csv":
+    return read_csv_cascades(path)
+  raise ValueError(f"unknown reader {reader!r}")
 
 
 def _index(raw: Sequence[RawCascade], vocab: UserVocab, report: dict) -> list[Cascade]:
@@ -383,29 +265,56 @@ def split_cascades(cascades: Sequence[Cascade], fractions: Sequence[float], how:
   return [[cascades[i] for i in order[a:b]] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, split: str = "files",
-                 seed: int = 0, valid_fraction: float = 0.1,
-                 fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> CascadeDataset:
-  """Reads a registered dataset into a ``CascadeDataset``.
+def load_cascades(path: str | os.PathLike, format: str | None = None, *,
+                  graph: str | os.PathLike | None = None, split: str = "files", seed: int = 0,
+                  valid_fraction: float = 0.1,
+                  fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+                  name: str | None = None, f_init: int | None = None) -> CascadeDataset:
+  """Reads cascades from a file or folder in one of :data:`FORMATS`.
 
   Args:
-    name: a key of ``DATASETS`` (``"ndm/lastfm"``, ``"forest/twitter"``, ``"infvae/android"``...).
-    data_dir: folder holding the dataset folders (``shared/data``); embedded sets need none.
-    split: ``"files"`` uses the dataset's own train/valid/test files; where a split file is missing,
-      the missing part is drawn (seeded) from the training file (valid: ``valid_fraction`` of it) or,
-      for a single-file dataset, the cascades are split by ``fractions``. ``"random"`` and ``"time"``
-      pool all files and re-split by ``fractions`` (``"time"``: by first timestamp, latest to test).
+    path: the folder of a published layout, or the file of a single-file format (``csv``).
+    format: a name of :data:`FORMATS`; None detects it (:func:`detect_format`).
+    graph: a social graph file (``u v`` lines, or a ``source,target`` CSV for the ``csv``
+      format); by default the format's own graph file, if it has one.
+    split: ``"files"`` uses the format's train/valid/test files; where a split file is missing,
+      the missing part is drawn (seeded) from the training file (valid: ``valid_fraction`` of
+      it) or, for a single-file format, the cascades are split by ``fractions``. ``"random"``
+      and ``"time"`` pool all files and re-split by ``fractions`` (``"time"``: by first
+      timestamp, latest to test).
     seed: seed of every random split.
-    valid_fraction: share of the training file held out for validation when there is no valid file.
-    fractions: train/valid/test shares for ``"random"``/``"time"`` and single-file datasets.
+    valid_fraction: share of the training file held out for validation when there is no valid
+      file.
+    fractions: train/valid/test shares for ``"random"``/``"time"`` and single-file formats.
+    name: the dataset's name in results (default: the path).
+    f_init: NDM's F_init for this data, if known (presets set it).
 
   Returns:
     The dataset, with ``report`` counting what the readers dropped.
+
+  Raises:
+    DataError: a missing path, an undetectable or unknown format, malformed files (naming the
+      file and line), or a graph user that appears in no cascade (``csv`` graphs only).
   """
-  spec = _spec(name)
-  folder = dataset_folder(name, data_dir)
+  path = pathlib.Path(path)
+  if not path.exists():
+    raise DataError("no such file or folder", path)
+  format = detect_format(path) if format is None else format
+  if format not in FORMATS:
+    raise DataError(f"unknown format {format!r}; the formats: {_format_list()}", path)
+  spec = FORMATS[format]
+  if spec.single_file != path.is_file():
+    want = "a file" if spec.single_file else "a folder"
+    raise DataError(f"format {format!r} reads {want}: {spec.description}", path)
   report: dict = {}
-  raw_parts = [_read(spec.fmt, folder / f, report) if f else None for f in spec.files]
+  if spec.single_file:
+    raw_parts = [_read(spec.reader, path, report), None, None]
+  else:
+    if not (path / spec.files[0]).is_file():
+      raise DataError(f"format {format!r} needs {spec.files[0]} in the folder "
+                      f"({spec.description})", path)
+    raw_parts = [_read(spec.reader, path / f, report) if f and (path / f).is_file() else None
+                 for f in spec.files]
   vocab = UserVocab()
   parts = [None if r is None else _index(r, vocab, report) for r in raw_parts]
   train, valid, test = parts
@@ -415,7 +324,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, split:
     train, valid, test = split_cascades(pooled, fractions, split, seed)
     how = f"{split} {fractions} (seed {seed})" if split == "random" else f"time {fractions}"
   elif split != "files":
-    raise ValueError(f"split must be 'files', 'random' or 'time', got {split!r}")
+    raise DataError(f"split must be 'files', 'random' or 'time', got {split!r}", path)
   elif test is None:
     train, valid, test = split_cascades(train, fractions, "random", seed)
     how = f"random {fractions} (seed {seed}; the dataset has one file)"
@@ -423,13 +332,122 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, split:
     train, valid = split_cascades(train, (1 - valid_fraction, valid_fraction), "random", seed)
     how = f"files; valid = {valid_fraction:.0%} of the training file (seed {seed})"
 
-  graph = None
-  if spec.graph:
-    pairs = read_graph(folder / spec.graph, spec.graph_header)
+  edges = None
+  graph_path = pathlib.Path(graph) if graph is not None else (
+      path / spec.graph if spec.graph else None)
+  if graph_path is not None:
+    if not graph_path.is_file():
+      raise DataError("no such graph file", graph_path)
+    if graph is not None and graph_path.suffix.lower() == ".csv":
+      triples = read_csv_graph(graph_path)
+      for u, v, n in triples:
+        for user in (u, v):
+          if user not in vocab:
+            raise DataError(f"graph user {user!r} appears in no cascade", graph_path, n)
+      pairs = [(u, v) for u, v, _ in triples]
+    else:
+      pairs = read_graph(graph_path, spec.graph_header and graph is None)
     kept = [(vocab.index(u), vocab.index(v)) for u, v in pairs if u in vocab and v in vocab]
     report["graph_edges_outside_cascades"] = len(pairs) - len(kept)
-    graph = np.asarray(kept, np.int32).reshape(-1, 2)
-  return CascadeDataset(name, vocab, train, valid, test, graph, how, report, f_init=spec.f_init)
+    edges = np.asarray(kept, np.int32).reshape(-1, 2)
+  return CascadeDataset(name or str(path), vocab, train, valid, test, edges, how, report,
+                        f_init=f_init, format=format)
+
+
+# ----------------------------------------------------------------------------------------- presets
+
+
+@dataclasses.dataclass(frozen=True)
+class _Preset:
+  folder: str                   # relative to the data dir
+  format: str                   # a name of FORMATS
+  embedded: bool = False        # shipped inside the package
+  f_init: int = 0               # NDM's F_init for this dataset (1 for Twitter, Sec. 5.2)
+
+
+#: The registered datasets: presets over :func:`load_cascades` (``popdiff data summary``).
+DATASETS: dict[str, _Preset] = {
+    "ndm/irvine": _Preset("ndm/irvine", "ndm", embedded=True),
+    "ndm/lastfm": _Preset("ndm/lastfm", "ndm", embedded=True),
+    "ndm/memetracker": _Preset("ndm/memetracker", "ndm", embedded=True),
+    "forest/twitter": _Preset("forest/twitter", "forest", f_init=1),
+    "forest/memetracker": _Preset("forest/memetracker", "forest"),
+    "mshgat/twitter": _Preset("mshgat/twitter", "mshgat", f_init=1),
+    "infvae/android": _Preset("infvae/android", "infvae"),
+    "infvae/christianity": _Preset("infvae/christianity", "infvae"),
+    "topolstm_twitter": _Preset("topolstm_twitter", "topolstm", f_init=1),
+}
+
+
+def default_f_init(name: str) -> int:
+  """NDM's F_init for a registered dataset: 1 for the Twitter sets (paper Sec. 5.2), else 0."""
+  return _preset(name).f_init
+
+
+def _preset(name: str) -> _Preset:
+  if name not in DATASETS:
+    raise DataError(f"unknown dataset {name!r}: not a registered name ({', '.join(DATASETS)}) "
+                    "nor an existing path")
+  return DATASETS[name]
+
+
+def embedded_root() -> pathlib.Path:
+  """Folder of the datasets shipped inside the package."""
+  return pathlib.Path(str(importlib.resources.files("popdiff_jax.data") / "embedded"))
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None) -> pathlib.Path | None:
+  """``data_dir``, else ``$POPDIFF_DATA_DIR``, else ``../shared/data`` beside a source checkout."""
+  if data_dir is not None:
+    return pathlib.Path(data_dir)
+  if os.environ.get("POPDIFF_DATA_DIR"):
+    return pathlib.Path(os.environ["POPDIFF_DATA_DIR"])
+  guess = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data"
+  return guess if guess.is_dir() else None
+
+
+def dataset_folder(name: str, data_dir: str | os.PathLike | None = None) -> pathlib.Path:
+  """Where the files of dataset ``name`` are: the data dir if it has them, else the package for
+  the embedded sets."""
+  spec = _preset(name)
+  root = resolve_data_dir(data_dir)
+  if root is not None and (root / spec.folder).is_dir():
+    return root / spec.folder
+  if spec.embedded:
+    return embedded_root() / spec.folder
+  raise DataError(f"dataset {name!r} is not shipped with the package; pass data_dir= "
+                  f"(--data-dir, or set POPDIFF_DATA_DIR) to a folder containing {spec.folder}/")
+
+
+def load_dataset(source: str | os.PathLike, data_dir: str | os.PathLike | None = None, *,
+                 format: str | None = None, graph: str | os.PathLike | None = None,
+                 split: str = "files", seed: int = 0, valid_fraction: float = 0.1,
+                 fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> CascadeDataset:
+  """A registered dataset by name, or any cascades by path (:func:`load_cascades`).
+
+  Args:
+    source: a name of :data:`DATASETS` (``"ndm/lastfm"``, ``"forest/twitter"``...), or the path
+      of a file or folder in one of :data:`FORMATS`.
+    data_dir: folder holding the registered datasets' folders (``shared/data``); the embedded
+      sets need none.
+    format: the format of a path (None: detected); a preset has its own.
+    graph: a social graph file for a path.
+    split, seed, valid_fraction, fractions: as :func:`load_cascades`.
+
+  Returns:
+    The dataset.
+  """
+  key = str(source)
+  kw = dict(split=split, seed=seed, valid_fraction=valid_fraction, fractions=fractions)
+  if key in DATASETS and not pathlib.Path(key).exists():
+    spec = DATASETS[key]
+    if format is not None and format != spec.format:
+      raise DataError(f"dataset {key!r} is in format {spec.format!r}, not {format!r}")
+    return load_cascades(dataset_folder(key, data_dir), spec.format, graph=graph, name=key,
+                         f_init=spec.f_init, **kw)
+  if not pathlib.Path(key).exists():
+    _preset(key)  # raises: neither a name nor a path
+  return load_cascades(key, format, graph=graph, **kw)
 
 
 def warn_if_truncated(cascades: Sequence[Cascade], max_len: int, what: str = "cascades") -> int:

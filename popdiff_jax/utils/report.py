@@ -26,7 +26,8 @@ def format_table(rows: Sequence[dict], columns: Sequence[str], floatfmt: str = "
   text = [i == 0 or any(isinstance(r.get(c), str) for r in rows) for i, c in enumerate(columns)]
 
   def line(vals):
-    return "  ".join(v.ljust(w) if t else v.rjust(w) for v, w, t in zip(vals, widths, text))
+    return "  ".join(v.ljust(w) if t else v.rjust(w)
+                     for v, w, t in zip(vals, widths, text)).rstrip()
 
   out = [line(list(columns)), line(["-" * w for w in widths])]
   out += [line(b) for b in body]

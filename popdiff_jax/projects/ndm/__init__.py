@@ -1,6 +1,7 @@
-"""NDM (Yang, Sun, Liu, Han, Liu & Luan, "Neural Diffusion Model for Microscopic Cascade Study",
-IEEE TKDE):
-next infected user by attention over earlier users and a window convolution.
+"""NDM: the next infected user by attention over earlier users and a window convolution.
+
+Yang, Sun, Liu, Han, Liu & Luan, "Neural Diffusion Model for Microscopic Cascade Study", IEEE
+TKDE.
 
 * ``configs``: ``NextUserConfig`` and the named configs (``ndm``, ``lstm``, ``popularity``,
   ``ndm-prior``, ...), each with the command that runs it and the result it should reach.

@@ -2,9 +2,10 @@
 
 A :class:`NextUserConfig` is ``data`` (which cascades), ``model`` (NDM, the LSTM baseline or the
 popularity floor, with their hyperparameters) and ``train`` (the optimisation). Every field is an
-option of ``popdiff train <name>`` (``--model.dim 32``, ``--train.learning-rate 3e-4``,
-``--data.dataset forest/twitter``): the command line is generated from these classes, so a
-default or a rule is written once, here. Each field is checked when the config is built.
+option of ``popdiff train <name>`` (``--data forest/twitter``, ``--data my.csv --format csv``,
+``--model.dim 32``, ``--train.learning-rate 3e-4``; the data options have no prefix): the
+command line is generated from these classes, so a default or a rule is written once, here. Each
+field is checked when the config is built.
 
 The named configs (:data:`CONFIGS`) are the variants the results tables report; each docstring
 gives the command that runs it, the result it should reach (file and key under
@@ -14,7 +15,9 @@ gives the command that runs it, the result it should reach (file and key under
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Literal
+from typing import Annotated, Callable, Literal
+
+import tyro
 
 from popdiff_jax import _validate as v
 from popdiff_jax.baselines.popularity import PopularityConfig
@@ -32,17 +35,23 @@ class DataConfig:
   """Which cascades, and how they are split and cut.
 
   Attributes:
-    dataset: a registered dataset (``popdiff data summary`` lists them; ``ndm/*`` ship with the
-      package).
-    data_dir: folder holding the dataset folders (default: ``$POPDIFF_DATA_DIR``, else
-      ``../shared/data`` beside a checkout; embedded sets need none).
-    split: the dataset's own split files (``files``), or a seeded random / time-ordered
-      re-split 80/10/10.
+    source: a registered dataset (``popdiff data summary`` lists them; ``ndm/*`` ship with the
+      package), or the path of a file or folder of cascades in one of the formats
+      (``data.cascades.FORMATS``). On the command line: ``--data``.
+    format: the format of a path (``csv``, ``ndm``, ``forest``, ``mshgat``, ``infvae``,
+      ``topolstm``); None detects it where the files say it unambiguously.
+    graph: a social graph file for a path (``source,target`` CSV for the ``csv`` format).
+    data_dir: folder holding the registered datasets' folders (default: ``$POPDIFF_DATA_DIR``,
+      else ``../shared/data`` beside a checkout; embedded sets need none).
+    split: the data's own split files (``files``; a single file is split 80/10/10, seeded), or a
+      seeded random / time-ordered re-split 80/10/10.
     max_len: cascades are cut to this many users (FOREST's 200; a cut cascade gets no
       Terminate).
   """
 
-  dataset: str = "ndm/memetracker"
+  source: Annotated[str, tyro.conf.arg(name="data")] = "ndm/memetracker"
+  format: str | None = None
+  graph: str | None = None
   data_dir: str | None = None
   split: Literal["files", "random", "time"] = "files"
   max_len: int = 200
@@ -50,6 +59,13 @@ class DataConfig:
   def __post_init__(self):
     v.positive(self, "max_len")
     v.one_of(self, "split", ("files", "random", "time"))
+
+  def load(self):
+    """The ``CascadeDataset`` this config names (``data.cascades.load_dataset``)."""
+    from popdiff_jax.data.cascades import load_dataset
+
+    return load_dataset(self.source, self.data_dir, format=self.format, graph=self.graph,
+                        split=self.split)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,7 +159,7 @@ class NextUserConfig:
     train: the optimisation.
   """
 
-  data: DataConfig = DataConfig()
+  data: Annotated[DataConfig, tyro.conf.OmitArgPrefixes] = DataConfig()
   model: NDMConfig | LSTMConfig | PopularityConfig = NDMConfig()
   train: TrainConfig = TrainConfig()
 
@@ -164,7 +180,7 @@ class NextUserConfig:
 def ndm() -> NextUserConfig:
   """NDM as the paper configures it: d = 64, h = 8, win = 3, dropout 0.1, Adam 1e-3.
 
-  Command: ``popdiff train ndm --data.dataset ndm/memetracker --workdir runs/ndm``.
+  Command: ``popdiff train ndm --data ndm/memetracker --workdir runs/ndm``.
   Result: ``benchmarks/results/ndm_next_user.json``, rows ``model == "ndm"`` (ndm/memetracker,
   the dataset's own split: test ``hits@10`` 0.403). About 10 minutes on a 2-core CPU for
   ndm/memetracker, a minute on a GPU.
@@ -175,7 +191,7 @@ def ndm() -> NextUserConfig:
 def lstm() -> NextUserConfig:
   """The LSTM baseline (NDM Sec. 5.2) with NDM's training recipe.
 
-  Command: ``popdiff train lstm --data.dataset ndm/memetracker --workdir runs/lstm``.
+  Command: ``popdiff train lstm --data ndm/memetracker --workdir runs/lstm``.
   Result: ``benchmarks/results/ndm_next_user.json``, rows ``model == "lstm"``. Minutes on a CPU.
   """
   return NextUserConfig(model=LSTMConfig())
@@ -184,7 +200,7 @@ def lstm() -> NextUserConfig:
 def popularity() -> NextUserConfig:
   """The popularity floor: users ranked by their training frequency (no training).
 
-  Command: ``popdiff train popularity --data.dataset ndm/irvine --workdir runs/pop``.
+  Command: ``popdiff train popularity --data ndm/irvine --workdir runs/pop``.
   Result: ``benchmarks/results/ndm_next_user.json``, rows ``model == "popularity"``. Seconds.
   """
   return NextUserConfig(model=PopularityConfig())
@@ -195,7 +211,7 @@ def ndm_reg() -> NextUserConfig:
 
   Beyond the paper: on small sets NDM's |U| x win·d output table overfits within a few epochs;
   with weight decay the per-user bias carries the popularity prior.
-  Command: ``popdiff train ndm-reg --data.dataset forest/twitter --workdir runs/ndm-reg``.
+  Command: ``popdiff train ndm-reg --data forest/twitter --workdir runs/ndm-reg``.
   Result: ``benchmarks/results/ndm_next_user.json``, rows ``model == "ndm-reg"``.
   """
   return NextUserConfig(model=NDMConfig(),
@@ -208,7 +224,7 @@ def ndm_prior() -> NextUserConfig:
 
   Beyond the paper (the untrained model is exactly the popularity baseline, and training moves
   away from it only where the data supports it).
-  Command: ``popdiff train ndm-prior --data.dataset ndm/irvine --workdir runs/ndm-prior``.
+  Command: ``popdiff train ndm-prior --data ndm/irvine --workdir runs/ndm-prior``.
   Result: ``benchmarks/results/ndm_next_user.json``, rows ``model == "ndm-prior"``. Minutes on a
   CPU for the small sets.
   """
@@ -220,7 +236,7 @@ def ndm_prior() -> NextUserConfig:
 def ndm_prior_w1() -> NextUserConfig:
   """``ndm-prior`` with window 1 (fewer free parameters per user: d instead of 3d).
 
-  Command: ``popdiff train ndm-prior-w1 --data.dataset ndm/irvine --workdir runs/w1``.
+  Command: ``popdiff train ndm-prior-w1 --data ndm/irvine --workdir runs/w1``.
   Result: ``benchmarks/results/ndm_next_user.json``, rows ``model == "ndm-prior-w1"``.
   """
   cfg = ndm_prior()
@@ -230,7 +246,7 @@ def ndm_prior_w1() -> NextUserConfig:
 def lstm_prior() -> NextUserConfig:
   """The LSTM with the same prior start as ``ndm-prior`` (the fair comparison for it).
 
-  Command: ``popdiff train lstm-prior --data.dataset ndm/irvine --workdir runs/lstm-prior``.
+  Command: ``popdiff train lstm-prior --data ndm/irvine --workdir runs/lstm-prior``.
   Result: ``benchmarks/results/ndm_next_user.json``, rows ``model == "lstm-prior"``.
   """
   return dataclasses.replace(ndm_prior(), model=LSTMConfig())
@@ -239,7 +255,7 @@ def lstm_prior() -> NextUserConfig:
 def ndm_casc() -> NextUserConfig:
   """NDM with the loss summed per cascade (Σ NLL / B), the authors' form of Eq. 8.
 
-  Command: ``popdiff train ndm-casc --data.dataset ndm/memetracker --workdir runs/ndm-casc``.
+  Command: ``popdiff train ndm-casc --data ndm/memetracker --workdir runs/ndm-casc``.
   Result: ``benchmarks/results/ndm_next_user.json``, rows ``model == "ndm-casc"``.
   """
   return NextUserConfig(model=NDMConfig(), train=TrainConfig(loss_per="cascade"))
@@ -248,7 +264,7 @@ def ndm_casc() -> NextUserConfig:
 def lstm_casc() -> NextUserConfig:
   """The LSTM with the loss summed per cascade.
 
-  Command: ``popdiff train lstm-casc --data.dataset ndm/memetracker --workdir runs/lstm-casc``.
+  Command: ``popdiff train lstm-casc --data ndm/memetracker --workdir runs/lstm-casc``.
   Result: ``benchmarks/results/ndm_next_user.json``, rows ``model == "lstm-casc"``.
   """
   return NextUserConfig(model=LSTMConfig(), train=TrainConfig(loss_per="cascade"))
@@ -257,7 +273,7 @@ def lstm_casc() -> NextUserConfig:
 def ndm_prior_casc() -> NextUserConfig:
   """``ndm-prior`` with the loss summed per cascade.
 
-  Command: ``popdiff train ndm-prior-casc --data.dataset ndm/irvine --workdir runs/npc``.
+  Command: ``popdiff train ndm-prior-casc --data ndm/irvine --workdir runs/npc``.
   Result: ``benchmarks/results/ndm_next_user.json``, rows ``model == "ndm-prior-casc"``.
   """
   return ndm_prior().replace(train={"loss_per": "cascade"})
@@ -266,7 +282,7 @@ def ndm_prior_casc() -> NextUserConfig:
 def ndm_noam() -> NextUserConfig:
   """NDM with the authors' Noam schedule (Adam (0.9, 0.98, 1e-9), warm-up 1000).
 
-  Command: ``popdiff train ndm-noam --data.dataset ndm/memetracker --workdir runs/noam``.
+  Command: ``popdiff train ndm-noam --data ndm/memetracker --workdir runs/noam``.
   """
   return NextUserConfig(model=NDMConfig(), train=TrainConfig(schedule="noam"))
 
@@ -276,16 +292,16 @@ def ndm_sn() -> NextUserConfig:
   the social graph (``projects.ndm.social``), the other 32 trained.
 
   Needs a dataset with a social graph (``infvae/android``, ``infvae/christianity``,
-  ``topolstm_twitter``). Command: ``popdiff train ndm-sn --data.dataset infvae/android
+  ``topolstm_twitter``). Command: ``popdiff train ndm-sn --data infvae/android
   --workdir runs/ndm-sn``. Result: ``benchmarks/results/ndm_sn.json``.
   """
-  return NextUserConfig(data=DataConfig(dataset="infvae/android"),
+  return NextUserConfig(data=DataConfig(source="infvae/android"),
                         model=NDMConfig(frozen_dim=32))
 
 
 def tiny() -> NextUserConfig:
   """The test configuration: a tiny NDM for 2 epochs on ndm/irvine cut to 7 users (seconds)."""
-  return NextUserConfig(data=DataConfig(dataset="ndm/irvine", max_len=7),
+  return NextUserConfig(data=DataConfig(source="ndm/irvine", max_len=7),
                         model=NDMConfig(dim=8, num_heads=2),
                         train=TrainConfig(num_epochs=2, eval_batch_size=48))
 
@@ -309,8 +325,9 @@ def get_config(name: str) -> NextUserConfig:
 class ReproduceConfig:
   """``popdiff reproduce ndm``: named configs on several datasets, one results table.
 
-  Every ``--data.*`` and ``--train.*`` option given overrides that field in every named config
-  (e.g. ``--train.num-epochs 2`` for a quick run); ``data.dataset`` is taken from ``datasets``.
+  Every data option (``--data-dir``, ``--split``, ``--max-len``) and ``--train.*`` option given
+  overrides that field in every named config
+  (e.g. ``--train.num-epochs 2`` for a quick run); the data source is taken from ``datasets``.
 
   Attributes:
     datasets: datasets to run (default: the three NDM sets shipped with the package).
@@ -325,7 +342,7 @@ class ReproduceConfig:
   configs: tuple[str, ...] = ("ndm", "lstm", "popularity")
   workdir: str = "runs/reproduce_ndm"
   out: str | None = None
-  data: DataConfig = DataConfig()
+  data: Annotated[DataConfig, tyro.conf.OmitArgPrefixes] = DataConfig()
   train: TrainConfig = TrainConfig()
 
   def __post_init__(self):

@@ -77,12 +77,16 @@ class Trained:
 
 def resolve(config: NextUserConfig, dataset: CascadeDataset) -> NextUserConfig:
   """``config`` with the model's data-dependent fields set from ``dataset``: ``num_items`` and,
-  for NDM, a ``None`` F_init taken from the dataset."""
+  for NDM, a ``None`` F_init taken from the dataset (0, said on stderr, when the data does not
+  say: a file read by path)."""
   model = config.model
   if isinstance(model, (NDMConfig, LSTMConfig)):
     fields = {"num_items": len(dataset.vocab)}
     if isinstance(model, NDMConfig) and model.f_init is None:
-      fields["f_init"] = dataset.f_init
+      if dataset.f_init is None:
+        print(f"popdiff: {dataset.name} does not say NDM's F_init; using 0 (the paper's value "
+              "outside Twitter; --model.f-init 1 for Twitter-like data)", file=sys.stderr)
+      fields["f_init"] = dataset.f_init or 0
     model = dataclasses.replace(model, **fields)
   return dataclasses.replace(config, model=model)
 
@@ -330,8 +334,9 @@ def load_trained(workdir: str | pathlib.Path, dataset: CascadeDataset | None = N
   workdir = pathlib.Path(workdir)
   name, config = config_from_json((workdir / "config.json").read_text())
   if dataset is None:
-    dataset = load_dataset(name, data_dir if data_dir is not None else config.data.data_dir,
-                           split=config.data.split)
+    data = config.data if data_dir is None else dataclasses.replace(config.data,
+                                                                      data_dir=data_dir)
+    dataset = data.load()
   config = resolve(config, dataset)
   model, variables = models.init(config.model, jax.random.key(config.train.seed))
   state = create_train_state(variables.params, make_optimizer(config.train, config.model.dim),
@@ -407,8 +412,8 @@ def reproduce(datasets=EMBEDDED_DATASETS, config_names=("ndm", "lstm", "populari
   data = dict(data or {})
   rows = []
   for name in datasets:
-    base_data = dataclasses.replace(get_config("ndm").data, dataset=name, **data)
-    dataset = load_dataset(name, base_data.data_dir, split=base_data.split)
+    base_data = dataclasses.replace(get_config("ndm").data, source=name, **data)
+    dataset = base_data.load()
     for cname in config_names:
       cfg = get_config(cname)
       cfg = dataclasses.replace(cfg, data=base_data,
@@ -425,7 +430,7 @@ def main(config: NextUserConfig, *, workdir: str | pathlib.Path, progress: bool 
   Returns:
     The one results row, in a list.
   """
-  dataset = load_dataset(config.data.dataset, config.data.data_dir, split=config.data.split)
+  dataset = config.data.load()
   frozen = None
   if isinstance(config.model, NDMConfig) and config.model.frozen_dim:
     from popdiff_jax.baselines.deepwalk import DeepWalkConfig

@@ -20,7 +20,8 @@ import time
 import numpy as np
 
 from popdiff_jax.baselines.deepwalk import DeepWalkConfig, deepwalk
-from popdiff_jax.data.cascades import DATASETS, NUM_SPECIAL, CascadeDataset, dataset_folder, read_graph
+from popdiff_jax.data.cascades import (DATASETS, FORMATS, NUM_SPECIAL, CascadeDataset,
+                                       dataset_folder, read_graph)
 
 __all__ = ["SOCIAL_DATASETS", "social_graph", "social_embedding"]
 
@@ -37,10 +38,10 @@ def social_graph(name: str, data_dir: str | None = None) -> tuple[np.ndarray, li
   Raises:
     ValueError: the dataset has no graph.
   """
-  spec = DATASETS[name]
-  if not spec.graph:
+  fmt = FORMATS[DATASETS[name].format] if name in DATASETS else None
+  if fmt is None or not fmt.graph:
     raise ValueError(f"dataset {name!r} has no social graph")
-  pairs = read_graph(dataset_folder(name, data_dir) / spec.graph, spec.graph_header)
+  pairs = read_graph(dataset_folder(name, data_dir) / fmt.graph, fmt.graph_header)
   index: dict[str, int] = {}
   edges = np.array([[index.setdefault(u, len(index)), index.setdefault(v, len(index))]
                     for u, v in pairs], np.int32).reshape(-1, 2)
