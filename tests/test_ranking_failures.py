@@ -51,3 +51,27 @@ def test_streamed_metrics_agree(bad):
   w[:, 8] = bad
   sums = lean_ranking_sums(jnp.asarray(feats), jnp.asarray(w), None, users, mask, (10,), 4)
   assert np.isnan(float(sums["hits@10"])) and np.isnan(float(sums["map@10"]))
+
+
+def test_users_only_and_with_terminate_by_hand():
+  """One cascade (4, 7) then Terminate, U = 11. Step 0's target is 7, scored below user 9 and
+  Terminate: 3rd with Terminate, 2nd among users. Step 1's target is Terminate, 2nd. Users only:
+  one target (7), Terminate no candidate; with Terminate: two targets."""
+  users = jnp.asarray([[4, 7, TERMINATE, 0]], jnp.int32)
+  mask = users > 0
+  z = np.zeros((1, 4, U), np.float32)
+  z[0, 0] = -5.0
+  z[0, 0, 9], z[0, 0, TERMINATE], z[0, 0, 7] = 3.0, 2.0, 1.0   # 7 ranks 3rd with T, 2nd without
+  z[0, 1] = -5.0
+  z[0, 1, TERMINATE], z[0, 1, 5] = 0.5, 1.0                      # Terminate ranks 2nd
+  sums = next_user_sums(jnp.asarray(z), users, mask, (1, 2))
+  got = {k: float(v) for k, v in sums.items()}
+  assert got["count"] == 2 and got["count[hits@1]"] == 1
+  assert got["hits@2"] == 1.0 and got["hits@1"] == 0.0
+  np.testing.assert_allclose(got["map@2"], 0.5, rtol=1e-5)  # the harmonic numbers via digamma
+  assert got["hits@2_with_terminate"] == 1.0  # step 0: rank 3 (miss); step 1: rank 2 (hit)
+  assert got["hits@1_with_terminate"] == 0.0
+  np.testing.assert_allclose(got["map@2_with_terminate"], 0.5, rtol=1e-5)  # 0 + 1/2
+  from popdiff_jax.training.steps import evaluate
+  means = evaluate(lambda p, s, b: sums, None, None, [None])
+  assert means["hits@2"] == 1.0 and means["hits@2_with_terminate"] == 0.5

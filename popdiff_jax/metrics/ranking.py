@@ -1,8 +1,15 @@
 """Next-user ranking metrics (the protocol of FOREST / MS-HGAT): Hits@k and MAP@k over all users.
 
 At every step the model ranks all users not yet infected (already-infected users and padding are
-masked to ``-inf``); the metrics score the rank of the user actually infected next (or Terminate).
-MAP@k with one relevant item is the mean of ``1/rank`` when ``rank <= k``, else 0.
+masked to ``-inf``); the metrics score the rank of the user actually infected next. MAP@k with one
+relevant item is the mean of ``1/rank`` when ``rank <= k``, else 0.
+
+Two conventions, both reported by :func:`next_user_sums`: **users only** (``hits@k``,
+``map@k``: the field's, FOREST / MS-HGAT / DyHGCN: the steps whose target is a real user, ranked
+among the users, Terminate not a candidate) and **with Terminate** (``hits@k_with_terminate``,
+``map@k_with_terminate``: Terminate is a target after a cascade's last user and a candidate at
+every step, as NDM's model has it). The users-only counts follow from the full ones by removing
+the Terminate column's comparison, so both cost one pass.
 
 Ties are broken uniformly at random *in expectation*: with ``g`` users scored above the target and
 ``e`` others scored equal, the target's rank is uniform on ``g+1 .. g+e+1`` and the metrics are their
@@ -24,9 +31,10 @@ import jax.numpy as jnp
 from popdiff_jax.losses import masked_nll
 from popdiff_jax.nn.masking import mask_infected, shift_targets
 from popdiff_jax.nn.streaming_softmax import DEFAULT_CHUNK, rank_counts
+from popdiff_jax.types import TERMINATE
 
 __all__ = ["target_rank_counts", "hits_and_map", "ranking_sums", "next_user_sums",
-           "lean_ranking_sums", "finalize"]
+           "lean_ranking_sums"]
 
 _EULER_GAMMA = 0.5772156649015329
 
@@ -88,12 +96,34 @@ def ranking_sums(masked_logits: jax.Array, targets: jax.Array, target_mask: jax.
   return out
 
 
+def _both_conventions(greater, equal, t_score, term_score, targets, target_mask, ks):
+  """Sums of both conventions from the counts with Terminate (``t_score``: the target's score,
+  ``term_score``: Terminate's score at each step, ``-inf`` where it is blocked)."""
+  out = {"count": target_mask.astype(jnp.float32).sum()}
+  users_only = target_mask & (targets != TERMINATE)
+  # Users only: Terminate is no candidate; undo its comparison with the target.
+  greater_u = greater - (term_score > t_score).astype(greater.dtype)
+  equal_u = equal - (term_score == t_score).astype(equal.dtype)
+  for k in ks:
+    for suffix, g, e, m in (("", greater_u, equal_u, users_only),
+                            ("_with_terminate", greater, equal, target_mask)):
+      hits, ap = hits_and_map(g, e, k)
+      # where, not a product with the mask: a padded step never contributes, not even a NaN.
+      out[f"hits@{k}{suffix}"] = jnp.where(m, hits, 0.0).sum()
+      out[f"map@{k}{suffix}"] = jnp.where(m, ap, 0.0).sum()
+      if not suffix:
+        n = users_only.astype(jnp.float32).sum()
+        out[f"count[hits@{k}]"] = out[f"count[map@{k}]"] = n
+  return out
+
+
 def next_user_sums(logits: jax.Array, users: jax.Array, mask: jax.Array,
                    ks: Sequence[int] = (10, 50, 100)) -> dict[str, jax.Array]:
-  """Hits@k, MAP@k and NLL sums of a batch of raw next-user scores, with their ``count``.
+  """Hits@k and MAP@k (users only, and with Terminate) and NLL sums of a batch of raw scores.
 
-  Infected users and padding are masked (``nn.masking``); the target of each step is the next
-  user or Terminate.
+  Infected users and padding are masked (``nn.masking``). ``nll`` is the training objective's
+  (Eq. 8, Terminate a target), averaged over ``count``; the users-only sums are averaged over
+  their own ``count[hits@k]`` (``training.evaluate`` divides each sum by its count).
 
   Args:
     logits: float [B, L, U] raw scores (a next-user model's output).
@@ -101,11 +131,15 @@ def next_user_sums(logits: jax.Array, users: jax.Array, mask: jax.Array,
     ks: cut-offs.
 
   Returns:
-    dict of float []: ``hits@k``, ``map@k``, ``nll`` sums and ``count``.
+    dict of float []: ``hits@k``, ``map@k``, ``hits@k_with_terminate``,
+    ``map@k_with_terminate``, ``nll`` sums, ``count`` and the users-only ``count[...]``.
   """
   targets, target_mask = shift_targets(users, mask)
   masked = mask_infected(logits, users, mask)
-  sums = ranking_sums(masked, targets, target_mask, ks)
+  greater, equal = target_rank_counts(masked, targets)
+  t_score = jnp.take_along_axis(masked, targets[..., None], axis=-1)[..., 0]
+  sums = _both_conventions(greater, equal, t_score, masked[..., TERMINATE], targets,
+                           target_mask, ks)
   sums["nll"], _ = masked_nll(masked, targets, target_mask)
   return sums
 
@@ -126,18 +160,12 @@ def lean_ranking_sums(features: jax.Array, w: jax.Array, bias: jax.Array | None,
   """
   r = rank_counts(features, w, bias, users, mask, chunk)
   tm = r["target_mask"]
-  out = {"count": tm.astype(jnp.float32).sum()}
-  for k in ks:
-    hits, ap = hits_and_map(r["greater"], r["equal"], k)
-    out[f"hits@{k}"] = jnp.where(tm, hits, 0.0).sum()
-    out[f"map@{k}"] = jnp.where(tm, ap, 0.0).sum()
+  # Terminate's own score at each step, -inf once it has occurred (as the dense mask has it).
+  term = features @ w[:, TERMINATE] + (0.0 if bias is None else bias[TERMINATE])
+  seen = jnp.cumsum(((users == TERMINATE) & mask).astype(jnp.int32), axis=1) > 0
+  term = jnp.where(seen, jnp.asarray(-jnp.inf, term.dtype), term)
+  out = _both_conventions(r["greater"], r["equal"], r["target_score"], term, r["targets"], tm,
+                          ks)
   nll = jnp.where(tm, r["lse"] - r["target_score"], jnp.zeros_like(r["lse"]))
   out["nll"] = nll.sum()
   return out
-
-
-
-def finalize(sums: dict) -> dict[str, float]:
-  """Turns accumulated sums into means (``count`` is dropped; ``nll`` becomes per prediction)."""
-  count = max(float(sums["count"]), 1.0)
-  return {k: float(v) / count for k, v in sums.items() if k != "count"}

@@ -110,7 +110,8 @@ def make_predict_step(model: Model, *, method: str = "__call__") -> Callable:
 
 
 def evaluate(eval_step: Callable, params: Any, state: Any, batches: Iterable[Any]) -> dict:
-  """Means of an eval step's sums over batches: every entry divided by the summed ``count``.
+  """Means of an eval step's sums over batches: every entry divided by its summed count, which is
+  the entry ``count[<name>]`` when the sums have one, else ``count``.
 
   Args:
     eval_step: from :func:`make_eval_step` (or any ``(params, state, batch) -> sums``).
@@ -118,7 +119,7 @@ def evaluate(eval_step: Callable, params: Any, state: Any, batches: Iterable[Any
     batches: the evaluation batches (padded rows are masked by the metric).
 
   Returns:
-    ``{name: float}`` without ``count``; an empty evaluation gives ``{}``.
+    ``{name: float}`` without the counts; an empty evaluation gives ``{}``.
   """
   total = None
   for batch in batches:
@@ -127,5 +128,6 @@ def evaluate(eval_step: Callable, params: Any, state: Any, batches: Iterable[Any
   if total is None:
     return {}
   total = jax.device_get(total)
-  count = max(float(total["count"]), 1.0)
-  return {k: float(v) / count for k, v in total.items() if k != "count"}
+  counts = {k: max(float(v), 1.0) for k, v in total.items() if k.startswith("count")}
+  return {k: float(v) / counts.get(f"count[{k}]", counts["count"]) for k, v in total.items()
+          if not k.startswith("count")}
