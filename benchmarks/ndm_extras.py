@@ -195,18 +195,17 @@ def run_all(a: argparse.Namespace) -> int:
     time.sleep(1.0)
   print(json.dumps(status, indent=1), flush=True)
   (parts / "status.json").write_text(json.dumps(status, indent=1))
-  a.meta_extra = {"jobs": status, "wall_seconds": round(time.time() - start, 1),
-                  "command": " ".join(sys.argv)}
+  a.meta_extra = {"jobs": status, "wall_seconds": round(time.time() - start, 1)}
   return collect(a)
 
 
-def _meta(a: argparse.Namespace, **extra) -> dict:
-  from popdiff_jax.utils.report import run_metadata
-  meta = run_metadata()
-  meta.update({"epochs_max": a.epochs, "patience": a.patience,
-               "config_overrides": json.loads(a.config_json),
-               "max_train_seconds": a.max_train_seconds, "sens_runs_per_cascade": a.sens_runs,
-               "sn_runs_per_cascade": a.sn_runs, "tiny": a.tiny}, **extra)
+def _meta(a: argparse.Namespace, benchmark: str, **extra) -> dict:
+  from popdiff_jax.results import run_metadata
+  meta = run_metadata(
+      benchmark, config={k: v for k, v in vars(a).items() if k != "meta_extra"},
+      epochs_max=a.epochs, patience=a.patience,
+      config_overrides=json.loads(a.config_json), max_train_seconds=a.max_train_seconds,
+      sens_runs_per_cascade=a.sens_runs, sn_runs_per_cascade=a.sn_runs, tiny=a.tiny, **extra)
   meta.update(getattr(a, "meta_extra", {}))
   return meta
 
@@ -214,12 +213,11 @@ def _meta(a: argparse.Namespace, **extra) -> dict:
 def collect(a: argparse.Namespace) -> int:
   """The three result files from the job parts."""
   from popdiff_jax.experiments import ndm_extras as ex
+  from popdiff_jax.results import write_results
   from popdiff_jax.utils.report import format_table
   parts = [json.loads(p.read_text()) for p in sorted(pathlib.Path(a.parts).glob("*.json"))
            if p.name != "status.json"]
   out_dir = pathlib.Path(a.out_dir)
-  out_dir.mkdir(parents=True, exist_ok=True)
-  meta = _meta(a)
 
   sn = [r for r in parts if r["job"].startswith("sn:")]
   order = {d: i for i, d in enumerate(ex.SOCIAL_DATASETS)}
@@ -228,14 +226,12 @@ def collect(a: argparse.Namespace) -> int:
     base = next((b for b in sn if b["dataset"] == r["dataset"] and b["model"] == "NDM"), None)
     if r["model"] == "NDM+SN" and base and base.get("micro_f1") and r.get("micro_f1") is not None:
       r["micro_f1_rel_change"] = round(r["micro_f1"] / base["micro_f1"] - 1.0, 4)
-  (out_dir / "ndm_sn.json").write_text(json.dumps(
-      {"meta": dict(meta, paper="NDM+SN: relative Micro-F1 improvement about 4% (Sec. 5.4)"),
-       "rows": sn}, indent=1))
+  write_results(out_dir / "ndm_sn.json", sn, _meta(
+      a, "ndm_sn", paper="NDM+SN: relative Micro-F1 improvement about 4% (Sec. 5.4)"))
 
   sens = ex.sensitivity_rows([r for r in parts if r["job"].startswith("sens:")])
-  (out_dir / "ndm_sensitivity.json").write_text(json.dumps(
-      {"meta": dict(meta, dataset=ex.SENSITIVITY_DATASET, base=ex.SENSITIVITY_BASE),
-       "rows": sens}, indent=1))
+  write_results(out_dir / "ndm_sensitivity.json", sens, _meta(
+      a, "ndm_sensitivity", dataset=ex.SENSITIVITY_DATASET, base=ex.SENSITIVITY_BASE))
 
   norms = []
   for name in ex.NORM_DATASETS:
@@ -252,8 +248,7 @@ def collect(a: argparse.Namespace) -> int:
                     **{f"paper_{k}": v for k, v in ex.PAPER_NORMS[name].items()},
                     "epochs": r.get("epochs"), "best_epoch": r.get("best_epoch"),
                     "hits@10": r.get("hits@10"), "source_job": r["job"]})
-  (out_dir / "ndm_norms.json").write_text(json.dumps(
-      {"meta": dict(meta, f_init=1), "rows": norms}, indent=1))
+  write_results(out_dir / "ndm_norms.json", norms, _meta(a, "ndm_norms", f_init=1))
 
   print(format_table(sn, ("dataset", "model", "hits@10", "map@10", *F1_KEYS, "runs_per_cascade",
                           "epochs"), floatfmt=".4f"))
@@ -274,7 +269,8 @@ def plot(a: argparse.Namespace) -> int:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  rows = json.loads(pathlib.Path(a.sensitivity).read_text())["rows"]
+  from popdiff_jax.results import read_results
+  _, rows = read_results(a.sensitivity)
   params = ("h", "win", "d", "F_init")
   fig, axes = plt.subplots(1, 4, figsize=(14, 3.2), sharey=True)
   labels = {"macro_f1": "Macro-F1", "micro_f1": "Micro-F1", "macro_f1_first5": "Macro-F1 (Early)",
