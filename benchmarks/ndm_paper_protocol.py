@@ -116,7 +116,8 @@ def merge(paths: list[str], out: pathlib.Path) -> int:
   order = {name: i for i, name in enumerate(PAPER_TABLES)}
   models = {m: i for i, m in enumerate(("NDM", "LSTM", *IC_MODELS.values()))}
   rows.sort(key=lambda r: (order.get(r["dataset"], 99), models.get(r["model"], 99)))
-  write_results(out, rows, dict(meta, benchmark="ndm_paper_protocol"))
+  meta = {"benchmark": "ndm_paper_protocol", **{k: v for k, v in meta.items() if k != "benchmark"}}
+  write_results(out, rows, meta)
   print(format_table(rows, COLUMNS, floatfmt=".3f"))
   print(f"wrote {out}")
   return 0

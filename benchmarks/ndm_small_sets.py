@@ -75,7 +75,7 @@ def write_summary(out: pathlib.Path, new_run: dict | None = None) -> list[dict]:
     runs.append({"run": new_run["date"], **{k: v for k, v in new_run.items() if k != "benchmark"}})
   summary = summarize(rows)
   write_results(summary_path(out), summary,
-                {"benchmark": "ndm_small_sets", "rows_file": out.name, "runs": runs})
+                {**meta, "benchmark": "ndm_small_sets", "rows_file": out.name, "runs": runs})
   return summary
 
 
