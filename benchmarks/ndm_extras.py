@@ -24,7 +24,7 @@ Subcommands:
   ``sn:infvae/android:NDM+SN``).
 * ``collect``: the three JSON files from the parts.
 * ``plot``: Fig. 8 from ``ndm_sensitivity.json`` (matplotlib).
-* ``readme``: the Markdown tables of the README section from the three files.
+* ``readme``: the Markdown tables of the README section from the three files (``docs/tables.py``).
 
 Tiny CPU check: ``python benchmarks/ndm_extras.py all --tiny --out-dir /tmp/x --budget 300``.
 """
@@ -291,43 +291,20 @@ def plot(a: argparse.Namespace) -> int:
   return 0
 
 
-def _fmt(v, spec=".3f"):
-  return "–" if v is None else format(v, spec)
-
-
 def readme(a: argparse.Namespace) -> int:
-  """The README tables from the three result files."""
-  d = pathlib.Path(a.results)
-  sn = json.loads((d / "ndm_sn.json").read_text())
-  print(f"NDM vs NDM+SN ({sn['meta']['device']}; runs per cascade in the last column):\n")
-  print("| dataset | model | Hits@10 | MAP@10 | Macro-F1 | Micro-F1 | Macro-F1 (first 5) | "
-        "Micro-F1 (first 5) | Micro-F1 change | runs |")
-  print("|---|---|---|---|---|---|---|---|---|---|")
-  for r in sn["rows"]:
-    change = r.get("micro_f1_rel_change")
-    print(f"| {r['dataset']} | {r['model']} | {_fmt(r.get('hits@10'))} | {_fmt(r.get('map@10'))} | "
-          f"{_fmt(r.get('macro_f1'))} | {_fmt(r.get('micro_f1'))} | "
-          f"{_fmt(r.get('macro_f1_first5'))} | {_fmt(r.get('micro_f1_first5'))} | "
-          f"{'–' if change is None else f'{change:+.1%}'} | {r.get('runs_per_cascade', '–')} |")
-  sens = json.loads((d / "ndm_sensitivity.json").read_text())
-  print(f"\nSensitivity on ndm/lastfm ({sens['meta']['device']}, "
-        f"{sens['meta'].get('sens_runs_per_cascade')} runs per cascade):\n")
-  print("| param | value | Macro-F1 | Micro-F1 | Macro-F1 (first 5) | Micro-F1 (first 5) | "
-        "epochs |")
-  print("|---|---|---|---|---|---|---|")
-  for r in sens["rows"]:
-    print(f"| {r['param']} | {r['value']} | {_fmt(r.get('macro_f1'))} | "
-          f"{_fmt(r.get('micro_f1'))} | {_fmt(r.get('macro_f1_first5'))} | "
-          f"{_fmt(r.get('micro_f1_first5'))} | {r.get('epochs', '–')} |")
-  norms = json.loads((d / "ndm_norms.json").read_text())
-  print(f"\n||W||_F^2 of the learned W^C (F_init = 1; {norms['meta']['device']}): ours (at "
-        "initialisation) / paper:\n")
-  print("| dataset | W^C_init | W^C_0 | W^C_1 | W^C_2 | epochs |")
-  print("|---|---|---|---|---|---|")
-  for r in norms["rows"]:
-    cells = [f"{_fmt(r.get(k), '.1f')} ({_fmt(r.get(f'init_{k}'), '.1f')}) / "
-             f"{_fmt(r.get(f'paper_{k}'), '.1f')}" for k in ("W_init", "W_0", "W_1", "W_2")]
-    print(f"| {r['dataset']} | " + " | ".join(cells) + f" | {r.get('epochs', '–')} |")
+  """The README tables of the three result files: ``docs/tables.py``'s ``ndm_sn``,
+  ``ndm_sensitivity`` and ``ndm_norms`` (``python docs/tables.py --write`` puts them in place)."""
+  import importlib.util
+  from popdiff_jax.results import read_results
+  spec = importlib.util.spec_from_file_location(
+      "doc_tables", pathlib.Path(__file__).resolve().parents[1] / "docs" / "tables.py")
+  tables = importlib.util.module_from_spec(spec)
+  sys.modules[spec.name] = tables
+  spec.loader.exec_module(tables)
+  for name in ("ndm_sn", "ndm_sensitivity", "ndm_norms"):
+    meta, _ = read_results(pathlib.Path(a.results) / tables.TABLES[name].file)
+    print(f"{name} ({meta.get('device')}, {meta.get('date')}):\n")
+    print(tables.table(name, results=pathlib.Path(a.results)) + "\n")
   return 0
 
 
