@@ -267,8 +267,9 @@ def main(argv=None):
           args.no_ndlib = True
           nd_rate = None
       if not args.no_ndlib and e <= 100_000 and nd_rate is not None:
-        rows.append({**base, "kind": "ic", "impl": "ndlib", "device": f"cpu (1 core; {cpu_info})",
-                     "sims": int(nd_spreads.size), "sims_per_s": nd_rate,
+        rows.append({**base, "kind": "ic", "impl": "ndlib",
+                     "device": f"cpu (1 core; {cpu_info})", "sims": int(nd_spreads.size),
+                     "sims_per_s": nd_rate,
                      "mean_spread": float(nd_spreads.mean()), "ratio_vs_cynetdiff": nd_rate / cyn_rate})
         print(f"[{n}/{e} p={p}] ndlib {nd_rate:,.1f} sims/s mean {nd_spreads.mean():.2f}", flush=True)
       for method in args.methods.split(","):
