@@ -5,8 +5,8 @@ Runs the library's experiment driver (``popdiff_jax.experiments.diffusion_lstm.r
 ``ap_terminal``, ``map_prototypes``, ``map_all`` (teacher-forced, test trees), ``depth_mae``,
 ``hist_intersection`` (generation from the test roots), plus epochs, seconds and the threshold.
 
-The configuration is cut to fit a 2-core CPU in minutes (what was cut is written in the JSON under
-``cuts``): smaller hidden sizes, few epochs, and Adam instead of the paper's plain SGD (see ``cuts``).
+The configuration is cut to fit a 2-core CPU in minutes (what was cut is written in the file's
+``meta.cuts``): smaller hidden sizes, few epochs, and Adam instead of the paper's plain SGD.
 
 Usage: ``python benchmarks/diffusion_lstm.py [--datasets synthetic twitter15] [--out PATH]``
 """
@@ -57,10 +57,6 @@ CUTS = {
 }
 
 
-def git_commit() -> str:
-  return os.environ.get("GIT_COMMIT") or report.git_commit() or "unknown"
-
-
 def main():
   ap = argparse.ArgumentParser()
   ap.add_argument("--datasets", nargs="+", default=["synthetic", "twitter15"])
@@ -94,28 +90,20 @@ def main():
             f"HI {row['hist_intersection']:.3f} ({row['epochs']} epochs, {row['seconds']} s)",
             flush=True)
     seconds[ds] = round(time.perf_counter() - t0, 1)
-  import flax
-  result = {
-    "benchmark": "diffusion_lstm", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-    "git_commit": git_commit(), "device": str(jax.devices()[0]), "platform": platform.platform(),
-    "versions": {"jax": jax.__version__, "flax": flax.__version__, "numpy": np.__version__,
-                 "python": platform.python_version()},
-    "configs": {ds: dataclasses.asdict(CONFIGS[ds]) for ds in args.datasets},
-    "cuts": CUTS, "overrides": args.set, "datasets": infos, "seconds": seconds,
-    "paper_table1_full_model": {"ap_terminal": 0.932, "map_prototypes": 0.214, "map_all": 0.221},
-    "paper_table2_full_model": {"depth_mae": 1.85, "hist_intersection": 0.708},
-    "rows": rows,
-  }
+  from popdiff_jax.results import read_results, run_metadata, write_results
+  meta = run_metadata(
+      "diffusion_lstm", config={ds: CONFIGS[ds] for ds in args.datasets}, cuts=CUTS,
+      overrides=args.set, datasets=infos, seconds=seconds,
+      paper_table1_full_model={"ap_terminal": 0.932, "map_prototypes": 0.214, "map_all": 0.221},
+      paper_table2_full_model={"depth_mae": 1.85, "hist_intersection": 0.708})
   if out.exists() and set(args.datasets) != {"synthetic", "twitter15"}:
-    # A partial run keeps the other dataset's rows of an earlier full run.
-    old = json.loads(out.read_text())
-    keep = [r for r in old.get("rows", []) if r["dataset"] not in args.datasets]
-    result["rows"] = keep + rows
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(result, indent=1, default=float))
+    # A partial run keeps the other dataset's rows of the file's last full run.
+    _, old = read_results(out)
+    rows = [r for r in old if r["dataset"] not in args.datasets] + rows
+  write_results(out, rows, meta)
   print(f"\n{'dataset':10s} {'model':15s} {'AP_term':>8s} {'mAP_1-k':>8s} {'mAP_all':>8s} "
         f"{'depthMAE':>8s} {'HI':>6s}")
-  for r in result["rows"]:
+  for r in rows:
     print(f"{r['dataset']:10s} {r['model']:15s} {r['ap_terminal']:8.3f} {r['map_prototypes']:8.4f} "
           f"{r['map_all']:8.4f} {r['depth_mae']:8.3f} {r['hist_intersection']:6.3f}")
   print(f"wrote {out}")

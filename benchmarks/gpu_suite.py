@@ -465,6 +465,7 @@ def run_config(cfg: dict, timeout: float) -> dict:
   row.setdefault("n_devices", cfg.get("n_devices", 1))
   row.setdefault("unit", "cascades/s")
   row.setdefault("oom", False)
+  row.setdefault("kind", "suite")
   row.update({"config": cfg["name"], "wall_seconds": round(time.perf_counter() - t0, 1),
               "timeout_s": round(timeout, 1)})
   if timed_out:
@@ -501,26 +502,31 @@ def add_ratios(rows: list[dict]) -> None:
       r["anchor_hits@10"] = anchor["test_hits@10"]
 
 
+def _suite_rows(rows: list[dict]) -> list[dict]:
+  return [r for r in rows if r.get("kind", "suite") == "suite"]
+
+
 def merge_results(paths: list[str]) -> dict:
-  """Combines result files: a later file's row replaces an earlier one with the same ``bench``,
-  ``impl`` and ``n_devices`` (e.g. a rerun of the forest rows into the full suite's file)."""
-  merged: dict = {"meta": {"merged_from": []}, "rows": []}
-  for path in paths:
-    result = json.loads(pathlib.Path(path).read_text())
-    merged["meta"]["merged_from"].append({"file": str(path), **result.get("meta", {})})
-    for r in result["rows"]:
-      key = (r["bench"], r["impl"], r.get("n_devices", 1))
-      merged["rows"] = [x for x in merged["rows"]
-                        if (x["bench"], x["impl"], x.get("n_devices", 1)) != key] + [r]
-  add_ratios(merged["rows"])
-  return merged
+  """Combines result files (``popdiff_jax.results.merge_results``: rows tagged with their file's
+  ``run``, the files' metas under ``meta.runs``): a later suite row replaces an earlier one with
+  the same ``bench``, ``impl`` and ``n_devices`` (e.g. a rerun of the forest rows into the full
+  suite's file) and the ratios are recomputed; rows of another ``kind`` (``repeat``: a repeat
+  call kept for its spread, its ratios against its own anchor) are kept as they are."""
+  from popdiff_jax.results import merge_results as merge_files
+  meta, rows = merge_files(paths)
+  suite: list[dict] = []
+  for r in _suite_rows(rows):
+    key = (r["bench"], r["impl"], r.get("n_devices", 1))
+    suite = [x for x in suite if (x["bench"], x["impl"], x.get("n_devices", 1)) != key] + [r]
+  add_ratios(suite)
+  return {"meta": meta, "rows": suite + [r for r in rows if r.get("kind", "suite") != "suite"]}
 
 
 def markdown(result: dict) -> str:
   """The README tables of a result file: throughput / memory / accuracy, then the floors."""
   from popdiff_jax.utils.report import markdown_table
   rows = []
-  for r in result["rows"]:
+  for r in _suite_rows(result["rows"]):
     f = r.get("fixed_shape") or {}
     gib = r.get("peak_mem_bytes")
     rows.append({"bench": r["bench"], "impl": r["impl"], "GPUs": r.get("n_devices", 1),
@@ -540,9 +546,11 @@ def markdown(result: dict) -> str:
   cols2 = ["bench", "impl", "B x L", "step ms (fixed)", "proj TFLOP/s", "floor ms", "bound",
            "of floor"]
   meta = result.get("meta", {})
-  if "merged_from" in meta:
+  if isinstance(meta.get("runs"), list):
     head = "Merged from " + "; ".join(
-        f"{m.get('file')} (commit {m.get('commit')}, {m.get('date')})" for m in meta["merged_from"])
+        f"{m.get('note') or m.get('file') or m['run']} "
+        f"(commit {m.get('commit', meta.get('commit'))}, {m.get('date', meta.get('date'))})"
+        for m in meta["runs"])
   else:
     head = (f"Device {result['rows'][0].get('device') if result['rows'] else '?'}, commit "
             f"{meta.get('commit')}, {meta.get('date')}, suite wall {meta.get('wall_seconds')} s.")
@@ -588,40 +596,41 @@ def main(argv=None) -> int:
       return 1
     return 0
 
+  from popdiff_jax.results import read_results, run_metadata, write_results
   if a.table:
-    print(markdown(json.loads(pathlib.Path(a.table).read_text())))
+    meta, rows = read_results(a.table)
+    print(markdown({"meta": meta, "rows": rows}))
     return 0
   if a.merge:
     merged = merge_results(a.merge)
-    pathlib.Path(a.out).write_text(json.dumps(merged, indent=1))
+    write_results(a.out, merged["rows"], merged["meta"])
     print(markdown(merged))
     return 0
-  from popdiff_jax.utils.report import format_table, git_commit, versions
+  from popdiff_jax.utils.report import format_table
   t_start = time.perf_counter()
-  meta = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": git_commit(),
-          "versions": versions(("jax", "jaxlib", "flax", "optax", "numpy", "torch")),
-          "command": " ".join(sys.argv), "quick": a.quick, "budget_s": a.budget,
-          "batch_size": BATCH, "lr": LR, "dim": DIM, "heads": HEADS, "window": WINDOW,
-          "n_devices": a.n_devices, "eval_cascades": a.eval_cascades}
+  # devices=False: the driver leaves the accelerator to the worker processes.
+  meta = run_metadata(
+      "gpu_suite", devices=False, packages=("torch",),
+      config=dict({k: v for k, v in vars(a).items() if k not in ("worker", "result")},
+                  batch_size=BATCH, lr=LR, dim=DIM, heads=HEADS, window=WINDOW))
   out = pathlib.Path(a.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
   rows = []
   for cfg in configs(a):
     left = a.budget - (time.perf_counter() - t_start)
     if left < 15:
       rows.append({"bench": cfg["bench"], "impl": cfg["impl"], "config": cfg["name"],
-                   "skipped": "suite budget spent", "throughput": None})
+                   "kind": "suite", "skipped": "suite budget spent", "throughput": None})
       continue
     rows.append(run_config(cfg, min(cfg["timeout"] + cfg["eval_timeout"], left - 5)))
     add_ratios(rows)
     meta["wall_seconds"] = round(time.perf_counter() - t_start, 1)
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    write_results(out, rows, meta)
     r = rows[-1]
     print(f"[{meta['wall_seconds']:6.1f}s] {cfg['name']}: throughput={r.get('throughput')} "
           f"peak={r.get('peak_mem_bytes')} oom={r.get('oom')} "
           f"hits@10={r.get('test_hits@10')} {r.get('error', '')[:300]}", flush=True)
   add_ratios(rows)
-  out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+  write_results(out, rows, meta)
   cols = ["bench", "impl", "n_devices", "throughput", "ratio_vs_anchor", "peak_mem_bytes", "oom",
           "test_hits@10", "wall_seconds"]
   print(format_table(rows, cols, ".3f"))

@@ -3,7 +3,9 @@ and its cascade-size MSLE (first five users given, Sec. 5.5).
 
 Trains both IC baselines on the training cascades (`popdiff_jax.models.ic_baselines`), simulates
 `--sims` IC runs per test cascade from its first user through the IC engine, and reports Macro/Micro-F1
-for the full protocol (Table 2) and the early stage (first five users, Table 3) of Yang et al.
+for the full protocol (Table 2) and the early stage (first five users, Table 3) of Yang et al.: one
+row per model with ``macro_f1``, ``micro_f1``, ``macro_f1_first5``, ``micro_f1_first5`` and the size
+``msle`` (the keys of ``ndm_paper_protocol.json``, which ``ndm_paper_protocol.py --merge`` joins).
 
 Usage:
   python benchmarks/ic_baselines.py --dataset ndm/irvine      # writes benchmarks/results/ic_baselines_irvine.json
@@ -12,11 +14,8 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import pathlib
-import platform
-import subprocess
 import sys
 import time
 
@@ -29,6 +28,7 @@ import jax  # noqa: E402
 
 from popdiff_jax.data.cascades import load_dataset  # noqa: E402
 from popdiff_jax.models import ic_baselines as icb  # noqa: E402
+from popdiff_jax.results import run_metadata, write_results  # noqa: E402
 
 
 def main(argv=None):
@@ -45,38 +45,31 @@ def main(argv=None):
   # NDM's protocol trains on 90% and tests on 10%: our train + valid files are the training part.
   train = list(ds.train) + list(ds.valid)
   key = jax.random.key(args.seed)
-  results = {}
+  meta = run_metadata("ic_baselines", config=vars(args), dataset=args.dataset, users=u,
+                      train_cascades=len(train), test_cascades=len(ds.test),
+                      sims_per_cascade=args.sims, steps=args.steps)
+  rows = []
   for name, fit in (("embedded_ic", icb.fit_embedded_ic), ("netrate", icb.fit_netrate)):
     t0 = time.perf_counter()
     model = fit(train, u, jax.random.fold_in(key, 1), steps=args.steps)
     fit_s = time.perf_counter() - t0
-    row = {"candidate_edges": int(model.edges.shape[0]), "mean_prob": float(model.probs.mean()),
-           "final_loss": float(model.losses[-10:].mean()), "fit_s": fit_s}
-    for proto, k in (("full", None), ("early5", 5)):
+    row = {"dataset": args.dataset, "model": name, "candidate_edges": int(model.edges.shape[0]),
+           "mean_prob": float(model.probs.mean()), "final_loss": float(model.losses[-10:].mean()),
+           "fit_s": fit_s}
+    for suffix, k in (("", None), ("_first5", 5)):  # full protocol, then the first five users
       t0 = time.perf_counter()
       f1, _ = icb.evaluate_ic_baseline(model, ds.test, u, jax.random.fold_in(key, 2), num_sims=args.sims,
                                        first_k=k)
-      row[proto] = {"macro_f1": float(f1.macro_f1), "micro_f1": float(f1.micro_f1),
-                    "scored_cascades": int(np.asarray(f1.scored).sum()),
-                    "eval_s": time.perf_counter() - t0}
+      row.update({f"macro_f1{suffix}": float(f1.macro_f1), f"micro_f1{suffix}": float(f1.micro_f1),
+                  f"scored_cascades{suffix}": int(np.asarray(f1.scored).sum()),
+                  f"eval_s{suffix}": time.perf_counter() - t0})
     t0 = time.perf_counter()
     err, _, _ = icb.ic_size_msle(model, ds.test, u, jax.random.fold_in(key, 3), num_sims=args.sims)
-    row["size_msle"] = {"msle": float(err), "given": 5, "eval_s": time.perf_counter() - t0}
-    results[name] = row
+    row.update({"msle": float(err), "msle_given": 5, "msle_eval_s": time.perf_counter() - t0})
+    rows.append(row)
     print(name, json.dumps(row), flush=True)
-  try:
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-  except Exception:  # noqa: BLE001
-    commit = None
-  out = {"benchmark": "ic_baselines", "dataset": args.dataset, "users": u, "train_cascades": len(train),
-         "test_cascades": len(ds.test), "sims_per_cascade": args.sims, "steps": args.steps,
-         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-         "git_commit": commit, "device": str(jax.devices()[0]), "versions": {
-             "jax": jax.__version__, "numpy": np.__version__, "python": platform.python_version()},
-         "results": results}
   path = pathlib.Path(args.out or ROOT / f"benchmarks/results/ic_baselines_{args.dataset.split('/')[-1]}.json")
-  path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(json.dumps(out, indent=1))
+  write_results(path, rows, meta)
   print(f"wrote {path}")
 
 

@@ -13,7 +13,6 @@ cascades hold (to a counting model) no sequential signal that carries over to he
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
 
@@ -26,7 +25,8 @@ from popdiff_jax.data.cascades import TERMINATE, load_dataset
 from popdiff_jax.metrics.ranking import finalize, ranking_sums
 from popdiff_jax.models.next_user import mask_infected, shift_targets
 from popdiff_jax.models.popularity_baseline import popularity_scores
-from popdiff_jax.utils.report import format_table, run_metadata
+from popdiff_jax.results import run_metadata, write_results
+from popdiff_jax.utils.report import format_table
 
 
 def cooccurrence(cascades, num_items: int, win: int) -> np.ndarray:
@@ -98,8 +98,7 @@ def main(argv=None) -> int:
     rows[-1]["grid"] = [{k: v for k, v in g.items() if k != "_counts"} for g in grid]
     print(format_table(rows[-2:], ["dataset", "model", "lam", "win", "val_hits@10", "val_map@10",
                                    "hits@10", "map@10"]), flush=True)
-  out = pathlib.Path(a.out)
-  out.write_text(json.dumps({"meta": run_metadata(), "rows": rows}, indent=1))
+  write_results(a.out, rows, run_metadata("ndm_cooccurrence", config=vars(a)))
   return 0
 
 

@@ -24,7 +24,7 @@ Subcommands:
   ``sn:infvae/android:NDM+SN``).
 * ``collect``: the three JSON files from the parts.
 * ``plot``: Fig. 8 from ``ndm_sensitivity.json`` (matplotlib).
-* ``readme``: the Markdown tables of the README section from the three files.
+* ``readme``: the Markdown tables of the README section from the three files (``docs/tables.py``).
 
 Tiny CPU check: ``python benchmarks/ndm_extras.py all --tiny --out-dir /tmp/x --budget 300``.
 """
@@ -195,18 +195,17 @@ def run_all(a: argparse.Namespace) -> int:
     time.sleep(1.0)
   print(json.dumps(status, indent=1), flush=True)
   (parts / "status.json").write_text(json.dumps(status, indent=1))
-  a.meta_extra = {"jobs": status, "wall_seconds": round(time.time() - start, 1),
-                  "command": " ".join(sys.argv)}
+  a.meta_extra = {"jobs": status, "wall_seconds": round(time.time() - start, 1)}
   return collect(a)
 
 
-def _meta(a: argparse.Namespace, **extra) -> dict:
-  from popdiff_jax.utils.report import run_metadata
-  meta = run_metadata()
-  meta.update({"epochs_max": a.epochs, "patience": a.patience,
-               "config_overrides": json.loads(a.config_json),
-               "max_train_seconds": a.max_train_seconds, "sens_runs_per_cascade": a.sens_runs,
-               "sn_runs_per_cascade": a.sn_runs, "tiny": a.tiny}, **extra)
+def _meta(a: argparse.Namespace, benchmark: str, **extra) -> dict:
+  from popdiff_jax.results import run_metadata
+  meta = run_metadata(
+      benchmark, config={k: v for k, v in vars(a).items() if k != "meta_extra"},
+      epochs_max=a.epochs, patience=a.patience,
+      config_overrides=json.loads(a.config_json), max_train_seconds=a.max_train_seconds,
+      sens_runs_per_cascade=a.sens_runs, sn_runs_per_cascade=a.sn_runs, tiny=a.tiny, **extra)
   meta.update(getattr(a, "meta_extra", {}))
   return meta
 
@@ -214,12 +213,11 @@ def _meta(a: argparse.Namespace, **extra) -> dict:
 def collect(a: argparse.Namespace) -> int:
   """The three result files from the job parts."""
   from popdiff_jax.experiments import ndm_extras as ex
+  from popdiff_jax.results import write_results
   from popdiff_jax.utils.report import format_table
   parts = [json.loads(p.read_text()) for p in sorted(pathlib.Path(a.parts).glob("*.json"))
            if p.name != "status.json"]
   out_dir = pathlib.Path(a.out_dir)
-  out_dir.mkdir(parents=True, exist_ok=True)
-  meta = _meta(a)
 
   sn = [r for r in parts if r["job"].startswith("sn:")]
   order = {d: i for i, d in enumerate(ex.SOCIAL_DATASETS)}
@@ -228,14 +226,12 @@ def collect(a: argparse.Namespace) -> int:
     base = next((b for b in sn if b["dataset"] == r["dataset"] and b["model"] == "NDM"), None)
     if r["model"] == "NDM+SN" and base and base.get("micro_f1") and r.get("micro_f1") is not None:
       r["micro_f1_rel_change"] = round(r["micro_f1"] / base["micro_f1"] - 1.0, 4)
-  (out_dir / "ndm_sn.json").write_text(json.dumps(
-      {"meta": dict(meta, paper="NDM+SN: relative Micro-F1 improvement about 4% (Sec. 5.4)"),
-       "rows": sn}, indent=1))
+  write_results(out_dir / "ndm_sn.json", sn, _meta(
+      a, "ndm_sn", paper="NDM+SN: relative Micro-F1 improvement about 4% (Sec. 5.4)"))
 
   sens = ex.sensitivity_rows([r for r in parts if r["job"].startswith("sens:")])
-  (out_dir / "ndm_sensitivity.json").write_text(json.dumps(
-      {"meta": dict(meta, dataset=ex.SENSITIVITY_DATASET, base=ex.SENSITIVITY_BASE),
-       "rows": sens}, indent=1))
+  write_results(out_dir / "ndm_sensitivity.json", sens, _meta(
+      a, "ndm_sensitivity", dataset=ex.SENSITIVITY_DATASET, base=ex.SENSITIVITY_BASE))
 
   norms = []
   for name in ex.NORM_DATASETS:
@@ -252,8 +248,7 @@ def collect(a: argparse.Namespace) -> int:
                     **{f"paper_{k}": v for k, v in ex.PAPER_NORMS[name].items()},
                     "epochs": r.get("epochs"), "best_epoch": r.get("best_epoch"),
                     "hits@10": r.get("hits@10"), "source_job": r["job"]})
-  (out_dir / "ndm_norms.json").write_text(json.dumps(
-      {"meta": dict(meta, f_init=1), "rows": norms}, indent=1))
+  write_results(out_dir / "ndm_norms.json", norms, _meta(a, "ndm_norms", f_init=1))
 
   print(format_table(sn, ("dataset", "model", "hits@10", "map@10", *F1_KEYS, "runs_per_cascade",
                           "epochs"), floatfmt=".4f"))
@@ -274,7 +269,8 @@ def plot(a: argparse.Namespace) -> int:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  rows = json.loads(pathlib.Path(a.sensitivity).read_text())["rows"]
+  from popdiff_jax.results import read_results
+  _, rows = read_results(a.sensitivity)
   params = ("h", "win", "d", "F_init")
   fig, axes = plt.subplots(1, 4, figsize=(14, 3.2), sharey=True)
   labels = {"macro_f1": "Macro-F1", "micro_f1": "Micro-F1", "macro_f1_first5": "Macro-F1 (Early)",
@@ -295,43 +291,20 @@ def plot(a: argparse.Namespace) -> int:
   return 0
 
 
-def _fmt(v, spec=".3f"):
-  return "–" if v is None else format(v, spec)
-
-
 def readme(a: argparse.Namespace) -> int:
-  """The README tables from the three result files."""
-  d = pathlib.Path(a.results)
-  sn = json.loads((d / "ndm_sn.json").read_text())
-  print(f"NDM vs NDM+SN ({sn['meta']['device']}; runs per cascade in the last column):\n")
-  print("| dataset | model | Hits@10 | MAP@10 | Macro-F1 | Micro-F1 | Macro-F1 (first 5) | "
-        "Micro-F1 (first 5) | Micro-F1 change | runs |")
-  print("|---|---|---|---|---|---|---|---|---|---|")
-  for r in sn["rows"]:
-    change = r.get("micro_f1_rel_change")
-    print(f"| {r['dataset']} | {r['model']} | {_fmt(r.get('hits@10'))} | {_fmt(r.get('map@10'))} | "
-          f"{_fmt(r.get('macro_f1'))} | {_fmt(r.get('micro_f1'))} | "
-          f"{_fmt(r.get('macro_f1_first5'))} | {_fmt(r.get('micro_f1_first5'))} | "
-          f"{'–' if change is None else f'{change:+.1%}'} | {r.get('runs_per_cascade', '–')} |")
-  sens = json.loads((d / "ndm_sensitivity.json").read_text())
-  print(f"\nSensitivity on ndm/lastfm ({sens['meta']['device']}, "
-        f"{sens['meta'].get('sens_runs_per_cascade')} runs per cascade):\n")
-  print("| param | value | Macro-F1 | Micro-F1 | Macro-F1 (first 5) | Micro-F1 (first 5) | "
-        "epochs |")
-  print("|---|---|---|---|---|---|---|")
-  for r in sens["rows"]:
-    print(f"| {r['param']} | {r['value']} | {_fmt(r.get('macro_f1'))} | "
-          f"{_fmt(r.get('micro_f1'))} | {_fmt(r.get('macro_f1_first5'))} | "
-          f"{_fmt(r.get('micro_f1_first5'))} | {r.get('epochs', '–')} |")
-  norms = json.loads((d / "ndm_norms.json").read_text())
-  print(f"\n||W||_F^2 of the learned W^C (F_init = 1; {norms['meta']['device']}): ours (at "
-        "initialisation) / paper:\n")
-  print("| dataset | W^C_init | W^C_0 | W^C_1 | W^C_2 | epochs |")
-  print("|---|---|---|---|---|---|")
-  for r in norms["rows"]:
-    cells = [f"{_fmt(r.get(k), '.1f')} ({_fmt(r.get(f'init_{k}'), '.1f')}) / "
-             f"{_fmt(r.get(f'paper_{k}'), '.1f')}" for k in ("W_init", "W_0", "W_1", "W_2")]
-    print(f"| {r['dataset']} | " + " | ".join(cells) + f" | {r.get('epochs', '–')} |")
+  """The README tables of the three result files: ``docs/tables.py``'s ``ndm_sn``,
+  ``ndm_sensitivity`` and ``ndm_norms`` (``python docs/tables.py --write`` puts them in place)."""
+  import importlib.util
+  from popdiff_jax.results import read_results
+  spec = importlib.util.spec_from_file_location(
+      "doc_tables", pathlib.Path(__file__).resolve().parents[1] / "docs" / "tables.py")
+  tables = importlib.util.module_from_spec(spec)
+  sys.modules[spec.name] = tables
+  spec.loader.exec_module(tables)
+  for name in ("ndm_sn", "ndm_sensitivity", "ndm_norms"):
+    meta, _ = read_results(pathlib.Path(a.results) / tables.TABLES[name].file)
+    print(f"{name} ({meta.get('device')}, {meta.get('date')}):\n")
+    print(tables.table(name, results=pathlib.Path(a.results)) + "\n")
   return 0
 
 

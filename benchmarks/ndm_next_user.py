@@ -1,6 +1,6 @@
 """Next-user prediction table (Hits@k, MAP@k) for NDM, LSTM and popularity on seven datasets.
 
-Writes ``benchmarks/results/ndm_next_user.json``: ``{"meta": {...}, "rows": [...]}`` with one row per
+Writes ``benchmarks/results/ndm_next_user.json`` (``popdiff_jax.results`` schema) with one row per
 (dataset, model) and keys ``dataset``, ``model``, ``split``, ``hits@10/50/100``, ``map@10/50/100``,
 ``train_seconds``, ``device`` (plus epochs, best epoch and validation metrics).
 
@@ -19,7 +19,9 @@ import time
 
 from popdiff_jax.experiments.next_user import MODELS
 from popdiff_jax.experiments.reproduce import NEXT_USER_COLUMNS, reproduce_next_user
-from popdiff_jax.utils.report import format_table, run_metadata
+from popdiff_jax.results import (merge_results, merge_runs, read_results, run_metadata,
+                                 write_results)
+from popdiff_jax.utils.report import format_table
 
 DATASETS = ("ndm/memetracker", "ndm/irvine", "ndm/lastfm", "forest/twitter", "forest/memetracker",
             "infvae/christianity", "infvae/android")
@@ -41,36 +43,33 @@ def main(argv=None) -> int:
                       "set \"model\"), e.g. "
                       "'ndm-reg={\"bias_init\": \"log_frequency\", \"weight_decay\": 1.0}'")
   p.add_argument("--combine", nargs="+", default=None, metavar="PART",
-                 help="only merge these result files (from parallel runs) into --out")
+                 help="only merge these result files (from parallel runs) into --out: rows tagged "
+                      "with their file (run), the files' metas under meta.runs")
   p.add_argument("--merge", action="store_true",
-                 help="keep the rows of other datasets already in --out (replace only these)")
+                 help="keep the rows of other datasets already in --out, with their runs (replace "
+                      "only these datasets)")
   p.add_argument("--no-progress", action="store_true")
   a = p.parse_args(argv)
-  if a.combine:
-    parts = [json.loads(pathlib.Path(f).read_text()) for f in a.combine]
-    meta = dict(parts[0]["meta"], parts=[q["meta"] for q in parts])
-    rows = [r for q in parts for r in q["rows"]]
-    pathlib.Path(a.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+  if a.combine:  # rows tagged with their part (run), the parts' metas under meta.runs
+    meta, rows = merge_results(a.combine)
+    write_results(a.out, rows, meta)
     print(format_table(rows, NEXT_USER_COLUMNS))
     return 0
   variants = []
   for v in a.variant:
     name, _, cfg = v.partition("=")
     variants.append((name, json.loads(cfg)))
-  meta = run_metadata()
-  meta.update({"epochs_max": a.epochs, "max_train_seconds": a.max_train_seconds,
-               "variants": dict(variants),
-               "env": {k: os.environ.get(k) for k in ("XLA_FLAGS", "JAX_COMPILATION_CACHE_DIR",
-                                                      "XLA_PYTHON_CLIENT_PREALLOCATE")},
-               "command": " ".join(sys.argv)})
+  meta = run_metadata(
+      "ndm_next_user", config=vars(a), variants=dict(variants),
+      env={k: os.environ.get(k) for k in ("XLA_FLAGS", "JAX_COMPILATION_CACHE_DIR",
+                                          "XLA_PYTHON_CLIENT_PREALLOCATE")})
   rows = []
   out = pathlib.Path(a.out)
-  kept = []
+  kept = None  # with --merge: the file's runs and its rows of the other datasets
   if a.merge and out.exists():
-    old = json.loads(out.read_text())
-    kept = [r for r in old["rows"] if r["dataset"] not in a.datasets]
-    meta["merged_from"] = old["meta"]
-  out.parent.mkdir(parents=True, exist_ok=True)
+    old_meta, old_rows = read_results(out)
+    kept = (old_meta, [r for r in old_rows if r["dataset"] not in a.datasets])
+  out_rows = [] if kept is None else kept[1]
   t0 = time.perf_counter()
   for name in a.datasets:
     rows += reproduce_next_user([name], a.models, workdir=a.workdir, data_dir=a.data_dir,
@@ -83,9 +82,11 @@ def main(argv=None) -> int:
                                   **overrides)
       rows += [dict(r, model=vname, config=overrides) for r in vrows]
     meta["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    out.write_text(json.dumps({"meta": meta, "rows": kept + rows}, indent=1))  # keep partial results
+    part = (meta, rows)
+    out_meta, out_rows = part if kept is None else merge_runs([kept, part])
+    write_results(out, out_rows, out_meta)  # after every dataset: partial results survive
     print(format_table([r for r in rows if r["dataset"] == name], NEXT_USER_COLUMNS), flush=True)
-  print("\n" + format_table(kept + rows, NEXT_USER_COLUMNS))
+  print("\n" + format_table(out_rows, NEXT_USER_COLUMNS))
   return 0
 
 

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import pathlib
 import sys
 
 from popdiff_jax.data.cascades import load_dataset
 from popdiff_jax.experiments import next_user
 from popdiff_jax.experiments.ndm_protocol import PAPER_TABLES, evaluate_protocol
-from popdiff_jax.utils.report import format_table, run_metadata
+from popdiff_jax.results import merge_runs, read_results, run_metadata, write_results
+from popdiff_jax.utils.report import format_table
 
 COLUMNS = ("dataset", "model", "macro_f1", "paper_macro_f1", "micro_f1", "paper_micro_f1",
            "macro_f1_first5", "paper_macro_f1_first5", "micro_f1_first5", "paper_micro_f1_first5",
@@ -51,16 +51,14 @@ def main(argv=None) -> int:
                                       "ndm_paper_protocol.json"))
   p.add_argument("--no-progress", action="store_true")
   p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
-                 help="only merge: rows of earlier runs of this script (one process per dataset and "
+                 help="only merge: result files of this script (one process per dataset and "
                       "model, e.g. benchmarks/ndm_protocol_device.sh) and ic_baselines.py files "
                       "into --out")
   a = p.parse_args(argv)
   if a.merge:
     return merge(a.merge, pathlib.Path(a.out))
-  meta = run_metadata()
-  meta["command"] = " ".join(sys.argv)
+  meta = run_metadata("ndm_paper_protocol", config=vars(a))
   out = pathlib.Path(a.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
   rows = []
   for name in a.datasets:
     data = load_dataset(name, a.data_dir)
@@ -83,37 +81,43 @@ def main(argv=None) -> int:
       if model == "ndm":
         row.update({f"paper_{k}": v for k, v in PAPER_TABLES.get(name, {}).items()})
       rows.append(row)
-      out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+      write_results(out, rows, meta)
       print(format_table([row], COLUMNS), flush=True)
   print("\n" + format_table(rows, COLUMNS, floatfmt=".3f"))
   return 0
 
 
+IC_MODELS = {"embedded_ic": "EmbeddedIC", "netrate": "NetRate"}
+
+
+def ic_rows(meta: dict, rows: list[dict]) -> list[dict]:
+  """The rows of an ``ic_baselines.py`` file as rows of this table."""
+  keys = ("macro_f1", "micro_f1", "macro_f1_first5", "micro_f1_first5", "msle", "fit_s")
+  return [{"dataset": r.get("dataset", meta.get("dataset")), "model": IC_MODELS[r["model"]],
+           "device": meta.get("device"), **{k: r.get(k) for k in keys},
+           "runs_per_cascade": meta.get("sims_per_cascade"),
+           "model_source": f"fitted by ic_baselines.py ({meta.get('steps')} steps)"}
+          for r in rows if r.get("model") in IC_MODELS]
+
+
 def merge(paths: list[str], out: pathlib.Path) -> int:
-  """One results file from per-process protocol files and IC-baseline files (``ic_baselines.py``)."""
-  rows, metas = [], []
-  for path in paths:
-    d = json.loads(pathlib.Path(path).read_text())
-    if d.get("benchmark") == "ic_baselines":
-      for key, model in (("embedded_ic", "EmbeddedIC"), ("netrate", "NetRate")):
-        r = d["results"].get(key)
-        if r is None:
-          continue
-        rows.append({"dataset": d["dataset"], "model": model, "device": d["device"],
-                     "macro_f1": r["full"]["macro_f1"], "micro_f1": r["full"]["micro_f1"],
-                     "macro_f1_first5": r["early5"]["macro_f1"],
-                     "micro_f1_first5": r["early5"]["micro_f1"], "msle": r["size_msle"]["msle"],
-                     "runs_per_cascade": d["sims_per_cascade"], "fit_s": r["fit_s"],
-                     "model_source": f"fitted by ic_baselines.py ({d['steps']} steps)"})
-    else:
-      metas.append(d["meta"])
-      rows += d["rows"]
+  """One result file from per-process protocol files and IC-baseline files (``ic_baselines.py``):
+  rows tagged with the file (``run``) they came from, each file's meta under ``meta.runs``."""
+  parts, names = [], []
+  for path in map(pathlib.Path, paths):
+    meta, rows = read_results(path)
+    if meta.get("benchmark") == "ic_baselines":
+      rows = ic_rows(meta, rows)
+    if not isinstance(meta.get("runs"), list):
+      meta = dict(meta, file=path.name)
+    parts.append((meta, rows))
+    names.append(path.stem)
+  meta, rows = merge_runs(parts, names)
   order = {name: i for i, name in enumerate(PAPER_TABLES)}
-  models = {m: i for i, m in enumerate(("NDM", "LSTM", "EmbeddedIC", "NetRate"))}
+  models = {m: i for i, m in enumerate(("NDM", "LSTM", *IC_MODELS.values()))}
   rows.sort(key=lambda r: (order.get(r["dataset"], 99), models.get(r["model"], 99)))
-  meta = dict(metas[0]) if metas else run_metadata()
-  meta["merged_from"] = [pathlib.Path(p).name for p in paths]
-  out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+  meta = {"benchmark": "ndm_paper_protocol", **{k: v for k, v in meta.items() if k != "benchmark"}}
+  write_results(out, rows, meta)
   print(format_table(rows, COLUMNS, floatfmt=".3f"))
   print(f"wrote {out}")
   return 0

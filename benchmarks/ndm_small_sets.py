@@ -3,8 +3,11 @@
 Each (dataset, name, seed) trains one model with ``experiments.next_user.run`` (selection and early
 stopping on validation only) and appends a row to ``--out`` (JSON lines, so partial results survive):
 the test metrics, the validation metrics of the kept epoch, the per-epoch validation curve, and the
-trainable parameters per user (rows of the user tables) and in all. ``--summary`` prints mean +- std
-over seeds per (dataset, name) and writes them beside the rows as ``<out>.summary.json``.
+trainable parameters per user (rows of the user tables) and in all; each row's ``run`` names its
+entry in the meta. The meta lives in ``<out>.summary.json`` (``results.summary_path``), a result
+file whose rows are the mean +- std over seeds per (dataset, name) and whose ``meta.runs`` records
+every run that appended rows; it is rewritten when a run starts and ends. ``--summary`` only
+rewrites and prints it.
 
   python benchmarks/ndm_small_sets.py --dataset ndm/irvine --seeds 0 1 2 \\
       --config 'ndm={}' --config 'ndm-map={"select_by": "map@10"}' --config 'lstm={"model": "lstm"}'
@@ -26,7 +29,9 @@ import numpy as np
 
 from popdiff_jax.data.cascades import load_dataset
 from popdiff_jax.experiments import next_user as nu
-from popdiff_jax.utils.report import format_table, run_metadata
+from popdiff_jax.results import (append_row, read_results, run_metadata, summary_path,
+                                 write_results)
+from popdiff_jax.utils.report import format_table
 
 METRICS = ("hits@10", "hits@50", "hits@100", "map@10", "map@50", "map@100")
 DEFAULT_OUT = pathlib.Path(__file__).parent / "results" / "ndm_small_sets.jsonl"
@@ -61,6 +66,19 @@ def summarize(rows: list[dict]) -> list[dict]:
   return out
 
 
+def write_summary(out: pathlib.Path, new_run: dict | None = None) -> list[dict]:
+  """Rewrites ``<out>.summary.json`` from the rows in ``out``: summary rows and the runs' metas."""
+  meta = read_results(summary_path(out))[0] if summary_path(out).exists() else {}
+  rows = read_results(out)[1] if out.exists() else []
+  runs = list(meta.get("runs", []))
+  if new_run is not None:
+    runs.append({"run": new_run["date"], **{k: v for k, v in new_run.items() if k != "benchmark"}})
+  summary = summarize(rows)
+  write_results(summary_path(out), summary,
+                {**meta, "benchmark": "ndm_small_sets", "rows_file": out.name, "runs": runs})
+  return summary
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--dataset", nargs="+", default=["ndm/irvine"])
@@ -78,10 +96,9 @@ def main(argv=None) -> int:
   if not a.summary:
     done = set()
     if out.exists():  # rows already there are kept and not rerun
-      old = [json.loads(line) for line in out.read_text().splitlines() if line]
-      done = {(r["dataset"], r["name"], r["seed"]) for r in old}
-    meta = run_metadata()
-    out.parent.mkdir(parents=True, exist_ok=True)
+      done = {(r["dataset"], r["name"], r["seed"]) for r in read_results(out)[1]}
+    meta = run_metadata("ndm_small_sets", config=vars(a))
+    write_summary(out, new_run=meta)  # the run's meta is on file before its first row
     for dname in a.dataset:
       data = load_dataset(dname, a.data_dir)
       for spec in a.config:
@@ -99,23 +116,20 @@ def main(argv=None) -> int:
           row = nu.run(data, config, run_dir, progress=False)
           row.update(name=name, seed=seed, overrides=overrides, wall_seconds=round(
               time.perf_counter() - t0, 1), device=meta["device"], commit=meta["commit"],
-                     date=meta["date"])
+                     date=meta["date"], run=meta["date"])
           if config.model != "popularity":
             row.update(parameter_counts(config, len(data.vocab), row.get("f_init", 0)))
             hist = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().split("\n")
                     if line]
             row["curve"] = [{k: h.get(k) for k in ("epoch", "train_loss", "val_nll", "val_hits@10",
                                                    "val_map@10")} for h in hist]
-          with out.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+          append_row(out, row)
           print(f"{dname} {name} seed {seed}: test hits@10 {row['hits@10']:.4f} map@10 "
                 f"{row['map@10']:.4f} | val hits@10 {row.get('val_hits@10', float('nan')):.4f} "
                 f"map@10 {row.get('val_map@10', float('nan')):.4f} nll "
                 f"{row.get('val_nll', float('nan')):.4f} | best epoch {row.get('best_epoch')} "
                 f"of {row.get('epochs')} | {row['wall_seconds']} s", flush=True)
-  rows = [json.loads(line) for line in out.read_text().splitlines() if line]
-  summary = summarize(rows)
-  pathlib.Path(str(out) + ".summary.json").write_text(json.dumps(summary, indent=1))
+  summary = write_summary(out)
   cols = ["dataset", "name", "seeds", "hits@10", "hits@10_std", "map@10", "map@10_std",
           "val_hits@10", "val_map@10", "best_epoch", "params_per_user"]
   print(format_table(summary, cols))

@@ -12,7 +12,7 @@ as mean and std over seeds, the per-seed values, and the paper's own number wher
 The committed results came from ``benchmarks/popularity_device.sh`` (one process per paper and
 seed on a GPU machine, merged with ``--merge``) with the defaults below.
 The seed draws the split (random and user splits; the time split's tie order) and initialises the
-model. Reduced settings for a shared 2-core CPU are recorded under ``settings``.
+model. Reduced settings for a shared 2-core CPU are recorded under ``meta.config``.
 """
 
 from __future__ import annotations
@@ -77,10 +77,6 @@ REG_METRICS = ("mae", "mse", "srcc")
 
 def paper_number(paper, model, split):
   return PAPER.get((paper, model, split)) or PAPER.get((paper, model))
-
-
-def git_commit() -> str:
-  return report.git_commit() or "unknown"
 
 
 class FeatureCache:
@@ -213,10 +209,6 @@ def main(argv=None):
     merge(args.merge, args.out)
     return
 
-  import jax
-  import flax
-  import sklearn
-
   t_start = time.perf_counter()
 
   def log(msg):
@@ -230,77 +222,79 @@ def main(argv=None):
   for paper in args.papers:
     t0 = time.perf_counter()
     def flush(partial, done=list(new_rows)):
-      write(args, done + partial, report, fc, jax, flax, sklearn, t_start)
+      write(args, done + partial, report, fc, t_start)
 
     rows = runners[paper](fc, args, args.seeds, log, flush)
     log(f"{paper}: {len(rows)} rows in {time.perf_counter() - t0:.0f}s")
     new_rows += rows
     # Write after each paper so a long run leaves its finished parts behind.
-    write(args, new_rows, report, fc, jax, flax, sklearn, t_start)
+    write(args, new_rows, report, fc, t_start)
   print_table(new_rows)
 
 
-def write(args, new_rows, report, fc, jax, flax, sklearn, t_start):
+DATA = ("instagram_likes (1,897 scraped Instagram users, April 2019; no pixels, alt-text as the "
+        "image input). NOT the papers' data: Zhang et al. used 441 private Instagram users, Ding "
+        "et al. SMPD2019 (Flickr), Meghawat et al. SMP-T1 (Flickr); their numbers are shown for "
+        "orientation only.")
+METRIC_NOTES = ("classification metrics in percent (Table I style); regression on log(1+likes): "
+                "mae, mse, srcc (Spearman). mean and std (ddof=1) over seeds.")
+DEVIATIONS = [
+    "image input = Instagram alt-text concept vector (no pixels); deep text = LSA (TF-IDF + SVD), "
+    "not BERT",
+    "dual attention: embedding/LSTM/output widths --da-dim (paper 512), epochs --da-epochs (paper "
+    "unstated), best epoch on validation accuracy",
+    "LDA: 400 topics, --lda-iter passes of batch variational Bayes (scikit-learn)",
+    "fusion DNN: hidden widths 512-256-128-64 + linear output; standardised target",
+    "SMP: 14 features mapped from SMP-T1 fields (README table); image model = ridge on the alt-text "
+    "vector (out-of-fold on train)",
+    "SMP Conv1d: kernel 3, Adam 1e-3, up to --smp-epochs with early stopping on validation MSE",
+]
+
+
+def _used_runs(meta: dict, rows: list[dict]) -> dict:
+  """``meta`` without the runs that no row names any more (``run`` or ``runs``)."""
+  if not isinstance(meta.get("runs"), list):
+    return meta
+  used = {r.get("run") for r in rows} | {x for r in rows for x in r.get("runs", [])}
+  return dict(meta, runs=[m for m in meta["runs"] if m.get("run") in used])
+
+
+def write(args, new_rows, report, fc, t_start):
+  """Writes this run's rows into ``--out``: rows of the papers it ran replace the file's rows of
+  those papers (and their runs' metas); the other papers' rows and runs are kept."""
+  from popdiff_jax.results import merge_runs, read_results, run_metadata, write_results
   out = pathlib.Path(args.out)
-  old = json.loads(out.read_text()) if out.exists() else {}
-  papers = {r["paper"] for r in new_rows}
-  kept = [r for r in old.get("rows", []) if r["paper"] not in papers]
-  rows = kept + new_rows
-  runs = dict(old.get("runs", {}))
-  settings = {k: v for k, v in vars(args).items() if k not in ("out",)}
-  for paper in papers:
-    runs[paper] = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": git_commit(), "settings": settings,
-        "wall_seconds": round(time.perf_counter() - t_start, 1),
-        "feature_seconds": fc.seconds,
-    }
-  doc = {
-      "benchmark": "popularity",
-      "data": ("instagram_likes (1,897 scraped Instagram users, April 2019; no pixels, alt-text as "
-               "the image input). NOT the papers' data: Zhang et al. used 441 private Instagram "
-               "users, Ding et al. SMPD2019 (Flickr), Meghawat et al. SMP-T1 (Flickr); their "
-               "numbers are shown for orientation only."),
-      "loader_report": report.as_dict(),
-      "device": f"CPU ({platform.processor() or platform.machine()}), jax backend "
-                f"{jax.default_backend()}",
-      "versions": {"python": platform.python_version(), "jax": jax.__version__,
-                   "flax": flax.__version__, "numpy": np.__version__,
-                   "scikit_learn": sklearn.__version__},
-      "metric_notes": ("classification metrics in percent (Table I style); regression on "
-                       "log(1+likes): mae, mse, srcc (Spearman). mean and std (ddof=1) over seeds."),
-      "deviations": [
-          "image input = Instagram alt-text concept vector (no pixels); deep text = LSA (TF-IDF + SVD), not BERT",
-          "dual attention: embedding/LSTM/output widths --da-dim (paper 512), epochs --da-epochs (paper unstated), best epoch on validation accuracy",
-          "LDA: 400 topics, --lda-iter passes of batch variational Bayes (scikit-learn)",
-          "fusion DNN: hidden widths 512-256-128-64 + linear output; standardised target",
-          "SMP: 14 features mapped from SMP-T1 fields (README table); image model = ridge on the alt-text vector (out-of-fold on train)",
-          "SMP Conv1d: kernel 3, Adam 1e-3, up to --smp-epochs with early stopping on validation MSE",
-      ],
-      "runs": runs,
-      "rows": rows,
-  }
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+  papers = sorted({r["paper"] for r in new_rows})
+  meta = run_metadata(
+      "popularity", config={k: v for k, v in vars(args).items() if k != "out"},
+      packages=("scikit-learn",), papers=papers, data=DATA, loader_report=report.as_dict(),
+      metric_notes=METRIC_NOTES, deviations=DEVIATIONS,
+      wall_seconds=round(time.perf_counter() - t_start, 1), feature_seconds=fc.seconds)
+  rows = new_rows
+  if out.exists():
+    old_meta, old_rows = read_results(out)
+    kept = [r for r in old_rows if r["paper"] not in papers]
+    meta, rows = merge_runs([(old_meta, kept), (meta, new_rows)])
+    meta = _used_runs(meta, rows)
+  write_results(out, rows, meta)
 
 
 def merge(paths, out):
   """Merges result files of runs over disjoint seeds: per-seed values are pooled per
-  (paper, model, split) and mean/std recomputed; run records are kept per input file."""
-  docs = [json.loads(pathlib.Path(p).read_text()) for p in paths]
+  (paper, model, split) and mean/std recomputed; each file's meta is kept under ``meta.runs`` and
+  each pooled row names the runs it pools (``runs``)."""
+  from popdiff_jax.results import merge_results, write_results
+  meta, parts = merge_results(paths)
   pooled, order = {}, []
-  runs = {}
-  for path, doc in zip(paths, docs):
-    runs[pathlib.Path(path).name] = doc.get("runs", {})
-    for r in doc["rows"]:
-      key = (r["paper"], r["model"], r["split"])
-      if key not in pooled:
-        pooled[key] = {"rows": [], "row": r}
-        order.append(key)
-      pooled[key]["rows"].append(r)
+  for r in parts:
+    key = (r["paper"], r["model"], r["split"])
+    if key not in pooled:
+      pooled[key] = []
+      order.append(key)
+    pooled[key].append(r)
   rows = []
   for key in order:
-    rs = pooled[key]["rows"]
+    rs = pooled[key]
     metrics = CLS_METRICS if key[0] == "dual_attention" else REG_METRICS
     out_row = {"paper": key[0], "model": key[1], "split": key[2]}
     seeds = []
@@ -315,11 +309,9 @@ def merge(paths, out):
       if k in rs[0]:
         out_row[k] = int(np.mean([r[k] for r in rs]))
     out_row["paper_reported"] = rs[0].get("paper_reported")
+    out_row["runs"] = list(dict.fromkeys(x for r in rs for x in r.get("runs", [r.get("run")])))
     rows.append(out_row)
-  doc = dict(docs[0])
-  doc["rows"] = rows
-  doc["runs"] = runs
-  pathlib.Path(out).write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+  write_results(out, rows, meta)
   print_table(rows)
 
 

@@ -15,7 +15,8 @@ The model has random weights (throughput does not depend on training); each run 
 one-user prefix with a budget of ``--ndm-steps`` new users. The anchor masks Terminate and runs
 every step; the library's loop stops when all runs have stopped, which with random weights is after
 all steps too (a few runs sample Terminate early, ``mean_new_users`` shows it, but the batch runs
-until its last run ends), so both do the same number of steps. Rows go to ``ndm_sampler``.
+until its last run ends), so both do the same number of steps. These rows have ``kind``
+"ndm_sampler" (the IC rows ``kind`` "ic").
 
 Usage:
   python benchmarks/simulation.py                      # full run, writes benchmarks/results/ic_simulation.json
@@ -26,12 +27,9 @@ from __future__ import annotations
 
 import argparse
 import array
-import datetime
-import json
 import os
 import pathlib
 import platform
-import subprocess
 import sys
 import time
 
@@ -42,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 import jax  # noqa: E402
 
+from popdiff_jax.results import run_metadata, write_results  # noqa: E402
 from popdiff_jax.simulate import random_graph, simulate_ic  # noqa: E402
 
 
@@ -197,25 +196,6 @@ def two_sample(a, b):
           "n_popdiff": int(a.size), "n_anchor": int(b.size)}
 
 
-def _git_commit():
-  try:
-    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=10).stdout.strip() or None
-  except Exception:  # noqa: BLE001 - no git on the device machine
-    return os.environ.get("POPDIFF_COMMIT")
-
-
-def _versions():
-  out = {"python": platform.python_version(), "jax": jax.__version__, "numpy": np.__version__}
-  for name in ("cynetdiff", "ndlib", "networkx", "scipy", "jaxlib"):
-    try:
-      from importlib.metadata import version
-      out[name] = version(name)
-    except Exception:  # noqa: BLE001
-      out[name] = None
-  return out
-
-
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--sims", default="1000,10000,100000")
@@ -261,36 +241,23 @@ def main(argv=None):
     graphs.append((args.big_nodes, args.big_edges, big_sims))
   rows = []
   ndm_rows = []
+  meta = run_metadata(
+      "ic_simulation", packages=("cynetdiff", "ndlib", "networkx", "scipy"),
+      config=dict(vars(args), seeds=seeds.tolist(), graph_seed=0),
+      cpu=cpu_info, cpu_cores_visible=cpu_count)
 
   def write(partial):
-    out = {
-        "benchmark": "ic_simulation",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": _git_commit(),
-        "device": device,
-        "cpu": cpu_info,
-        "cpu_cores_visible": cpu_count,
-        "versions": _versions(),
-        "settings": {"words_per_chunk": args.words_per_chunk, "prob_bits": args.prob_bits,
-                     "repeats": args.repeats, "seeds": seeds.tolist(), "graph_seed": 0,
-                     "anchor_seconds": args.anchor_seconds, "note": args.note},
-        "rows": rows,
-        "ndm_sampler": ndm_rows,
-    }
-    path = pathlib.Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    out["complete"] = not partial
-    path.write_text(json.dumps(out, indent=1))
-    return path
+    """IC rows (kind "ic") and NDM sampler rows (kind "ndm_sampler"); ``complete`` in meta."""
+    return write_results(args.out, rows + ndm_rows, dict(meta, complete=not partial))
 
   for n, e, sims_here in ([] if args.skip_ic else graphs):
     for p in [float(x) for x in args.ps.split(",")]:
       graph, edges = random_graph(n, e, p, seed=0)
       cyn_rate, cyn_spreads = bench_cynetdiff(edges, n, p, seeds, 200_000, args.anchor_seconds)
       base = {"nodes": n, "edges": e, "seeds": 10, "p": p}
-      rows.append({**base, "impl": "cynetdiff", "device": f"cpu (1 core; {cpu_info})", "sims": int(cyn_spreads.size),
-                   "sims_per_s": cyn_rate, "mean_spread": float(cyn_spreads.mean()),
-                   "ratio_vs_cynetdiff": 1.0})
+      rows.append({**base, "kind": "ic", "impl": "cynetdiff", "device": f"cpu (1 core; {cpu_info})",
+                   "sims": int(cyn_spreads.size), "sims_per_s": cyn_rate,
+                   "mean_spread": float(cyn_spreads.mean()), "ratio_vs_cynetdiff": 1.0})
       print(f"[{n}/{e} p={p}] cynetdiff {cyn_rate:,.0f} sims/s mean {cyn_spreads.mean():.2f}", flush=True)
       if not args.no_ndlib and e <= 100_000:
         try:
@@ -300,8 +267,9 @@ def main(argv=None):
           args.no_ndlib = True
           nd_rate = None
       if not args.no_ndlib and e <= 100_000 and nd_rate is not None:
-        rows.append({**base, "impl": "ndlib", "device": f"cpu (1 core; {cpu_info})",
-                     "sims": int(nd_spreads.size), "sims_per_s": nd_rate,
+        rows.append({**base, "kind": "ic", "impl": "ndlib",
+                     "device": f"cpu (1 core; {cpu_info})", "sims": int(nd_spreads.size),
+                     "sims_per_s": nd_rate,
                      "mean_spread": float(nd_spreads.mean()), "ratio_vs_cynetdiff": nd_rate / cyn_rate})
         print(f"[{n}/{e} p={p}] ndlib {nd_rate:,.1f} sims/s mean {nd_spreads.mean():.2f}", flush=True)
       for method in args.methods.split(","):
@@ -311,8 +279,8 @@ def main(argv=None):
           rate, spreads, info = bench_popdiff(graph, seeds, s, args.repeats, args.words_per_chunk,
                                               args.prob_bits, method)
           test = two_sample(spreads, cyn_spreads)
-          rows.append({**base, "impl": f"popdiff_jax[{method}]", "method": method, "device": device,
-                       "sims": s, "sims_per_s": rate,
+          rows.append({**base, "kind": "ic", "impl": f"popdiff_jax[{method}]", "method": method,
+                       "device": device, "sims": s, "sims_per_s": rate,
                        "mean_spread": float(spreads.mean()), "ratio_vs_cynetdiff": rate / cyn_rate,
                        "padded_edges": graph.padded_edges, **info, "vs_cynetdiff": test})
           print(f"[{n}/{e} p={p}] popdiff_jax[{method}] S={s}: {rate:,.0f} sims/s ({rate / cyn_rate:.2f}x cynetdiff) "
@@ -322,11 +290,11 @@ def main(argv=None):
   for users in [int(u) for u in args.ndm_users.split(",") if u]:
     for runs in [int(r) for r in args.ndm_runs.split(",")]:
       inc = bench_ndm_sampler(users, runs, args.ndm_steps, args.repeats, recompute=False)
-      inc["device"] = device
+      inc.update(kind="ndm_sampler", device=device)
       ndm_rows.append(inc)
       if runs <= args.ndm_recompute_max_runs:
         rec = bench_ndm_sampler(users, runs, args.ndm_steps, args.repeats, recompute=True)
-        rec["device"] = device
+        rec.update(kind="ndm_sampler", device=device)
         inc["ratio_vs_recompute"] = inc["runs_per_s"] / rec["runs_per_s"]
         ndm_rows.append(rec)
       print(f"[ndm U={users} runs={runs}] incremental {inc['runs_per_s']:,.0f} runs/s"

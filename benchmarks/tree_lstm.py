@@ -88,10 +88,6 @@ def timeit(fn, repeats: int, warmup: int = 2) -> float:
   return statistics.median(ts)
 
 
-def git_commit() -> str:
-  return os.environ.get("GIT_COMMIT") or report.git_commit() or "unknown"
-
-
 def _count_buffer_copies(hlo: str, rows: int) -> dict:
   """Copies of (rows, *) f32 buffers in an optimized HLO module: all, and inside while bodies.
 
@@ -259,9 +255,14 @@ def main():
   w = (rng.normal(size=(dim, 4 * hid)) / np.sqrt(dim)).astype(np.float32)
   u = (rng.normal(size=(hid, 4 * hid)) / np.sqrt(hid)).astype(np.float32)
   b = (rng.normal(size=4 * hid) * 0.1).astype(np.float32)
-  rows = []
+  from popdiff_jax.results import merge_runs, read_results, run_metadata, write_results
+  meta = run_metadata("tree_lstm_speed", config=vars(args), packages=("torch",),
+                      level_floor_us_assumed=LEVEL_FLOOR_US)
+  rows = []  # this run's timing rows
+  kept = None  # with --append: the file's runs, whose timing rows are kept beside this run's
   if args.append and os.path.exists(args.out):
-    rows = json.loads(pathlib.Path(args.out).read_text())["rows"]
+    old_meta, old_rows = read_results(args.out)
+    kept = (old_meta, [r for r in old_rows if r.get("kind", "timing") == "timing"])
   t_start = time.perf_counter()
 
   def log(msg):
@@ -270,7 +271,7 @@ def main():
   def emit(row):
     if args.precision != "fp32":
       row = dict(row, precision=args.precision, impl=f"{row['impl']}-{args.precision}")
-    rows.append(row)
+    rows.append(dict(row, kind="timing"))
     log(f"{row['impl']:44s} trees {row['trees']:5d} nodes {row.get('nodes_timed', row['nodes']):7d} "
         f"steps {row.get('steps', 0):4d} fwd {row['nodes_per_s_fwd']:12.0f} n/s  f+b "
         f"{row['nodes_per_s_fwd_bwd']:12.0f} n/s  x node {row['ratio_fwd_vs_node_by_node']:8.1f} / "
@@ -279,20 +280,15 @@ def main():
         f"{row.get('ratio_fwd_bwd_vs_torch_levelwise', float('nan')):6.2f}")
     write()
 
+  def merged():
+    """The file's (meta, timing rows): this run's, after those kept with --append."""
+    return (meta, rows) if kept is None else merge_runs([kept, (meta, rows)])
+
   def write():
-    import flax
-    result = {
-      "benchmark": "tree_lstm_speed",
-      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-      "git_commit": git_commit(), "device": device, "platform": platform.platform(),
-      "versions": {"jax": jax.__version__, "flax": flax.__version__, "numpy": np.__version__,
-                   "torch": torch.__version__, "python": platform.python_version()},
-      "level_floor_us_assumed": LEVEL_FLOOR_US, "args": vars(args), "rows": rows,
-      "best": best_variants(rows),
-    }
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
+    """Timing rows (kind "timing") and the best JAX variant per device and size (kind "best")."""
+    out_meta, timing = merged()
+    best = [dict(b, kind="best") for b in best_variants(timing)]
+    write_results(args.out, timing + best, out_meta)
 
   max_trees = 0 if 0 in args.trees else max(args.trees)
   parents_all, source = load_trees(args.tar, max_trees, 0)
@@ -466,17 +462,18 @@ def main():
 
   write()
   out = args.out
+  _, all_rows = merged()
   hdr = f"{'impl':44s} {'trees':>5s} {'nodes':>7s} {'steps':>5s} {'fwd n/s':>11s} {'f+b n/s':>11s} " \
         f"{'x node':>8s} {'x node fb':>9s} {'x lvl':>6s} {'x lvl fb':>8s} {'us/step':>8s}"
   print(hdr)
-  for r in rows:
+  for r in all_rows:
     print(f"{r['impl']:44s} {r['trees']:5d} {r.get('nodes_timed', r['nodes']):7d} "
           f"{r.get('steps', 0):5d} {r['nodes_per_s_fwd']:11.0f} {r['nodes_per_s_fwd_bwd']:11.0f} "
           f"{r['ratio_fwd_vs_node_by_node']:8.1f} {r['ratio_fwd_bwd_vs_node_by_node']:9.1f} "
           f"{r.get('ratio_fwd_vs_torch_levelwise', float('nan')):6.2f} "
           f"{r.get('ratio_fwd_bwd_vs_torch_levelwise', float('nan')):8.2f} "
           f"{r.get('us_per_step_fwd', float('nan')):8.1f}")
-  for b in best_variants(rows):
+  for b in best_variants(all_rows):
     print(f"best of {b['trees']} trees ({b['device']}): fwd {b['fwd_impl']} "
           f"{b['ratio_fwd_vs_torch_levelwise']:.2f}x torch level-wise; fwd+bwd {b['fwd_bwd_impl']} "
           f"{b['ratio_fwd_bwd_vs_torch_levelwise']:.2f}x (goal >= 3x)")

@@ -60,13 +60,11 @@ def main():
   rows = []
   t_start = time.perf_counter()
 
+  from popdiff_jax.results import run_metadata, write_results
+  meta = run_metadata("tree_lstm_step_scaling", config=vars(args))
+
   def write():
-    meta = report.run_metadata()
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(dict(benchmark="tree_lstm_step_scaling", args=vars(args), **meta,
-                                   written=datetime.datetime.now(datetime.timezone.utc).isoformat(),
-                                   rows=rows), indent=1))
+    write_results(args.out, rows, meta)
 
   for k in args.ks:
     n = k * c_w

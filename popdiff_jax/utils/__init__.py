@@ -1,1 +1,1 @@
-"""Small shared utilities: result tables and run metadata."""
+"""Small shared utilities: terminal and Markdown tables."""

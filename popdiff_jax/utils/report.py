@@ -1,13 +1,8 @@
-"""Results tables for the terminal and run metadata for result files."""
+"""Results tables for the terminal and for Markdown (run metadata: ``popdiff_jax.results``)."""
 
 from __future__ import annotations
 
-import datetime
-import os
-import platform
-import subprocess
-from importlib import metadata
-from typing import Iterable, Sequence
+from typing import Sequence
 
 
 def format_table(rows: Sequence[dict], columns: Sequence[str], floatfmt: str = ".4f") -> str:
@@ -32,40 +27,6 @@ def format_table(rows: Sequence[dict], columns: Sequence[str], floatfmt: str = "
   out = [line(list(columns)), line(["-" * w for w in widths])]
   out += [line(b) for b in body]
   return "\n".join(out)
-
-
-def versions(packages: Iterable[str] = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint",
-                                        "numpy", "chex")) -> dict[str, str]:
-  out = {"python": platform.python_version()}
-  for p in packages:
-    try:
-      out[p] = metadata.version(p)
-    except metadata.PackageNotFoundError:
-      pass
-  return out
-
-
-def git_commit() -> str | None:
-  """The checkout's commit ($POPDIFF_COMMIT wins: a copied tree on a GPU machine has no .git)."""
-  if os.environ.get("POPDIFF_COMMIT"):
-    return os.environ["POPDIFF_COMMIT"]
-  try:
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                          check=True, timeout=10).stdout.strip() or None
-  except (OSError, subprocess.SubprocessError):
-    return None
-
-
-def run_metadata(extra_packages: Iterable[str] = ()) -> dict:
-  """Device, versions, date and commit for a result file."""
-  import jax
-
-  dev = jax.devices()[0]
-  return {"device": dev.device_kind, "platform": dev.platform, "n_devices": jax.device_count(),
-          "versions": versions(("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy",
-                                "chex", *extra_packages)),
-          "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-          "commit": git_commit(), "host": platform.node()}
 
 
 def markdown_table(rows: Sequence[dict], columns: Sequence[str], floatfmt: str = ".3f") -> str:
