@@ -351,8 +351,10 @@ TABLES: dict[str, Table] = {
     # NDM (Yang et al.): next-user prediction of the named configs, the rows the file holds now.
     "ndm_next_user": Table(
         "ndm_next_user.json",
-        (Col("dataset", "dataset"), Col("model", "model"), Col("hits@10", "hits@10", ".3f"),
-         Col("map@10", "map@10", ".3f"), Col("hits@100", "hits@100", ".3f"),
+        (Col("dataset", "dataset"), Col("model", "model"),
+         Col("hits@10 (T)", "hits@10_with_terminate", ".3f"),
+         Col("map@10 (T)", "map@10_with_terminate", ".3f"),
+         Col("hits@100 (T)", "hits@100_with_terminate", ".3f"),
          Col("epochs", _runs_and_reason), Col("run", "run")),
         where={"model": ("ndm", "lstm", "popularity", "ndm-prior")},
         sort=lambda r: (NEXT_USER_DATASETS(r["dataset"]),
@@ -364,8 +366,9 @@ TABLES: dict[str, Table] = {
          Col("epochs", "epochs"))),
     "ndm_sn": Table(
         "ndm_sn.json",
-        (Col("dataset", "dataset"), Col("model", "model"), Col("Hits@10", "hits@10", ".3f"),
-         Col("MAP@10", "map@10", ".3f"), *F1,
+        (Col("dataset", "dataset"), Col("model", "model"),
+         Col("Hits@10 (T)", "hits@10_with_terminate", ".3f"),
+         Col("MAP@10 (T)", "map@10_with_terminate", ".3f"), *F1,
          Col("Micro-F1 change", "micro_f1_rel_change", "+.1%"), Col("runs", "runs_per_cascade"))),
     "ndm_sensitivity": Table(
         "ndm_sensitivity.json",
