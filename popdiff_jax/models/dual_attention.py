@@ -125,7 +125,7 @@ class CaptionEncoder(nnx.Module):
       ``(Qᵉ float [B, T, d2] with zeros at padded words, q_T float [B, d2])``: q_T is the state
       after the last real word (zeros for an empty caption).
     """
-    gates_x = self.embed(tokens) @ self.w_x[...] + self.b[...]
+    gates_x = self.embed(tokens) @ self.w_x[...] + self.b[...][None, None, :]
     qe, _, (q_last, _) = lstm_scan(gates_x, self.w_h[...], mask)
     return qe, q_last
 
