@@ -18,6 +18,7 @@ model. Reduced settings for a shared 2-core CPU are recorded under ``meta.config
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import pathlib
@@ -31,8 +32,14 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from popdiff_jax.data import instagram as ig  # noqa: E402
-from popdiff_jax.experiments import popularity as ex  # noqa: E402
-from popdiff_jax.features import build_features  # noqa: E402
+from popdiff_jax.data.posts import PostsConfig, load_posts  # noqa: E402
+from popdiff_jax.models.dual_attention import VARIANTS  # noqa: E402
+from popdiff_jax.projects.dual_attention import configs as da_configs  # noqa: E402
+from popdiff_jax.projects.dual_attention import experiment as da  # noqa: E402
+from popdiff_jax.projects.fusion_dnn import configs as fusion_configs  # noqa: E402
+from popdiff_jax.projects.fusion_dnn import experiment as fusion  # noqa: E402
+from popdiff_jax.projects.multimodal_smp import configs as smp_configs  # noqa: E402
+from popdiff_jax.projects.multimodal_smp import experiment as smp  # noqa: E402
 from popdiff_jax.utils import report  # noqa: E402
 
 RESULT = ROOT / "benchmarks" / "results" / "popularity.json"
@@ -88,15 +95,13 @@ class FeatureCache:
   def get(self, kind, seed, n_topics):
     key = (kind, seed, n_topics)
     if key not in self.cache:
-      split = ig.make_split(self.table, kind, seed)
       t0 = time.perf_counter()
-      feats, _ = build_features(self.table, split.train, n_topics=n_topics,
-                                lda_iter=self.args.lda_iter, lsa_dim=self.args.lsa_dim, seed=seed,
-                                cache_dir=pathlib.Path(self.args.workdir) / "lda_cache",
-                                n_jobs=self.args.n_jobs)
+      posts = load_posts(PostsConfig(split=kind, n_topics=n_topics, lda_iter=self.args.lda_iter,
+                                     lsa_dim=self.args.lsa_dim, n_jobs=self.args.n_jobs),
+                         seed=seed, workdir=self.args.workdir, table=self.table)
       self.seconds[f"{kind}/seed{seed}/topics{n_topics}"] = round(time.perf_counter() - t0, 1)
       self.cache = {k: v for k, v in self.cache.items() if k[2] == n_topics}
-      self.cache[key] = (split, feats)
+      self.cache[key] = (posts.split, posts.feats)
     return self.cache[key]
 
 
@@ -115,21 +120,32 @@ def aggregate(paper, model, split, per_seed, metrics):
   return row
 
 
+SMP_CONFIGS = ("smp-random-forest", "smp-random-forest-no-comments", "smp-image-model",
+               "smp-gradient-boosting", "smp-conv1d", "smp-conv1d-multimodal")
+
+
+def smp_config(name, args, seed):
+  """The named SMP config with this run's epochs, patience, trees, workers and seed."""
+  cfg = smp_configs.get_config(name)
+  train = dataclasses.replace(cfg.train, num_epochs=args.smp_epochs, patience=args.smp_patience,
+                              n_jobs=args.n_jobs, seed=seed)
+  model = cfg.model
+  if isinstance(model, smp_configs.RandomForestConfig):
+    model = dataclasses.replace(model, n_estimators=args.rf_trees)
+  return dataclasses.replace(cfg, model=model, train=train)
+
+
 def run_smp(fc, args, seeds, log, flush):
   rows = []
-  cfg = ex.SMPConfig(epochs=args.smp_epochs, patience=args.smp_patience, rf_trees=args.rf_trees)
   for kind in args.splits:
     per = {}
     for seed in seeds:
       split, feats = fc.get(kind, seed, 0)
       t0 = time.perf_counter()
-      trees = ex.run_smp_trees(feats, split, seed=seed, config=cfg, n_jobs=args.n_jobs)
-      for name, r in trees.items():
-        per.setdefault(name, []).append(r)
-      for name, with_image in (("conv1d", False), ("conv1d_multimodal", True)):
-        r, _ = ex.run_smp_conv1d(feats, split, seed=seed, with_image=with_image, config=cfg,
-                                 workdir=pathlib.Path(args.workdir) / "runs")
-        per.setdefault(name, []).append(r)
+      for name in SMP_CONFIGS:
+        cfg = smp_config(name, args, seed)
+        r, _ = smp.train_and_test(feats, split, cfg, workdir=pathlib.Path(args.workdir) / "runs")
+        per.setdefault(smp.row_name(cfg), []).append(r)
       log(f"smp {kind} seed {seed}: {time.perf_counter() - t0:.0f}s "
           + ", ".join(f"{k} srcc={v[-1]['srcc']:.3f}" for k, v in per.items()))
     for name, rs in per.items():
@@ -140,18 +156,21 @@ def run_smp(fc, args, seeds, log, flush):
 
 def run_fusion(fc, args, seeds, log, flush):
   rows = []
-  cfg = ex.FusionConfig(epochs=args.fusion_epochs)
+  base = fusion_configs.ExperimentConfig(train=fusion_configs.TrainConfig(
+      num_epochs=args.fusion_epochs))
   jobs = [(kind, "fusion_dnn", None, None) for kind in args.splits]
   if "time" in args.splits and not args.skip_studies:
-    jobs += [("time", f"only_{g}", g, None) for g in ex.FUSION_GROUPS]
+    jobs += [("time", f"only_{g}", g, None) for g in fusion_configs.FUSION_GROUPS]
     jobs += [("time", f"drop_{g}", None, g) for g in ("user", "deep_text", "deep_image", "tags_count")]
   for kind, name, only, drop in jobs:
     rs = []
     for seed in seeds:
       split, feats = fc.get(kind, seed, 0)
       t0 = time.perf_counter()
-      r, _ = ex.run_fusion_dnn(feats, split, seed=seed, config=cfg, only=only, drop=drop,
-                               workdir=pathlib.Path(args.workdir) / "runs")
+      cfg = dataclasses.replace(
+          base, data=dataclasses.replace(base.data, split=kind, only=only, drop=drop),
+          train=dataclasses.replace(base.train, seed=seed))
+      r, _ = fusion.train_and_test(feats, split, cfg, workdir=pathlib.Path(args.workdir) / "runs")
       rs.append(r)
       log(f"fusion {kind} {name} seed {seed}: {time.perf_counter() - t0:.0f}s srcc={r['srcc']:.3f}")
     rows.append(aggregate("fusion_dnn", name, kind, rs, REG_METRICS))
@@ -161,16 +180,20 @@ def run_fusion(fc, args, seeds, log, flush):
 
 def run_dual(fc, args, seeds, log, flush):
   rows = []
-  cfg = ex.DualAttentionConfig(embed_dim=args.da_dim, hidden_dim=args.da_dim,
-                               out_dim=args.da_dim, epochs=args.da_epochs, patience=args.da_epochs)
+  base = da_configs.ExperimentConfig()
+  model = dataclasses.replace(base.model, embed_dim=args.da_dim, hidden_dim=args.da_dim,
+                              out_dim=args.da_dim)
   for kind in args.da_splits:
     per = {}
     for seed in seeds:
       split, feats = fc.get(kind, seed, args.topics)
       for variant in args.variants:
         t0 = time.perf_counter()
-        r, _ = ex.run_dual_attention(feats, split, variant, seed=seed, config=cfg,
-                                     workdir=pathlib.Path(args.workdir) / "runs")
+        cfg = dataclasses.replace(
+            base, model=dataclasses.replace(model, variant=variant),
+            train=dataclasses.replace(base.train, num_epochs=args.da_epochs,
+                                      patience=args.da_epochs, seed=seed))
+        r, _ = da.train_and_test(feats, split, cfg, workdir=pathlib.Path(args.workdir) / "runs")
         per.setdefault(variant, []).append(r)
         log(f"dual {kind} {variant} seed {seed}: {time.perf_counter() - t0:.0f}s "
             f"acc={r['accuracy']:.3f} f1={r['f1']:.3f}")
@@ -187,7 +210,7 @@ def main(argv=None):
   p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
   p.add_argument("--splits", nargs="+", default=list(ig.SPLIT_KINDS))
   p.add_argument("--da-splits", nargs="+", default=["random"])
-  p.add_argument("--variants", nargs="+", default=list(ex.da.VARIANTS))
+  p.add_argument("--variants", nargs="+", default=list(VARIANTS))
   p.add_argument("--data-dir", default=None)
   p.add_argument("--workdir", default="/tmp/popdiff_popularity")
   p.add_argument("--topics", type=int, default=400)

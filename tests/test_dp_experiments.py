@@ -126,25 +126,36 @@ def _assert_rows_close(a, b):
 def test_popularity_loops_on_four_devices_equal_one(tmp_path, which):
   """Two epochs (one for the slow-to-compile dual attention) of each popularity training loop:
   5 steps an epoch, global batch 20 (5 rows a device)."""
-  from popdiff_jax.experiments import popularity as ex
+  from popdiff_jax.models.dual_attention import DualAttentionConfig
+  from popdiff_jax.models.fusion_dnn import FusionDNNConfig
+  from popdiff_jax.projects.dual_attention import configs as da_configs
+  from popdiff_jax.projects.dual_attention import experiment as da
+  from popdiff_jax.projects.fusion_dnn import configs as fusion_configs
+  from popdiff_jax.projects.fusion_dnn import experiment as fusion
+  from popdiff_jax.projects.multimodal_smp import configs as smp_configs
+  from popdiff_jax.projects.multimodal_smp import experiment as smp
 
   feats, split = _fake_posts()
   out = {}
   for n in (1, 4):
     wd = tmp_path / f"d{n}"
     if which == "dual_attention":
-      cfg = ex.DualAttentionConfig(embed_dim=8, hidden_dim=8, attn_dim=4, out_dim=8,
-                                   batch_size=20, epochs=1, patience=2, num_devices=n)
-      row, extra = ex.run_dual_attention(feats, split, "dual_attention", seed=0, config=cfg,
-                                         workdir=wd, vocab_size=30)
+      cfg = da_configs.ExperimentConfig(
+          model=DualAttentionConfig(vocab_size=30, embed_dim=8, hidden_dim=8, attn_dim=4,
+                                    out_dim=8),
+          train=da_configs.TrainConfig(batch_size=20, num_epochs=1, patience=2, num_devices=n))
+      row, extra = da.train_and_test(feats, split, cfg, workdir=wd)
       out[n] = (row, extra["probs"])
     elif which == "fusion":
-      cfg = ex.FusionConfig(hidden=(8, 4), batch_size=20, epochs=2, lr=1e-3, num_devices=n)
-      out[n] = ex.run_fusion_dnn(feats, split, seed=0, config=cfg, workdir=wd)
+      cfg = fusion_configs.ExperimentConfig(
+          model=FusionDNNConfig(hidden=(8, 4)),
+          train=fusion_configs.TrainConfig(batch_size=20, num_epochs=2, learning_rate=1e-3,
+                                           num_devices=n))
+      out[n] = fusion.train_and_test(feats, split, cfg, workdir=wd)
     else:
-      cfg = ex.SMPConfig(batch_size=20, epochs=2, patience=2, num_devices=n)
-      out[n] = ex.run_smp_conv1d(feats, split, seed=0, with_image=False, config=cfg,
-                                 workdir=wd)
+      cfg = smp_configs.ExperimentConfig(
+          train=smp_configs.TrainConfig(batch_size=20, num_epochs=2, patience=2, num_devices=n))
+      out[n] = smp.train_and_test(feats, split, cfg, workdir=wd)
   # The training loss of every epoch (fit's metrics.jsonl), then the test rows and predictions.
   hist = {n: [json.loads(line)["train_loss"] for p in sorted((tmp_path / f"d{n}").glob("*"))
               for line in (p / "metrics.jsonl").read_text().splitlines()] for n in (1, 4)}
@@ -232,18 +243,19 @@ def _ndm_six_row_setup():
 def _smp_six_row_setup():
   import optax
 
-  from popdiff_jax.experiments import popularity as ex
-  from popdiff_jax.models import smp
-  from popdiff_jax.models._popularity_common import make_rngs, split_model
-  from popdiff_jax.train.state import create_train_state
+  from popdiff_jax import models
+  from popdiff_jax.data.posts import iterate_batches, make_arrays
+  from popdiff_jax.models.smp import SMPConv1dConfig
+  from popdiff_jax.projects.multimodal_smp.experiment import loss_fn
+  from popdiff_jax.training import create_train_state, make_train_step
 
   feats, split = _fake_posts()
-  arrays = ex.make_arrays(feats, use=("features",), features=feats.smp, target=feats.score - 2.0)
-  graphdef, params, extra = split_model(smp.SMPConv1d(14, rngs=make_rngs(0)))
+  arrays = make_arrays(feats, use=("features",), features=feats.smp, target=feats.score - 2.0)
+  model, variables = models.init(SMPConv1dConfig(num_features=14), 0)
   tx = optax.adam(1e-2)
-  step, _ = ex.regression_steps(graphdef, tx, "smp", jit=False)
-  batches = list(ex.iterate_batches(arrays, split.train[:18], 6, shuffle_seed=0, drop_last=True))
-  return create_train_state(params, tx, extra), step, batches
+  step = make_train_step(model, loss_fn, tx)
+  batches = list(iterate_batches(arrays, split.train[:18], 6, shuffle_seed=0, drop_last=True))
+  return create_train_state(variables.params, tx, extra=variables.state), step, batches
 
 
 @pytest.mark.parametrize("setup", [_ndm_six_row_setup, _smp_six_row_setup], ids=["ndm", "smp"])

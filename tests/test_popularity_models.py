@@ -1,5 +1,8 @@
-"""Popularity models: equations against NumPy references on random inputs, explicit BatchNorm state,
-masking, dropout keys, finite all-padding losses and jitted steps."""
+"""Popularity models: equations against NumPy references on random inputs, the key stream of the
+caption LSTM, explicit BatchNorm state, masking, dropout keys, finite all-padding losses and one
+trace of the jitted step."""
+
+import dataclasses
 
 import chex
 import jax
@@ -9,21 +12,30 @@ import optax
 import pytest
 from flax import nnx
 
+from popdiff_jax import ConfigError, losses, models
 from popdiff_jax.models import dual_attention as da
-from popdiff_jax.models._popularity_common import MaskedLSTM, apply_model, split_model
-from popdiff_jax.models.fusion_dnn import FusionDNN
-from popdiff_jax.models.smp import SMPConv1d
+from popdiff_jax.models.fusion_dnn import FusionDNNConfig
+from popdiff_jax.models.smp import SMPConv1dConfig
+from popdiff_jax.training import compile_train_step, create_train_state, make_train_step
+from popdiff_jax.types import PostBatch, check_post_batch
 
 B, T, D1, K = 5, 6, 7, 4
 
 
-def _inputs(seed=0, vocab=30):
+def _batch(seed=0, vocab=30, label=(1., 0, 1, 0, 1), mask=None, **widths):
+  """A PostBatch with captions of lengths 6, 3, 1, 0, 4 and random dense fields."""
   rng = np.random.default_rng(seed)
   lengths = np.array([6, 3, 1, 0, 4])
-  mask = np.arange(T)[None, :] < lengths[:, None]
-  tokens = np.where(mask, rng.integers(2, vocab, (B, T)), 0).astype(np.int32)
-  f = lambda *s: jnp.asarray(rng.normal(size=s).astype(np.float32))  # noqa: E731
-  return jnp.asarray(tokens), jnp.asarray(mask), f(B, D1), f(B, D1), f(B, K)
+  token_mask = np.arange(T)[None, :] < lengths[:, None]
+  tokens = np.where(token_mask, rng.integers(2, vocab, (B, T)), 0).astype(np.int32)
+  f = lambda d: rng.normal(size=(B, d)).astype(np.float32) * 3 + 1  # noqa: E731
+  w = {"image": D1, "text": 0, "numeric": 0, "features": 0, "env_image": D1, "env_topic": K,
+       **widths}
+  batch = PostBatch(tokens=tokens, token_mask=token_mask, **{k: f(d) for k, d in w.items()},
+                    label=np.asarray(label, np.float32), target=rng.normal(size=B).astype(
+                        np.float32), mask=np.ones(B, bool) if mask is None else mask)
+  check_post_batch(batch)
+  return jax.tree.map(jnp.asarray, batch)
 
 
 def _np(x):
@@ -34,13 +46,13 @@ def _sigmoid(x):
   return 1 / (1 + np.exp(-x))
 
 
-def test_masked_lstm_matches_numpy():
-  rng = np.random.default_rng(1)
-  lstm = MaskedLSTM(3, 4, rngs=nnx.Rngs(0))
-  x = rng.normal(size=(B, T, 3)).astype(np.float32)
-  mask = np.arange(T)[None] < np.array([6, 3, 1, 0, 4])[:, None]
-  out, last = lstm(jnp.asarray(x), jnp.asarray(mask))
-  wx, bx, wh = _np(lstm.wx.kernel), _np(lstm.wx.bias), _np(lstm.wh.kernel)
+def test_caption_lstm_matches_numpy():
+  enc = da.CaptionEncoder(30, 3, 4, rngs=nnx.Rngs(params=0))
+  batch = _batch()
+  out, last = enc(batch.tokens, batch.token_mask)
+  x = _np(enc.embed.embedding)[np.asarray(batch.tokens)]
+  mask = np.asarray(batch.token_mask)
+  wx, bx, wh = _np(enc.w_x), _np(enc.b), _np(enc.w_h)
   for b in range(B):
     h = c = np.zeros(4)
     for t in range(T):
@@ -53,6 +65,18 @@ def test_masked_lstm_matches_numpy():
       h = _sigmoid(o) * np.tanh(c)
       np.testing.assert_allclose(out[b, t], h, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(last[b], h, rtol=1e-4, atol=1e-5)
+
+
+def test_caption_lstm_draws_the_keys_of_two_linear_layers():
+  """The same seed gives the weights of Embed -> Linear(E, 4H) -> Linear(H, 4H, no bias)."""
+  enc = da.CaptionEncoder(30, 3, 4, rngs=nnx.Rngs(params=7))
+  rngs = nnx.Rngs(params=7)
+  embed = nnx.Embed(30, 3, rngs=rngs)
+  wx = nnx.Linear(3, 16, rngs=rngs)
+  wh = nnx.Linear(4, 16, use_bias=False, rngs=rngs)
+  for got, want in ((enc.embed.embedding, embed.embedding), (enc.w_x, wx.kernel),
+                    (enc.b, wx.bias), (enc.w_h, wh.kernel)):
+    np.testing.assert_array_equal(got[...], want[...])
 
 
 def test_explicit_attention_matches_equations():
@@ -87,34 +111,52 @@ def test_implicit_attention_matches_equations():
   np.testing.assert_allclose(got, np.maximum(lin(m.fc, h), 0), rtol=1e-4, atol=1e-5)
 
 
+def _da_config(variant="dual_attention", **kw):
+  return da.DualAttentionConfig(vocab_size=30, image_dim=D1, topic_dim=K, variant=variant,
+                                embed_dim=8, hidden_dim=8, attn_dim=4, out_dim=8, **kw)
+
+
 @pytest.mark.parametrize("variant", da.VARIANTS)
 def test_variants_shapes_finite_and_all_padding(variant):
   # Eager (no jit): each variant would otherwise compile twice; the shapes are tiny.
-  tokens, mask, img, ei, et = _inputs()
-  model = da.DualAttention(30, D1, K, variant=variant, embed_dim=8, hidden_dim=8, attn_dim=4,
-                           out_dim=8, rngs=nnx.Rngs(0))
-  graphdef, params, extra = split_model(model)
+  model, variables = models.init(_da_config(variant), 0)
+  batch = _batch()
 
   def loss(p, batch_mask):
-    out, _ = apply_model(graphdef, p, extra, tokens, mask, img, ei, et)
-    return da.classification_loss(out, jnp.asarray([1., 0, 1, 0, 1]), batch_mask, variant), out
+    out = model.apply(p, batch, state=variables.state)
+    return losses.dual_attention_loss(out, batch.label, batch_mask, variant), out
 
   if variant not in ("late_fusion", "ccr", "dual_attention"):  # gradients on the three loss forms
-    value, out = loss(params, jnp.ones(B, bool))
+    value, out = loss(variables.params, jnp.ones(B, bool))
     chex.assert_shape(out["logit"], (B,))
     chex.assert_tree_all_finite((value, out))
     return
-  (value, out), grads = jax.value_and_grad(loss, has_aux=True)(params, jnp.ones(B, bool))
+  (value, out), grads = jax.value_and_grad(loss, has_aux=True)(variables.params,
+                                                               jnp.ones(B, bool))
   chex.assert_shape(out["logit"], (B,))
   chex.assert_shape(out["attention"], (B, T))
   chex.assert_tree_all_finite((value, out, grads))
   if variant == "dual_attention":
     sums = np.asarray(out["attention"]).sum(1)
-    np.testing.assert_allclose(sums[np.asarray(mask).any(1)], 1, rtol=1e-5)
-    assert (np.asarray(out["attention"])[~np.asarray(mask)] == 0).all()
-  (value0, _), grads0 = jax.value_and_grad(loss, has_aux=True)(params, jnp.zeros(B, bool))
+    np.testing.assert_allclose(sums[np.asarray(batch.token_mask).any(1)], 1, rtol=1e-5)
+    assert (np.asarray(out["attention"])[~np.asarray(batch.token_mask)] == 0).all()
+  (value0, _), grads0 = jax.value_and_grad(loss, has_aux=True)(variables.params,
+                                                               jnp.zeros(B, bool))
   assert float(value0) == 0.0
   chex.assert_tree_all_finite(grads0)
+
+
+def test_configs_check_their_fields():
+  with pytest.raises(ConfigError, match="variant"):
+    da.DualAttentionConfig(variant="nope")
+  with pytest.raises(ConfigError, match="vocab_size"):
+    models.init(dataclasses.replace(_da_config(), vocab_size=0), 0)
+  with pytest.raises(ConfigError, match="hidden"):
+    FusionDNNConfig(hidden=())
+  with pytest.raises(ConfigError, match="numeric_dim"):
+    models.init(FusionDNNConfig(), 0)
+  with pytest.raises(ValueError, match="num_features"):  # ConfigError is a ValueError
+    SMPConv1dConfig(num_features=4)
 
 
 def test_bce_matches_reference(strict_dtypes):
@@ -122,58 +164,55 @@ def test_bce_matches_reference(strict_dtypes):
   logit = rng.normal(size=9).astype(np.float32) * 3
   y = rng.integers(0, 2, 9).astype(np.float32)
   mask = rng.random(9) < 0.7
-  got = da.classification_loss({"logit": jnp.asarray(logit)}, jnp.asarray(y), jnp.asarray(mask),
-                               "dual_attention")
+  got = losses.dual_attention_loss({"logit": jnp.asarray(logit)}, jnp.asarray(y),
+                                   jnp.asarray(mask), "dual_attention")
   p = _sigmoid(logit.astype(np.float64))
   ref = -(y * np.log(p) + (1 - y) * np.log(1 - p))
   np.testing.assert_allclose(got, ref[mask].mean(), rtol=1e-5)
 
 
 def test_fusion_batchnorm_state_is_explicit():
-  rng = np.random.default_rng(5)
-  model = FusionDNN(3, 4, 2, hidden=(8, 8, 8, 8), rngs=nnx.Rngs(0))
-  graphdef, params, extra = split_model(model)
-  x = [jnp.asarray(rng.normal(size=(16, d)).astype(np.float32) * 3 + 1) for d in (3, 4, 2)]
-  _, new_extra = apply_model(graphdef, params, extra, *x, train=True)
+  model, variables = models.init(FusionDNNConfig(image_dim=D1, text_dim=4, numeric_dim=2,
+                                                 hidden=(8, 8, 8, 8)), 0)
+  batch = _batch(text=4, numeric=2)
+  params = variables.params
+  _, new_state = model.apply_train(params, variables.state, batch, None)
   # Running mean after one batch: momentum 0.9 -> 0.1 * batch mean of the first pre-activation.
-  z = np.concatenate([np.asarray(a) for a in x], 1) @ _np(params["dense"][0]["kernel"]) \
-      + _np(params["dense"][0]["bias"])
-  np.testing.assert_allclose(new_extra["norm"][0]["mean"][...], 0.1 * z.mean(0), rtol=1e-4, atol=1e-5)
-  out_eval, same = apply_model(graphdef, params, new_extra, *x, train=False)
-  chex.assert_trees_all_close(jax.tree.map(lambda v: v[...], same),
-                              jax.tree.map(lambda v: v[...], new_extra))
-  out_eval2, _ = apply_model(graphdef, params, new_extra, *[a[:3] for a in x], train=False)
-  np.testing.assert_allclose(out_eval[:3], out_eval2, rtol=1e-5)  # eval does not depend on the batch
+  x = np.concatenate([np.asarray(a) for a in (batch.image, batch.text, batch.numeric)], 1)
+  z = x @ _np(params["dense"][0]["kernel"]) + _np(params["dense"][0]["bias"])
+  np.testing.assert_allclose(new_state["norm"][0]["mean"][...], 0.1 * z.mean(0), rtol=1e-4,
+                             atol=1e-5)
+  out_eval = model.apply(params, batch, state=new_state)
+  # Evaluation leaves the statistics alone and does not depend on the other rows.
+  part = jax.tree.map(lambda a: a[:3], batch)
+  np.testing.assert_allclose(out_eval[:3], model.apply(params, part, state=new_state),
+                             rtol=1e-5)
+  assert not np.allclose(out_eval, model.apply(params, batch, state=variables.state))
 
 
 def test_smp_conv1d_dropout_key():
-  x = jnp.asarray(np.random.default_rng(6).normal(size=(B, 15)).astype(np.float32))
-  m = SMPConv1d(15, rngs=nnx.Rngs(0))
-  assert m(x).shape == (B,)
-  np.testing.assert_allclose(m(x), m(x))
-  a, b = m(x, key=jax.random.key(1)), m(x, key=jax.random.key(1))
-  np.testing.assert_allclose(a, b)
-  assert not np.allclose(a, m(x, key=jax.random.key(2)))
-  with pytest.raises(ValueError):
-    SMPConv1d(4, rngs=nnx.Rngs(0))
+  model, variables = models.init(SMPConv1dConfig(num_features=15), 0)
+  batch = _batch(features=15)
+  apply = lambda key=None: model.apply(variables.params, batch, key=key)  # noqa: E731
+  assert apply().shape == (B,)
+  np.testing.assert_allclose(apply(), apply())
+  np.testing.assert_allclose(apply(jax.random.key(1)), apply(jax.random.key(1)))
+  assert not np.allclose(apply(jax.random.key(1)), apply(jax.random.key(2)))
+  assert not np.allclose(apply(jax.random.key(1)), apply())
 
 
 def test_train_step_traces_once():
-  from popdiff_jax.experiments import popularity as ex
-  from popdiff_jax.train.state import create_train_state
-  tokens, mask, img, ei, et = _inputs()
-  model = da.DualAttention(30, D1, K, embed_dim=8, hidden_dim=8, attn_dim=4, out_dim=8,
-                           rngs=nnx.Rngs(0))
-  graphdef, params, extra = split_model(model)
+  from popdiff_jax.projects.dual_attention.experiment import loss_fn
+
+  model, variables = models.init(_da_config(), 0)
   tx = optax.adam(1e-2)
-  train_step, _ = ex.dual_attention_steps(graphdef, tx, "dual_attention")
-  z = np.zeros((B, 0), np.float32)
-  batch = ex.PostBatch(tokens, mask, img, z, z, z, ei, et, jnp.asarray([1., 0, 1, 0, 1]),
-                       jnp.zeros(B), jnp.ones(B, bool))
-  state = create_train_state(params, tx, extra)
-  losses = []
+  step = compile_train_step(make_train_step(model, loss_fn("dual_attention"), tx))
+  batch = _batch()
+  state = create_train_state(variables.params, tx, extra=variables.state)
+  history = []
   for i in range(5):
-    state, m = train_step(state, batch, jax.random.key(i))
-    losses.append(float(m["loss"]))
-  assert train_step._cache_size() == 1  # one static shape, one trace
-  assert losses[-1] < losses[0]
+    state, m = step(state, batch, jax.random.key(i))
+    history.append(float(m["loss"]))
+    assert 0.0 <= float(m["accuracy"]) <= 1.0
+  assert step._cache_size() == 1  # one static shape, one trace
+  assert history[-1] < history[0]

@@ -1,48 +1,60 @@
-"""Dual-attention popularity classifier (Zhang, Li, Chen, Zhou & Luo 2019), its baselines and ablations.
+"""Dual-attention popularity classifier (Zhang, Li, Chen, Zhou & Luo 2019), baselines and ablations.
 
-Inputs per post: image feature V (d1; the paper's ResNet-50 pool vector, here the alt-text concept
-vector or any precomputed dense vector), caption tokens, and the user environment: image
-environment I_e (mean V of the user's posts) and topic environment T_e (mean LDA vector).
+Inputs per post (fields of :class:`~popdiff_jax.types.PostBatch`): image feature V (``image``,
+d1; the paper's ResNet-50 pool vector, here the alt-text concept vector or any precomputed dense
+vector), caption ``tokens`` and the user environment: image environment I_e (``env_image``, the
+mean V of the user's posts) and topic environment T_e (``env_topic``, the mean LDA vector).
 
 Full model (``variant="dual_attention"``):
 
-* Caption: word embedding -> one-layer LSTM -> Qᵉ = (q₁ᵉ … q_Tᵉ), d2 per word.
+* Caption: word embedding -> one-layer LSTM (``nn.lstm_scan``) -> Qᵉ = (q₁ᵉ … q_Tᵉ), d2 per word.
 * Explicit attention, Eq. (1)-(3): A = tanh((Qᵉ)ᵀ W_a V) (T × 1);
   Hq = tanh(W_q Qᵉ + A · W_v V) (k per word, k = 128); aq = softmax_t(W_h Hq);
   V̂ = F2(F1(V)); Q̂ = Σ_t aq_t qᵉ_t.
 * Implicit attention, Eq. (4)-(5): F = relu(W_i I_e) ⊙ relu(W_t T_e);
   H = W_i2 I_e + W_t2 T_e + F; e_w = FC(H).
-* Output, Eq. (6)-(7): h_w = V̂ + Q̂; O1 = relu(W1 [h_w, e_w]); O2 = sigmoid(W2 O1); BCE.
+* Output, Eq. (6)-(7): h_w = V̂ + Q̂; O1 = relu(W1 [h_w, e_w]); O2 = sigmoid(W2 O1); BCE
+  (``losses.dual_attention_loss``).
 
 Baselines (Table I) and ablations (Table II), all with the same encoders:
 
 * ``visual``: V̂ -> O1 -> O2.   ``textual``: last LSTM state q_T -> O1 -> O2.
 * ``early_fusion``: [V̂, q_T] -> O1 -> O2.
 * ``late_fusion``: the mean of the visual and the textual towers' probabilities.
-* ``ccr`` (You et al. 2016): visual, textual and fused heads, each with BCE, plus the KL divergence
-  from the fused prediction to each single-modality prediction (weight ``ccr_weight``); the fused
-  head predicts.
+* ``ccr`` (You et al. 2016): visual, textual and fused heads, each with BCE, plus the KL
+  divergence from the fused prediction to each single-modality prediction; the fused head
+  predicts.
 * ``similarity`` (after Fang et al. 2015): the element-wise product of the L2-normalised V̂ and q_T
   (whose sum is their cosine) -> O1 -> O2.
 * ``e_attn``: h_w = V̂ + Q̂ -> O1 -> O2 (explicit attention alone).
-* ``env``: [V̂, q_T] with the environment concatenated through one FC layer, e = relu(FC([I_e, T_e])).
+* ``env``: [V̂, q_T] with the environment concatenated through one FC layer,
+  e = relu(FC([I_e, T_e])).
 * ``env_iattn``: [V̂, q_T] with the implicit-attention environment e_w.
 * ``e_attn_env``: h_w = V̂ + Q̂ with the concatenated environment.
 
 Deviations and choices where the paper is silent: F1 is followed by ReLU and F2 is linear (so V̂
 lives in the LSTM's space like Q̂); O1 has ``out_dim`` units (default 256); FC of Eq. (5) is
-ReLU(Linear) to ``env_dim``; attention over padded words is masked (logit -inf before the
-softmax); biases are kept (the paper omits them in notation only). The paper uses 512-D word
-embeddings and LSTM states (the defaults here, also used by benchmarks/popularity.py on the device).
+ReLU(Linear) to ``env_dim``; attention over padded words is masked (logit -1e9 before the
+softmax); biases are kept (the paper omits them in notation only); no dropout (none in the
+paper). The paper uses 512-D word embeddings and LSTM states (the defaults here).
 """
 
 from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from popdiff_jax.models._popularity_common import MaskedLSTM
+from popdiff_jax import _validate as v
+from popdiff_jax._errors import ConfigError
+from popdiff_jax.nn.lstm import lstm_scan
+from popdiff_jax.types import PostBatch
+
+__all__ = ["VARIANTS", "DualAttentionConfig", "DualAttention", "CaptionEncoder",
+           "ExplicitAttention", "ImplicitAttention"]
 
 VARIANTS = ("visual", "textual", "early_fusion", "late_fusion", "ccr", "similarity", "e_attn",
             "env", "env_iattn", "e_attn_env", "dual_attention")
@@ -51,8 +63,75 @@ _ENV = {"env": "concat", "e_attn_env": "concat", "env_iattn": "implicit",
         "dual_attention": "implicit"}
 
 
+@dataclasses.dataclass(frozen=True)
+class DualAttentionConfig:
+  """The dual-attention classifier's hyperparameters (Zhang et al. Sec. III and IV-A).
+
+  Attributes:
+    vocab_size: caption vocabulary size (0 = padding); set from the data (0 until then).
+    image_dim: width d1 of the image feature V and of I_e; set from the data.
+    topic_dim: width of the topic environment T_e (LDA topics, paper 400); set from the data.
+    variant: the full model or one of its baselines / ablations (``VARIANTS``).
+    embed_dim: word-embedding width (paper: 512).
+    hidden_dim: LSTM width d2, also the width of V̂ (paper: 512).
+    attn_dim: k, the width of Hq in Eq. (2) (paper: 128).
+    env_dim: width of the environment feature e_w; None = ``hidden_dim``.
+    out_dim: units of O1 (the paper does not say).
+  """
+
+  name: ClassVar[str] = "dual_attention"
+  vocab_size: int = 0
+  image_dim: int = 0
+  topic_dim: int = 0
+  variant: str = "dual_attention"
+  embed_dim: int = 512
+  hidden_dim: int = 512
+  attn_dim: int = 128
+  env_dim: int | None = None
+  out_dim: int = 256
+
+  def __post_init__(self):
+    v.non_negative(self, "vocab_size", "image_dim", "topic_dim")
+    v.one_of(self, "variant", VARIANTS)
+    v.positive(self, "embed_dim", "hidden_dim", "attn_dim", "out_dim")
+    v.positive(self, "env_dim", allow_none=True)
+
+
+class CaptionEncoder(nnx.Module):
+  """Word embedding and the one-layer caption LSTM (gates ``(i, f, g, o)``, ``nn.lstm_scan``).
+
+  Weights: the embedding as ``nnx.Embed`` initialises it (unit-variance normal), input weights
+  ``W`` LeCun-normal with a zero bias ``b``, recurrent weights ``U`` LeCun-normal. The keys are
+  drawn in the order embedding, ``W``, ``b``, ``U``: the order of an ``nnx.Linear(E, 4H)``
+  (kernel, bias) followed by an ``nnx.Linear(H, 4H, use_bias=False)``, so a seed gives the same
+  weights as those two layers would.
+  """
+
+  def __init__(self, vocab_size: int, embed_dim: int, hidden_dim: int, *, rngs: nnx.Rngs):
+    self.embed = nnx.Embed(vocab_size, embed_dim, rngs=rngs)
+    kernel = nnx.initializers.lecun_normal()
+    self.w_x = nnx.Param(kernel(rngs.params(), (embed_dim, 4 * hidden_dim)))
+    self.b = nnx.Param(nnx.initializers.zeros(rngs.params(), (4 * hidden_dim,)))
+    self.w_h = nnx.Param(kernel(rngs.params(), (hidden_dim, 4 * hidden_dim)))
+
+  def __call__(self, tokens: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Word features and the caption's last state.
+
+    Args:
+      tokens: int32 [B, T] word ids (0 = padding).
+      mask: bool [B, T] real words (a prefix of each row).
+
+    Returns:
+      ``(Qᵉ float [B, T, d2] with zeros at padded words, q_T float [B, d2])``: q_T is the state
+      after the last real word (zeros for an empty caption).
+    """
+    gates_x = self.embed(tokens) @ self.w_x[...] + self.b[...][None, None, :]
+    qe, _, (q_last, _) = lstm_scan(gates_x, self.w_h[...], mask)
+    return qe, q_last
+
+
 class ExplicitAttention(nnx.Module):
-  """Eq. (1)-(2): word attention weights conditioned on the image."""
+  """Eq. (1)-(3): word attention weights conditioned on the image."""
 
   def __init__(self, image_dim: int, word_dim: int, attn_dim: int = 128, *, rngs: nnx.Rngs):
     self.w_a = nnx.Linear(image_dim, word_dim, use_bias=False, rngs=rngs)  # W_a V
@@ -97,26 +176,39 @@ class ImplicitAttention(nnx.Module):
 
 
 class DualAttention(nnx.Module):
-  """Dual-attention classifier or one of its baselines/ablations (``variant`` in ``VARIANTS``)."""
+  """The dual-attention classifier or one of its baselines / ablations (``config.variant``).
 
-  def __init__(self, vocab_size: int, image_dim: int, topic_dim: int, *,
-               variant: str = "dual_attention", embed_dim: int = 512, hidden_dim: int = 512,
-               attn_dim: int = 128, env_dim: int | None = None, out_dim: int = 256,
-               rngs: nnx.Rngs):
-    if variant not in VARIANTS:
-      raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+  Reads ``tokens``, ``token_mask``, ``image``, ``env_image`` and ``env_topic`` of a
+  :class:`~popdiff_jax.types.PostBatch`.
+
+  Args:
+    config: :class:`DualAttentionConfig` (``vocab_size``, ``image_dim``, ``topic_dim`` set).
+    rngs: parameter initialisation keys.
+  """
+
+  def __init__(self, config: DualAttentionConfig, *, rngs: nnx.Rngs):
+    variant = config.variant
+    if variant != "visual" and config.vocab_size < 2:
+      raise ConfigError("DualAttentionConfig", "vocab_size", config.vocab_size,
+                        "must be set to the caption vocabulary size (>= 2) before init")
+    needs = (("image_dim",) if variant != "textual" else ()) + (
+        ("topic_dim",) if variant in _ENV else ())
+    for field in needs:
+      if getattr(config, field) < 1:
+        raise ConfigError("DualAttentionConfig", field, getattr(config, field),
+                          "must be set from the data (>= 1) before init")
+    self.config = config
     self.variant = variant
-    env_dim = hidden_dim if env_dim is None else env_dim
-    uses_text = variant != "visual"
-    uses_image = variant != "textual"
-    if uses_text:
-      self.embed = nnx.Embed(vocab_size, embed_dim, rngs=rngs)
-      self.lstm = MaskedLSTM(embed_dim, hidden_dim, rngs=rngs)
-    if uses_image:
+    hidden_dim, out_dim = config.hidden_dim, config.out_dim
+    env_dim = hidden_dim if config.env_dim is None else config.env_dim
+    image_dim, topic_dim = config.image_dim, config.topic_dim
+    if variant != "visual":
+      self.caption = CaptionEncoder(config.vocab_size, config.embed_dim, hidden_dim, rngs=rngs)
+    if variant != "textual":
       self.f1 = nnx.Linear(image_dim, hidden_dim, rngs=rngs)
       self.f2 = nnx.Linear(hidden_dim, hidden_dim, rngs=rngs)
     if variant in _USES_EXPLICIT:
-      self.attention = ExplicitAttention(image_dim, hidden_dim, attn_dim, rngs=rngs)
+      self.attention = ExplicitAttention(image_dim, hidden_dim, config.attn_dim, rngs=rngs)
     env = _ENV.get(variant)
     if env == "implicit":
       self.environment = ImplicitAttention(image_dim, topic_dim, env_dim, rngs=rngs)
@@ -137,31 +229,32 @@ class DualAttention(nnx.Module):
       self.o1 = nnx.Linear(h_dim, out_dim, rngs=rngs)
       self.o2 = nnx.Linear(out_dim, 1, rngs=rngs)
 
-  def __call__(self, tokens: jax.Array, token_mask: jax.Array, image: jax.Array,
-               env_image: jax.Array, env_topic: jax.Array) -> dict:
-    """Forward pass.
+  def __call__(self, batch: PostBatch, *, key: jax.Array | None = None,
+               train: bool = False) -> dict:
+    """Popularity scores of a batch of posts.
 
     Args:
-      tokens: int32 [B, T] caption token ids.
-      token_mask: bool [B, T].
-      image: float [B, d1] image feature V.
-      env_image: float [B, d1] image environment I_e.
-      env_topic: float [B, K] topic environment T_e.
+      batch: a ``PostBatch`` with ``tokens`` int32 [B, T], ``token_mask`` bool [B, T],
+        ``image`` float [B, d1], ``env_image`` float [B, d1] and ``env_topic`` float [B, K].
+      key: unused (the model has no dropout); part of every model's signature.
+      train: unused (no batch statistics).
 
     Returns:
       dict with ``logit`` float [B] (log-odds of "popular"), ``prob`` float [B], ``attention``
       float [B, T] (explicit attention weights; zeros for variants without it) and ``aux_logits``
       float [B, 3] (visual, textual, fused logits; ``ccr`` and ``late_fusion`` only, else zeros).
     """
+    del key, train
+    tokens, token_mask, v = batch.tokens, batch.token_mask, batch.image
+    env_image, env_topic = batch.env_image, batch.env_topic
     b, t = tokens.shape
-    v = image
-    attention = jnp.zeros((b, t), image.dtype)
-    aux = jnp.zeros((b, 3), image.dtype)
-    if self.variant != "visual":
-      qe, q_last = self.lstm(self.embed(tokens), token_mask)
-    if self.variant != "textual":
-      v_hat = self.f2(jax.nn.relu(self.f1(v)))                                 # Eq. (3), V̂
+    attention = jnp.zeros((b, t), v.dtype)
+    aux = jnp.zeros((b, 3), v.dtype)
     variant = self.variant
+    if variant != "visual":
+      qe, q_last = self.caption(tokens, token_mask)
+    if variant != "textual":
+      v_hat = self.f2(jax.nn.relu(self.f1(v)))                                 # Eq. (3), V̂
 
     def head(o1, o2, h):
       return o2(jax.nn.relu(o1(h)))[:, 0]                                      # Eq. (6)
@@ -194,46 +287,7 @@ class DualAttention(nnx.Module):
       h = jnp.concatenate([h, e], axis=-1)
     logit = head(self.o1, self.o2, h)
     if variant == "ccr":
-      aux = jnp.stack([head(self.o1_v, self.o2_v, v_hat), head(self.o1_t, self.o2_t, q_last), logit],
-                      axis=-1)
+      aux = jnp.stack([head(self.o1_v, self.o2_v, v_hat), head(self.o1_t, self.o2_t, q_last),
+                       logit], axis=-1)
     return {"logit": logit, "prob": jax.nn.sigmoid(logit), "attention": attention,
             "aux_logits": aux}
-
-
-def _bce_logits(logit: jax.Array, y: jax.Array) -> jax.Array:
-  return jnp.maximum(logit, 0) - logit * y + jnp.log1p(jnp.exp(-jnp.abs(logit)))
-
-
-def _bernoulli_kl(p_logit: jax.Array, q_logit: jax.Array) -> jax.Array:
-  """KL(Bern(σ(p)) || Bern(σ(q))), computed from logits without log(0)."""
-  p = jax.nn.sigmoid(p_logit)
-  return (p * (jax.nn.log_sigmoid(p_logit) - jax.nn.log_sigmoid(q_logit))
-          + (1 - p) * (jax.nn.log_sigmoid(-p_logit) - jax.nn.log_sigmoid(-q_logit)))
-
-
-def classification_loss(outputs: dict, labels: jax.Array, mask: jax.Array, variant: str,
-                        ccr_weight: float = 0.5) -> jax.Array:
-  """Masked mean binary cross-entropy, Eq. (7) (with the CCR and late-fusion forms).
-
-  Args:
-    outputs: the model's output dict.
-    labels: float [B] in {0, 1}.
-    mask: bool [B] real examples (padding excluded).
-    variant: the model variant.
-    ccr_weight: weight of the CCR consistency (KL) terms.
-
-  Returns:
-    float [] loss; finite for an all-padding batch (divides by max(sum(mask), 1)).
-  """
-  y = labels.astype(outputs["logit"].dtype)
-  if variant == "late_fusion":
-    p = jnp.clip(outputs["prob"], 1e-7, 1 - 1e-7)
-    per = -(y * jnp.log(p) + (1 - y) * jnp.log1p(-p))
-  elif variant == "ccr":
-    lv, lt, lc = outputs["aux_logits"][:, 0], outputs["aux_logits"][:, 1], outputs["aux_logits"][:, 2]
-    per = (_bce_logits(lc, y) + _bce_logits(lv, y) + _bce_logits(lt, y)
-           + ccr_weight * (_bernoulli_kl(lc, lv) + _bernoulli_kl(lc, lt)))
-  else:
-    per = _bce_logits(outputs["logit"], y)
-  per = jnp.where(mask, per, jnp.zeros_like(per))
-  return jnp.sum(per) / jnp.maximum(jnp.sum(mask), 1).astype(per.dtype)
