@@ -132,3 +132,20 @@ def test_a_hand_written_csv_trains_evaluates_and_shows_in_the_summary(tmp_path, 
   assert "F_init" in capsys.readouterr().err  # the data does not say it: the default is named
   assert main(["evaluate", "--workdir", str(tmp_path / "w"), "--no-progress"]) == 0
   assert f"{result['hits@10']:.4f}" in capsys.readouterr().out
+
+
+def test_reproduce_popularity_on_synthetic_posts(tmp_path, capsys):
+  out = tmp_path / "rows.json"
+  assert main(["reproduce", "popularity", "--synthetic", "--quick", "--papers", "fusion_dnn",
+               "--no-studies", "--workdir", str(tmp_path / "w"), "--out", str(out),
+               "--no-progress"]) == 0
+  table = capsys.readouterr().out
+  assert "fusion_dnn" in table and "srcc" in table and "synthetic posts" in table
+  (row,) = json.loads(out.read_text())
+  assert row["model"] == "fusion_dnn" and row["srcc"] > 0.3  # the planted signal is learnt
+
+
+def test_train_a_popularity_config(tmp_path, capsys):
+  assert main(["train", "fusion-dnn-tiny", "--workdir", str(tmp_path / "w"), "--no-progress"]) == 0
+  (row,) = json.loads((tmp_path / "w" / "results.json").read_text())
+  assert row["paper"] == "fusion_dnn" and "srcc" in capsys.readouterr().out

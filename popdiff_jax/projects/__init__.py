@@ -11,39 +11,30 @@ project            paper
 =================  ===========================================================================
 
 Every project has ``configs.CONFIGS`` (name -> function returning the named config) and
-``experiment.main(config, workdir=, progress=, name=)`` (train, test, return result rows).
-:func:`named_configs` lists all of them; ``popdiff train NAME`` runs one.
+``experiment.main(config, workdir=, progress=, name=, overwrite=, resume=)`` (train, test,
+return result rows) with ``experiment.TABLE_COLUMNS``. :func:`named_configs` lists all of them;
+``popdiff train NAME`` runs one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import json
+import pathlib
 from typing import Any, Callable
 
-__all__ = ["PROJECTS", "named_configs", "find_config"]
+__all__ = ["PROJECTS", "named_configs", "find_config", "run_in_workdir"]
 
 PROJECTS = ("ndm", "diffusion_lstm", "dual_attention", "fusion_dnn", "multimodal_smp")
-
-
-def _configs(project: str) -> dict[str, Callable[[], Any]]:
-  try:
-    module = importlib.import_module(f"popdiff_jax.projects.{project}.configs")
-  except ModuleNotFoundError as e:  # a project whose optional dependencies are missing
-    if e.name and e.name.startswith("popdiff_jax"):
-      raise
-    return {}
-  return dict(getattr(module, "CONFIGS", {}))
 
 
 def named_configs() -> dict[str, tuple[str, Callable[[], Any]]]:
   """``{config name: (project, factory)}`` over every project."""
   out = {}
   for project in PROJECTS:
-    try:
-      found = _configs(project)
-    except ModuleNotFoundError:
-      found = {}
-    for name, factory in found.items():
+    module = importlib.import_module(f"popdiff_jax.projects.{project}.configs")
+    for name, factory in module.CONFIGS.items():
       out[name] = (project, factory)
   return out
 
@@ -59,3 +50,21 @@ def find_config(name: str) -> tuple[str, Any]:
     raise ValueError(f"unknown config {name!r}; choose from: {', '.join(sorted(known))}")
   project, factory = known[name]
   return project, factory()
+
+
+def run_in_workdir(workdir: str | pathlib.Path, config: Any, body: Callable[[], list[dict]], *,
+                   overwrite: bool = False, resume: bool = False) -> list[dict]:
+  """Runs ``body()`` with ``workdir`` claimed for ``config`` (``training.workdir.claim``: a lock,
+  and a refusal when the folder holds another config's run), then writes ``results.json``.
+
+  Returns:
+    ``body()``'s rows.
+  """
+  from popdiff_jax.training.workdir import claim, write_config
+
+  record = {"config": dataclasses.asdict(config), "kind": type(config).__module__}
+  with claim(workdir, record, overwrite=overwrite, resume=resume):
+    write_config(workdir, record)
+    rows = body()
+  (pathlib.Path(workdir) / "results.json").write_text(json.dumps(rows, indent=1))
+  return rows

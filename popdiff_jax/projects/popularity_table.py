@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-from typing import Sequence
+from typing import Literal, Sequence
 
 from tqdm.auto import tqdm
+
+from popdiff_jax import _validate as v
 
 __all__ = ["PAPERS", "COLUMNS", "FUSION_STUDIES", "DUAL_VARIANTS", "SMP_MODELS",
            "reproduce_popularity"]
@@ -132,3 +134,61 @@ def reproduce_popularity(papers: Sequence[str] = PAPERS, *, data_dir: str | None
     row, _ = experiment.train_and_test(posts.feats, posts.split, config, workdir=runs)
     rows.append({"paper": paper, "model": name, "split": split, **row})
   return rows
+
+
+@dataclasses.dataclass(frozen=True)
+class ReproduceConfig:
+  """``popdiff reproduce popularity``: the three popularity papers' main rows, one table.
+
+  Attributes:
+    papers: which papers' models (``multimodal_smp``, ``fusion_dnn``, ``dual_attention``).
+    synthetic: generated Instagram-like posts with a planted signal instead of instagram_likes
+      (which is never shipped: it has no licence).
+    quick: each project's test configuration (tiny models, few epochs; a minute or two on a
+      CPU).
+    split: how posts are split into train / validation / test (``user``: no user in two parts).
+    seed: the split, feature and initialisation seed.
+    studies: also run the fusion DNN's univariate / ablation rows.
+    data_dir: folder holding ``instagram_likes/`` (or ``UserData.tar.gz``); default
+      ``$POPDIFF_DATA_DIR``.
+    workdir: checkpoints, the LDA cache and the synthetic archive.
+    out: also write the rows as JSON to this file.
+  """
+
+  papers: tuple[str, ...] = PAPERS
+  synthetic: bool = False
+  quick: bool = False
+  split: Literal["random", "time", "user"] = "random"
+  seed: int = 0
+  studies: bool = True
+  data_dir: str | None = None
+  workdir: str = "runs/reproduce_popularity"
+  out: str | None = None
+
+  def __post_init__(self):
+    unknown = sorted(set(self.papers) - set(PAPERS))
+    v.require(self, "papers", not unknown, f"unknown paper(s) {unknown}; choose from {PAPERS}")
+    v.one_of(self, "split", ("random", "time", "user"))
+
+
+def reproduce_main(args: list[str], progress: bool = True) -> int:
+  """The ``popdiff reproduce popularity`` command (options from :class:`ReproduceConfig`)."""
+  import json
+
+  import tyro
+
+  from popdiff_jax.utils.report import format_table
+
+  opts = tyro.cli(ReproduceConfig, args=args, prog="popdiff reproduce popularity",
+                  description=ReproduceConfig.__doc__.splitlines()[0])
+  rows = reproduce_popularity(opts.papers, data_dir=opts.data_dir, synthetic=opts.synthetic,
+                              quick=opts.quick, seed=opts.seed, split=opts.split,
+                              workdir=opts.workdir, studies=opts.studies, progress=progress)
+  if opts.out:
+    pathlib.Path(opts.out).parent.mkdir(parents=True, exist_ok=True)
+    pathlib.Path(opts.out).write_text(json.dumps(rows, indent=1))
+  source = "synthetic posts" if opts.synthetic else "instagram_likes"
+  print(f"\nPopularity ({source}, {opts.split} split, seed {opts.seed}; test split; accuracy/f1: "
+        "top vs bottom quarter per user; mae/mse/srcc on log(1 + likes))")
+  print(format_table(rows, COLUMNS, floatfmt=".3f"))
+  return 0

@@ -187,3 +187,17 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path = "runs/dual_atten
                           workdir=pathlib.Path(workdir) / "runs", progress=progress)
   return {"paper": "dual_attention", "model": config.model.variant, "split": config.data.split,
           **row, "seed": config.train.seed, "seconds": round(time.perf_counter() - t0, 2)}
+
+
+TABLE_COLUMNS = ("paper", "model", "split", "accuracy", "precision", "recall", "f1",
+                 "n_test", "epochs_run", "best_epoch")
+
+
+def main(config: ExperimentConfig, *, workdir: str | pathlib.Path, progress: bool = True,
+         name: str | None = None, overwrite: bool = False, resume: bool = False) -> list[dict]:
+  """``popdiff train``: :func:`run` in a claimed workdir; writes ``workdir/results.json``."""
+  from popdiff_jax.projects import run_in_workdir
+
+  del name
+  return run_in_workdir(workdir, config, lambda: [run(config, workdir, progress=progress)],
+                        overwrite=overwrite, resume=resume)

@@ -231,3 +231,16 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path = "runs/fusion_dnn
                           workdir=pathlib.Path(workdir) / "runs", progress=progress)
   return {"paper": "fusion_dnn", "model": row_name(config), "split": config.data.split, **row,
           "seed": config.train.seed, "seconds": round(time.perf_counter() - t0, 2)}
+
+
+TABLE_COLUMNS = ("paper", "model", "split", "mae", "mse", "srcc", "n_test", "epochs_run")
+
+
+def main(config: ExperimentConfig, *, workdir: str | pathlib.Path, progress: bool = True,
+         name: str | None = None, overwrite: bool = False, resume: bool = False) -> list[dict]:
+  """``popdiff train``: :func:`run` in a claimed workdir; writes ``workdir/results.json``."""
+  from popdiff_jax.projects import run_in_workdir
+
+  del name
+  return run_in_workdir(workdir, config, lambda: [run(config, workdir, progress=progress)],
+                        overwrite=overwrite, resume=resume)

@@ -238,3 +238,16 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path = "runs/multimodal
                           workdir=pathlib.Path(workdir) / "runs", progress=progress)
   return {"paper": "multimodal_smp", "model": row_name(config), "split": config.data.split,
           **row, "seed": config.train.seed, "seconds": round(time.perf_counter() - t0, 2)}
+
+
+TABLE_COLUMNS = ("paper", "model", "split", "mae", "mse", "srcc", "n_test")
+
+
+def main(config: ExperimentConfig, *, workdir: str | pathlib.Path, progress: bool = True,
+         name: str | None = None, overwrite: bool = False, resume: bool = False) -> list[dict]:
+  """``popdiff train``: :func:`run` in a claimed workdir; writes ``workdir/results.json``."""
+  from popdiff_jax.projects import run_in_workdir
+
+  del name
+  return run_in_workdir(workdir, config, lambda: [run(config, workdir, progress=progress)],
+                        overwrite=overwrite, resume=resume)
