@@ -199,8 +199,14 @@ class DiffusionLSTM(nnx.Module):
 
   # -- teacher-forced pass over a level-wise batch ---------------------------------------------
 
-  def states(self, batch: TreeBatch) -> tuple[jax.Array, jax.Array]:
-    """``(h, c)``: float [N, H] states of every node slot (the level-wise scan of Eq. 1)."""
+  def states(self, batch: TreeBatch, *, key: jax.Array | None = None,
+             train: bool = False) -> tuple[jax.Array, jax.Array]:
+    """``(h, c)``: float [N, H] states of every node slot (the level-wise scan of Eq. 1).
+
+    ``key`` and ``train`` are unused (the tree LSTM has no dropout); they make ``states`` a
+    batch method like ``__call__`` (``Model.apply(..., method="states")``).
+    """
+    del key, train
     cfg = self.config
     content_rows = batch.content[batch.tree]
     x_in = self.node_input(batch.x, content_rows)
