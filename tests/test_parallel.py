@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from popdiff_jax.functional import build, cascade_batch, next_user_loss, tree_batch
-from popdiff_jax.models.diffusion_lstm import weighted_bce
+from popdiff_jax.losses import weighted_bce
 from popdiff_jax.train.parallel import (data_parallel, group_steps, make_mesh, multi_step,
                                         stack_batches)
 from popdiff_jax.train.state import apply_gradients, create_train_state
