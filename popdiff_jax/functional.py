@@ -46,8 +46,9 @@ from flax import nnx
 from popdiff_jax._errors import DataError
 from popdiff_jax.data.batching import CascadeBatch, bucket_lengths, pack, sequence_length
 from popdiff_jax.data.cascades import Cascade
-from popdiff_jax.data.trees import (TreeBatch, TreeExample, make_tree_batch, num_chunks_needed,
+from popdiff_jax.data.trees import (TreeExample, make_tree_batch, num_chunks_needed,
                                     tree_from_parents)
+from popdiff_jax.types import TreeBatch
 
 __all__ = ["Model", "build", "MODEL_NAMES", "cascade_batch", "tree_batch", "next_user_loss"]
 
@@ -95,6 +96,9 @@ def _module(name: str, seed: int, hp: dict) -> nnx.Module:
   if missing:
     raise TypeError(f"build({name!r}) needs the keyword argument(s) {missing}")
   args = [hp.pop(p) for p in positional]
+  if name == "diffusion_lstm":
+    from popdiff_jax.models.diffusion_lstm import DiffusionLSTMConfig
+    return cls(DiffusionLSTMConfig(**dict(zip(positional, args)), **hp), rngs=nnx.Rngs(seed))
   return cls(*args, **hp, rngs=nnx.Rngs(params=seed) if name in ("ndm", "lstm") else nnx.Rngs(seed))
 
 
@@ -127,7 +131,7 @@ def build(name: str, *, seed: int = 0, **hparams) -> Model:
       return merged(params, state)(jnp.asarray(batch.users), jnp.asarray(batch.mask), key)
   elif name == "diffusion_lstm":
     def apply(params, batch: TreeBatch, key=None, *, state=state):
-      return merged(params, state)(jax.tree.map(jnp.asarray, batch), key)
+      return merged(params, state)(jax.tree.map(jnp.asarray, batch), key=key)
   elif name == "dual_attention":
     def apply(params, batch: dict, key=None, *, state=state):
       del key  # no dropout in the paper's model
