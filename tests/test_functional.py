@@ -9,7 +9,7 @@ import pytest
 import popdiff_jax.functional as F
 from popdiff_jax._errors import DataError
 from popdiff_jax.data.batching import CascadeBatch
-from popdiff_jax.data.trees import TreeBatch
+from popdiff_jax.types import TreeBatch
 
 _RNG = np.random.default_rng(0)
 _POSTS = {"tokens": jnp.asarray(_RNG.integers(1, 30, (3, 5)), jnp.int32),
