@@ -57,7 +57,7 @@ import jax.numpy as jnp  # noqa: E402
 
 from popdiff_jax.data import trees as T  # noqa: E402
 from popdiff_jax.utils import report  # noqa: E402
-from popdiff_jax.models import diffusion_lstm as M  # noqa: E402
+from popdiff_jax.nn import tree_lstm as M  # noqa: E402
 
 LEVEL_FLOOR_US = 10.0
 JAX_PRECISION = {"fp32": "highest", "tf32": "tensorfloat32"}
@@ -350,7 +350,7 @@ def main():
           h_par = hp.index_select(0, lvl_par[l])
           c_par = cp.index_select(0, lvl_par[l])
           z = xi @ tw + h_par @ tu + tb
-          f, i, o, g = z.chunk(4, dim=1)
+          i, f, g, o = z.chunk(4, dim=1)  # nn.lstm_cell's gate order
           c = torch.sigmoid(f) * c_par + torch.sigmoid(i) * torch.tanh(g)
           h = torch.sigmoid(o) * torch.tanh(c)
           if grad:  # the forward alone keeps the states only (as the JAX forward)
@@ -380,7 +380,7 @@ def main():
             q = int(par[i])
             hp_, cp_ = (zero, c0s[j]) if q < 0 else (hs[q], cs[q])
             z = xs[offs[j] + i] @ tw + hp_ @ tu + tb
-            f, ii, o, g = z.chunk(4)
+            ii, f, g, o = z.chunk(4)
             c = torch.sigmoid(f) * cp_ + torch.sigmoid(ii) * torch.tanh(g)
             h = torch.sigmoid(o) * torch.tanh(c)
             hs.append(h)
@@ -414,7 +414,7 @@ def main():
       h_torch = np.zeros((n_nodes, hid), np.float32)
       for l in range(n_levels):
         z = tx[lvl_idx[l]] @ tw + hp[lvl_par[l]] @ tu + tb
-        f, i, o, g = z.chunk(4, dim=1)
+        i, f, g, o = z.chunk(4, dim=1)
         c = torch.sigmoid(f) * cp[lvl_par[l]] + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
         h_torch[lvl_nodes[l]] = h.cpu().numpy()

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from popdiff_jax.models import diffusion_lstm as M  # noqa: E402
+from popdiff_jax.nn import tree_lstm as M  # noqa: E402
 from popdiff_jax.utils import report  # noqa: E402
 from tree_lstm import _count_buffer_copies  # noqa: E402
 

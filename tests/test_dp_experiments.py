@@ -172,26 +172,6 @@ def test_popularity_loops_on_four_devices_equal_one(tmp_path, which):
   np.testing.assert_allclose(out[4][1], out[1][1], rtol=1e-5, atol=1e-5)
 
 
-def test_diffusion_lstm_loop_on_four_devices_equals_one(tmp_path):
-  from popdiff_jax.data import synthetic_trees as S
-  from popdiff_jax.experiments import diffusion_lstm as E
-
-  cfg = E.DiffusionLSTMConfig.tiny(optimizer="adam", lr=1e-2, lr_low=1e-3, epochs_high=1,
-                                   epochs_low=0)
-  prepared = E.prepare_synthetic(cfg, S.SyntheticTreesConfig(num_users=100, num_trees=96, seed=2))
-  runs = {}
-  for n in (1, 4):
-    c = dataclasses.replace(cfg, num_devices=n)
-    _, params, info = E.train_model(prepared, "full", c, workdir=tmp_path / f"d{n}")
-    runs[n] = (params, info)
-  losses = [[r[k] for r in runs[n][1]["history"] for k in ("train_loss", "val_loss")]
-            for n in (1, 4)]
-  assert len(losses[0]) == 2
-  np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5, atol=1e-6)
-  for a, b in zip(jax.tree.leaves(runs[4][0]), jax.tree.leaves(runs[1][0])):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
-
-
 # ------------------------------------------------------------------ rows that do not divide
 
 def test_pad_rows_adds_masked_zero_rows_only_when_needed():

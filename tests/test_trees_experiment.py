@@ -1,4 +1,5 @@
-"""End to end: the Diffusion-LSTM driver on a tiny synthetic set (train, evaluate, generate, resume)."""
+"""End to end: the Diffusion-LSTM project on a tiny synthetic set (configs, data preparation,
+the train step, training, evaluation, generation, resume, four devices)."""
 
 import chex
 import jax
@@ -6,18 +7,44 @@ import numpy as np
 import optax
 import pytest
 
-from popdiff_jax.data import synthetic_trees as S
-from popdiff_jax.experiments import diffusion_lstm as E
-from popdiff_jax.models import diffusion_lstm as dl
-from popdiff_jax.train.state import create_train_state
+from popdiff_jax import ConfigError, losses
+from popdiff_jax.projects.diffusion_lstm import configs as C
+from popdiff_jax.projects.diffusion_lstm import data as D
+from popdiff_jax.projects.diffusion_lstm import experiment as E
+from popdiff_jax.training import create_train_state, make_train_step
 
-CFG = E.DiffusionLSTMConfig.tiny(optimizer="adam", lr=1e-2, lr_low=1e-3)
-GEN = S.SyntheticTreesConfig(num_users=200, num_trees=320, seed=1)
+CFG = C.get_config("diffusion-lstm-tiny")
 
 
 @pytest.fixture(scope="module")
 def prepared():
-  return E.prepare_synthetic(CFG, GEN)
+  return D.prepare(CFG.data)
+
+
+def test_named_configs_and_checks():
+  labels = {name: C.row_label(fn()) for name, fn in C.CONFIGS.items()}
+  assert labels == {"diffusion-lstm": "Diffusion-LSTM", "social-only": "social-only",
+                    "content-only": "content-only", "fc": "FC", "random": "random",
+                    "diffusion-lstm-paper": "Diffusion-LSTM",
+                    "diffusion-lstm-tiny": "Diffusion-LSTM"}
+  for fn in C.CONFIGS.values():
+    if fn is not C.tiny:
+      assert "Command: ``popdiff train" in fn.__doc__, fn.__name__
+  paper = C.get_config("diffusion-lstm-paper")
+  assert (paper.train.optimizer, paper.train.learning_rate, paper.train.learning_rate_low) == (
+      "sgd", 0.2, 0.02) and paper.data.num_protos == 100
+  tw = C.get_config("fc").replace(**C.TWITTER15_CPU)
+  assert tw.data.dataset == "twitter15" and tw.model.variant == "fc" and tw.train.epochs_low == 1
+  with pytest.raises(ConfigError, match="dataset"):
+    C.DataConfig(dataset="pinterest")
+  with pytest.raises(ConfigError, match="buckets"):
+    C.DataConfig(buckets=())
+  with pytest.raises(ConfigError, match="optimizer"):
+    C.TrainConfig(optimizer="rmsprop")
+  with pytest.raises(ConfigError, match="threshold_grid"):
+    C.EvalConfig(threshold_grid=(1.5,))
+  with pytest.raises(ValueError, match="unknown"):
+    C.get_config("lstm")
 
 
 def test_prepare_synthetic(prepared):
@@ -27,20 +54,22 @@ def test_prepare_synthetic(prepared):
   e = prepared.train[0]
   np.testing.assert_allclose(e.x, prepared.proto_x[e.proto])
   assert prepared.pos_counts.shape == (9,)
-  assert prepared.pos_counts[-1] + prepared.neg_counts[-1] == sum(x.parent.size for x in prepared.train)
+  assert prepared.pos_counts[-1] + prepared.neg_counts[-1] == sum(x.parent.size
+                                                                  for x in prepared.train)
+  assert (prepared.input_dim, prepared.content_dim, prepared.num_protos) == (14, 16, 8)
 
 
 def test_train_step_jit_matches_no_jit_and_is_finite(prepared):
-  gd, params = dl.init_model(jax.random.key(0), input_dim=14, content_dim=16, num_protos=8,
-                             hidden=8, head_hidden=8)
+  cfg = E.resolve(CFG.replace(model={"hidden": 8, "head_hidden": 8}), prepared)
+  model, variables = E.build(cfg)
   tx = optax.sgd(0.2)
-  wp, wn = dl.class_weights(prepared.pos_counts, prepared.neg_counts)
-  step = E.make_train_step(gd, tx, wp, wn)
-  batch = E._batches(prepared.train[:20], CFG, 8, batch_trees=32)[0]
-  state = create_train_state(params, tx)
-  s1, m1 = step(state, batch, jax.random.key(3))
+  wp, wn = losses.class_weights(prepared.pos_counts, prepared.neg_counts)
+  step = make_train_step(model, E.loss_fn(wp, wn), tx)
+  batch = E.batches(prepared.train[:20], cfg, batch_trees=32)[0]
+  state = create_train_state(variables.params, tx, extra=variables.state)
+  s1, m1 = jax.jit(step)(state, batch, jax.random.key(3))
   with jax.disable_jit():
-    s2, m2 = step.__wrapped__(state, batch, jax.random.key(3))
+    s2, m2 = step(state, batch, jax.random.key(3))
   np.testing.assert_allclose(m1["loss"], m2["loss"], rtol=1e-5)
   chex.assert_trees_all_close(s1.params, s2.params, rtol=1e-4, atol=1e-6)
   chex.assert_tree_all_finite(s1.params)
@@ -48,25 +77,53 @@ def test_train_step_jit_matches_no_jit_and_is_finite(prepared):
 
 
 def test_run_trains_better_than_random_and_resumes(prepared, tmp_path):
-  rows = E.run(prepared, ["random", "Diffusion-LSTM"], cfg=CFG, workdir=str(tmp_path))
+  random = CFG.replace(train={"random_weights": True})
+  rows = E.run([random, CFG], prepared=prepared, workdir=tmp_path)
   by = {r["model"]: r for r in rows}
+  assert list(by) == ["random", "Diffusion-LSTM"]
   for r in rows:
-    for k in ("ap_terminal", "map_prototypes", "map_all", "depth_mae", "hist_intersection"):
+    for k in ("ap_terminal", "map_prototypes", "map_all", "depth_mae", "hist_intersection",
+              "depth_mae_sampled", "hist_intersection_sampled"):
       assert np.isfinite(r[k]), (r["model"], k)
     assert 0.0 <= r["hist_intersection"] <= 1.0
-  assert by["random"]["epochs"] == 0 and by["Diffusion-LSTM"]["epochs"] >= 2
+  assert by["random"]["epochs"] == 0 and "val_loss_by_epoch" not in by["random"]
+  assert by["Diffusion-LSTM"]["epochs"] >= 2
+  assert len(by["Diffusion-LSTM"]["val_loss_by_epoch"]) == by["Diffusion-LSTM"]["epochs"]
   assert by["Diffusion-LSTM"]["test_loss"] < by["random"]["test_loss"]
   assert by["Diffusion-LSTM"]["ap_terminal"] > by["random"]["ap_terminal"]
   # Same workdir again: the fit loop resumes from the checkpoints and gives the same numbers.
-  again = E.run(prepared, "Diffusion-LSTM", cfg=CFG, workdir=str(tmp_path))[0]
+  (again,) = E.run(CFG, prepared=prepared, workdir=tmp_path)
   assert again["map_all"] == pytest.approx(by["Diffusion-LSTM"]["map_all"], rel=1e-5)
+  assert again["val_loss_by_epoch"] == by["Diffusion-LSTM"]["val_loss_by_epoch"]
+  # Another config under the same name is refused, not resumed.
+  with pytest.raises(ValueError, match="another 'full' config"):
+    E.train(prepared, CFG.replace(train={"learning_rate": 0.5}), tmp_path / prepared.name)
+
+
+def test_loop_on_four_devices_equals_one(tmp_path):
+  """train with num_devices=4 (the batches split over 4 forced CPU devices) gives the losses
+  and parameters of one device."""
+  from popdiff_jax.data.trees.synthetic import SyntheticTreesConfig
+
+  cfg = CFG.replace(data={"synthetic": SyntheticTreesConfig(num_users=100, num_trees=96,
+                                                            seed=2)},
+                    train={"epochs_high": 1, "epochs_low": 0})
+  prepared = D.prepare(cfg.data)
+  runs = {n: E.train(prepared, cfg.replace(train={"num_devices": n}), tmp_path / f"d{n}")
+          for n in (1, 4)}
+  losses_ = [[r[k] for r in runs[n].info["history"] for k in ("train_loss", "val_loss")]
+             for n in (1, 4)]
+  assert len(losses_[0]) == 2
+  np.testing.assert_allclose(losses_[1], losses_[0], rtol=1e-5, atol=1e-6)
+  for a, b in zip(jax.tree.leaves(runs[4].params), jax.tree.leaves(runs[1].params)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
 
 
 def test_prepare_twitter15_small():
   from _shared_data import require_shared
   d = require_shared("twitter15_16_trees")
-  cfg = E.DiffusionLSTMConfig.tiny(max_trees=40)
-  p = E.prepare_twitter15(d, cfg)
+  p = D.prepare(C.DataConfig(dataset="twitter15", data_dir=str(d), max_trees=40, num_protos=8,
+                             kmeans_iters=10))
   assert p.info["split"] == [30, 5, 5] and p.info["cleaning"]["trees"] == 40
   e = p.test[0]
   assert e.x.shape == (e.parent.shape[0], 8) and e.content.shape == (9,)

@@ -1,13 +1,14 @@
-"""Behavioural user features, k-means++ on device, the synthetic generator."""
+"""Behavioural user features, k-means++ on device (baselines.kmeans), the synthetic generator."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from popdiff_jax.data import synthetic_trees as S
+from popdiff_jax.baselines import kmeans as K
 from popdiff_jax.data import trees as T
-from popdiff_jax.data import user_features as U
+from popdiff_jax.data.trees import synthetic as S
+from popdiff_jax.data.trees import user_features as U
 
 # Our own functions run under jax_numpy_dtype_promotion="strict" (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("strict_dtypes")
@@ -53,12 +54,12 @@ def test_kmeans_recovers_separated_clusters_and_nearest_centroid():
   rng = np.random.default_rng(0)
   centres = rng.normal(size=(5, 3)) * 10
   x = np.concatenate([c + rng.normal(size=(40, 3)) * 0.1 for c in centres]).astype(np.float32)
-  res = U.kmeans(jax.random.key(0), x, 5, iters=10)
+  res = K.kmeans(jax.random.key(0), x, 5, iters=10)
   assign = np.asarray(res.assign)
   # Each true cluster maps to one k-means cluster, all different.
   labels = [set(assign[i * 40:(i + 1) * 40]) for i in range(5)]
   assert all(len(s) == 1 for s in labels) and len(set.union(*labels)) == 5
-  np.testing.assert_array_equal(np.asarray(U.nearest_centroid(jnp.asarray(x), res.centroids)),
+  np.testing.assert_array_equal(np.asarray(K.nearest_centroid(jnp.asarray(x), res.centroids)),
                                 assign)
   # Centroids are the members' means.
   for j in range(5):

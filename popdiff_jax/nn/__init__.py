@@ -12,7 +12,12 @@
 from popdiff_jax.nn.attention import CausalSelfAttention
 from popdiff_jax.nn.dropout import dropout
 from popdiff_jax.nn.lstm import lstm_cell, lstm_scan
+from popdiff_jax.nn.tree_lstm import (LEVELWISE_IMPLS, chunk_runs, levelwise_tree_lstm,
+                                      levelwise_tree_lstm_by_level, levelwise_tree_lstm_inputs,
+                                      levelwise_tree_lstm_inputs_by_level)
 from popdiff_jax.nn.window import window_conv, window_stack
 
 __all__ = ["CausalSelfAttention", "dropout", "lstm_cell", "lstm_scan", "window_conv",
-           "window_stack"]
+           "window_stack", "LEVELWISE_IMPLS", "chunk_runs", "levelwise_tree_lstm",
+           "levelwise_tree_lstm_by_level", "levelwise_tree_lstm_inputs",
+           "levelwise_tree_lstm_inputs_by_level"]

@@ -24,7 +24,7 @@ import dataclasses
 
 import numpy as np
 
-from popdiff_jax.data.trees import tree_from_parents
+from popdiff_jax.data.trees.tree import tree_from_parents
 
 __all__ = ["SyntheticTreesConfig", "SyntheticTrees", "make_synthetic_trees"]
 
