@@ -132,6 +132,7 @@ class EmbICParams(NamedTuple):
 
 
 def init_embedded_ic(key, num_users: int, dim: int = 32) -> EmbICParams:
+  """Embedded IC parameters at initialisation: small random embeddings, sender bias 3 (p ~ 0.05)."""
   k1, k2 = jax.random.split(key)
   return EmbICParams(sender=0.1 * jax.random.normal(k1, (num_users, dim)),
                      bias=jnp.full((num_users,), 3.0),

@@ -82,6 +82,7 @@ def _project_module(project: str, module: str):
 
 
 def cmd_configs(_: argparse.Namespace, rest: list[str]) -> int:
+  """``popdiff configs``: every named config of every project, one line each."""
   from popdiff_jax.projects import named_configs
 
   del rest
@@ -94,6 +95,7 @@ def cmd_configs(_: argparse.Namespace, rest: list[str]) -> int:
 
 
 def cmd_train(a: argparse.Namespace, rest: list[str]) -> int:
+  """``popdiff train NAME``: the named config with the options given, trained and tested."""
   from popdiff_jax.projects import find_config
 
   project, default = find_config(a.name)
@@ -111,6 +113,7 @@ def cmd_train(a: argparse.Namespace, rest: list[str]) -> int:
 
 
 def cmd_evaluate(a: argparse.Namespace, rest: list[str]) -> int:
+  """``popdiff evaluate``: the best checkpoint of a next-user workdir, scored on a split."""
   from popdiff_jax.projects.ndm import experiment
 
   if rest:
@@ -148,6 +151,7 @@ _REPRODUCE = {"popularity": "popdiff_jax.projects.popularity_table",
 
 
 def cmd_reproduce(a: argparse.Namespace, rest: list[str]) -> int:
+  """``popdiff reproduce PAPER``: a paper's table (the project's ``reproduce_main``)."""
   import importlib
 
   if a.paper == "ndm":
@@ -157,6 +161,7 @@ def cmd_reproduce(a: argparse.Namespace, rest: list[str]) -> int:
 
 
 def cmd_data(a: argparse.Namespace, rest: list[str]) -> int:
+  """``popdiff data summary``: registered datasets, or one file or folder given by path."""
   from popdiff_jax.data.cascades import DATASETS, load_dataset
 
   if rest:
@@ -200,6 +205,7 @@ def _maybe_distributed(config: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+  """The top-level parser; ``train`` and ``reproduce`` leave their options to tyro."""
   parser = argparse.ArgumentParser(prog="popdiff", description=__doc__.splitlines()[0],
                                    formatter_class=argparse.RawDescriptionHelpFormatter,
                                    epilog="\n".join(__doc__.splitlines()[2:9]))
@@ -269,6 +275,7 @@ def _one_line(e: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+  """The ``popdiff`` entry point: runs a command, returns its exit status (0, 2, 130)."""
   argv = list(sys.argv[1:] if argv is None else argv)
   parser = build_parser()
   a, rest = parser.parse_known_args(argv)

@@ -68,6 +68,7 @@ class UserVocab:
       self.add(u)
 
   def add(self, user: str) -> int:
+    """The index of ``user``, added at the end if new."""
     idx = self._index.get(user)
     if idx is None:
       idx = len(self._users)
@@ -82,9 +83,11 @@ class UserVocab:
     return user in self._index
 
   def index(self, user: str) -> int:
+    """The index of a known user (KeyError if unknown)."""
     return self._index[user]
 
   def user(self, index: int) -> str:
+    """The raw id of vocabulary index ``index``."""
     return self._users[index]
 
   @property
@@ -123,9 +126,11 @@ class CascadeDataset:
 
   @property
   def num_items(self) -> int:
+    """``|U|``, the size of every user softmax (padding and Terminate included)."""
     return len(self.vocab)
 
   def summary(self) -> dict:
+    """One row for ``popdiff data summary``: users, split sizes, lengths, graph edges."""
     lengths = [len(c.users) for c in self.train + self.valid + self.test]
     return {"dataset": self.name, "users": self.vocab.num_users, "train": len(self.train),
             "valid": len(self.valid), "test": len(self.test),
@@ -161,6 +166,7 @@ class CascadeFormat:
 
   @property
   def single_file(self) -> bool:
+    """Whether the format is one file (the path) rather than a folder of files."""
     return not any(self.files)
 
 

@@ -98,10 +98,12 @@ class PostTable(NamedTuple):
 
   @property
   def num_posts(self) -> int:
+    """The number of posts."""
     return int(self.user.shape[0])
 
   @property
   def num_users(self) -> int:
+    """The number of users."""
     return len(self.usernames)
 
   def select(self, idx: np.ndarray) -> "PostTable":
@@ -118,6 +120,7 @@ class PostTable(NamedTuple):
     return PostTable(**out)
 
   def replace(self, **kw) -> "PostTable":
+    """A copy with the given fields replaced."""
     return self._replace(**kw)
 
 
@@ -131,9 +134,11 @@ class LoaderReport:
   skipped: dict = dataclasses.field(default_factory=dict)
 
   def skip(self, rule: str, n: int = 1) -> None:
+    """Counts ``n`` records dropped by ``rule``."""
     self.skipped[rule] = self.skipped.get(rule, 0) + n
 
   def as_dict(self) -> dict:
+    """The counts as a plain dict (for result files)."""
     return dataclasses.asdict(self)
 
 

@@ -55,6 +55,7 @@ class ConceptVocab(NamedTuple):
 
 
 def fit_concepts(alt_texts: Sequence[str], min_count: int = 2) -> ConceptVocab:
+  """The concept vocabulary of the training alt-texts (concepts seen at least ``min_count`` times)."""
   c = collections.Counter()
   for a in alt_texts:
     c.update(set(parse_alt_text(a)[0]))

@@ -24,6 +24,7 @@ PAD, UNK = 0, 1
 
 
 class Token(NamedTuple):
+  """A caption token and its kind (word, hashtag, mention, emoji, ...)."""
   text: str
   kind: str  # "url" | "hashtag" | "mention" | "emoji" | "word"
 
@@ -70,9 +71,11 @@ class Vocab(NamedTuple):
 
   @property
   def size(self) -> int:
+    """The vocabulary size, padding included."""
     return len(self.tokens)
 
   def index(self) -> dict:
+    """``{token: index}``."""
     return {t: i for i, t in enumerate(self.tokens)}
 
 

@@ -170,6 +170,7 @@ class ImplicitAttention(nnx.Module):
     self.fc = nnx.Linear(env_dim, env_dim, rngs=rngs)
 
   def __call__(self, env_image: jax.Array, env_topic: jax.Array) -> jax.Array:
+    """Eqs. (4)-(5): e_w from the image and topic environments, float [B, env_dim]."""
     f = jax.nn.relu(self.w_i(env_image)) * jax.nn.relu(self.w_t(env_topic))   # Eq. (4)
     h = self.w_i2(env_image) + self.w_t2(env_topic) + f                        # Eq. (5)
     return jax.nn.relu(self.fc(h))                                             # e_w = F(H)

@@ -70,10 +70,12 @@ class ICGraph(NamedTuple):
 
   @property
   def num_nodes(self) -> int:
+    """N, the number of nodes."""
     return int(self.perm.shape[0])
 
   @property
   def num_edges(self) -> int:
+    """The number of real (unpadded) edges."""
     return int(self.senders.shape[0])
 
   @property

@@ -45,9 +45,11 @@ class Checkpointer:
     self._manager = ocp.CheckpointManager(self.directory, options=options)
 
   def all_steps(self) -> list[int]:
+    """The saved steps, oldest first."""
     return sorted(self._manager.all_steps())
 
   def latest_step(self) -> int | None:
+    """The newest saved step, or None."""
     steps = self.all_steps()
     return steps[-1] if steps else None
 
@@ -100,4 +102,5 @@ class Checkpointer:
     self._manager.reload()
 
   def close(self) -> None:
+    """Waits for pending writes and releases the manager."""
     self._manager.close()

@@ -56,6 +56,7 @@ class Tree(NamedTuple):
 
   @property
   def size(self) -> int:
+    """The number of nodes, root included."""
     return int(self.parent.shape[0])
 
 
@@ -74,10 +75,12 @@ class CleaningReport:
   kept_nodes: int = 0
 
   def add(self, other: "CleaningReport") -> None:
+    """Adds another report's counts to this one."""
     for f in dataclasses.fields(self):
       setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
   def as_dict(self) -> dict:
+    """The counts as a plain dict (for result files)."""
     return dataclasses.asdict(self)
 
 

@@ -72,6 +72,7 @@ class Trained:
 
   @property
   def f_init(self) -> int:
+    """The F_init the model was built with (0 for the LSTM and the popularity floor)."""
     return int(getattr(self.config.model, "f_init", 0) or 0)
 
 
