@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 from popdiff_jax.nn.masking import mask_infected, shift_targets
 from popdiff_jax.nn.streaming_softmax import DEFAULT_CHUNK, masked_logsumexp, target_scores
+from popdiff_jax.types import TERMINATE
 
 __all__ = ["masked_nll", "next_user_nll", "lean_next_user_nll", "weighted_bce", "class_weights",
            "sigmoid_binary_cross_entropy", "bernoulli_kl", "dual_attention_loss", "masked_mse"]
@@ -31,27 +32,38 @@ __all__ = ["masked_nll", "next_user_nll", "lean_next_user_nll", "weighted_bce", 
 # ----------------------------------------------------------------------------- next user (NDM)
 
 
-def masked_nll(masked_logits: jax.Array, targets: jax.Array,
-               target_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """``Σ -log softmax(masked_logits)[target]`` over the real targets, and their number.
+def _target_weights(targets: jax.Array, target_mask: jax.Array, terminate_weight: float,
+                    dtype) -> jax.Array:
+  """1 at the real targets, ``terminate_weight`` where the target is Terminate, 0 at padding."""
+  w = jnp.where(targets == TERMINATE, jnp.asarray(terminate_weight, dtype), jnp.ones((), dtype))
+  return jnp.where(target_mask, w, jnp.zeros((), dtype))
+
+
+def masked_nll(masked_logits: jax.Array, targets: jax.Array, target_mask: jax.Array,
+               terminate_weight: float = 1.0) -> tuple[jax.Array, jax.Array]:
+  """``Σ w_j · -log softmax(masked_logits)[target_j]`` over the real targets, and ``Σ w_j``.
 
   Args:
     masked_logits: float [B, L, U] scores with impossible users at ``-inf``.
     targets: int32 [B, L] the true next user of each step.
     target_mask: bool [B, L] steps that have a target.
+    terminate_weight: ``w_j`` of a step whose target is Terminate (1: the paper's Eq. 8; 0:
+      the authors' code, whose loss gives the end token zero weight); other targets weigh 1.
 
   Returns:
-    ``(nll_sum, count)``, float [] each.
+    ``(nll_sum, weight_sum)``, float [] each (``weight_sum`` is the number of targets when
+    ``terminate_weight`` is 1).
   """
   log_probs = jax.nn.log_softmax(masked_logits, axis=-1)
   picked = jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+  w = _target_weights(targets, target_mask, terminate_weight, masked_logits.dtype)
   # Padded steps pick the -inf padding column: zero them before summing (NaN-safe).
-  nll = jnp.where(target_mask, -picked, 0.0)
-  return nll.sum(), target_mask.sum().astype(masked_logits.dtype)
+  nll = jnp.where(w > 0, -picked * w, 0.0)
+  return nll.sum(), w.sum()
 
 
-def next_user_nll(logits: jax.Array, users: jax.Array,
-                  mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+def next_user_nll(logits: jax.Array, users: jax.Array, mask: jax.Array,
+                  terminate_weight: float = 1.0) -> tuple[jax.Array, jax.Array]:
   """Negative log-likelihood of the observed next users (NDM Eq. 8, negated), summed.
 
   ``-Σ_j log pre_j[u_{j+1}]`` with ``pre_j = softmax`` of the raw scores over the users not yet
@@ -62,17 +74,18 @@ def next_user_nll(logits: jax.Array, users: jax.Array,
     logits: float [B, L, U] raw scores of a model (row ``j`` scores the user after step ``j``).
     users: int32 [B, L] the cascades (``CascadeBatch.users``).
     mask: bool [B, L] real positions (``CascadeBatch.mask``).
+    terminate_weight: the weight of the predictions of Terminate (see :func:`masked_nll`).
 
   Returns:
-    ``(nll_sum, count)``, float [] each.
+    ``(nll_sum, count)``, float [] each (``count``: the summed weights).
   """
   targets, target_mask = shift_targets(users, mask)
-  return masked_nll(mask_infected(logits, users, mask), targets, target_mask)
+  return masked_nll(mask_infected(logits, users, mask), targets, target_mask, terminate_weight)
 
 
 def lean_next_user_nll(features: jax.Array, w: jax.Array, bias: jax.Array | None,
-                       users: jax.Array, mask: jax.Array,
-                       chunk: int = DEFAULT_CHUNK) -> tuple[jax.Array, jax.Array]:
+                       users: jax.Array, mask: jax.Array, chunk: int = DEFAULT_CHUNK,
+                       terminate_weight: float = 1.0) -> tuple[jax.Array, jax.Array]:
   """:func:`next_user_nll` of ``features @ w + bias`` without forming the ``[B, L, U]`` scores.
 
   The normaliser of Eq. 7 is streamed over blocks of ``chunk`` users in the forward and in the
@@ -84,14 +97,16 @@ def lean_next_user_nll(features: jax.Array, w: jax.Array, bias: jax.Array | None
     w: float [F, U] output weights; bias: float [U] or None.
     users: int32 [B, L]; mask: bool [B, L].
     chunk: users per block (static; clipped to U).
+    terminate_weight: the weight of the predictions of Terminate (see :func:`masked_nll`).
 
   Returns:
-    ``(nll_sum, count)``, float [] each.
+    ``(nll_sum, count)``, float [] each (``count``: the summed weights).
   """
-  t_score, _, target_mask = target_scores(features, w, bias, users, mask)
+  t_score, targets, target_mask = target_scores(features, w, bias, users, mask)
   lse = masked_logsumexp(features, w, bias, users, mask, chunk)
-  nll = jnp.where(target_mask, lse - t_score, jnp.zeros_like(lse))
-  return nll.sum(), target_mask.sum().astype(features.dtype)
+  wgt = _target_weights(targets, target_mask, terminate_weight, features.dtype)
+  nll = jnp.where(wgt > 0, (lse - t_score) * wgt, jnp.zeros_like(lse))
+  return nll.sum(), wgt.sum()
 
 
 # ----------------------------------------------------------------------------- trees (Diffusion-LSTM)

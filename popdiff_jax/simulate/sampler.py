@@ -26,7 +26,7 @@ from popdiff_jax.data.cascades import Cascade
 from popdiff_jax.models.registry import Model, Variables
 from popdiff_jax.types import PAD, TERMINATE
 
-__all__ = ["Simulation", "simulate", "simulate_dataset"]
+__all__ = ["Simulation", "simulate", "simulate_dataset", "TERMINATE_CHOICES"]
 
 
 class Simulation(NamedTuple):
@@ -45,11 +45,15 @@ class Simulation(NamedTuple):
   sequences: jax.Array | None
 
 
+TERMINATE_CHOICES = ("allowed", "masked")
+
+
 @functools.partial(jax.jit, static_argnames=("model", "num_runs", "num_steps",
-                                              "return_sequences"))
+                                              "return_sequences", "terminate"))
 def simulate(model: Model, variables: Variables, prefix_users: jax.Array,
              prefix_mask: jax.Array, budgets: jax.Array, key: jax.Array, *, num_runs: int,
-             num_steps: int, return_sequences: bool = False) -> Simulation:
+             num_steps: int, return_sequences: bool = False,
+             terminate: str = "allowed") -> Simulation:
   """Samples ``num_runs`` continuations of each prefix.
 
   Args:
@@ -62,6 +66,9 @@ def simulate(model: Model, variables: Variables, prefix_users: jax.Array,
     num_runs: S.
     num_steps: T, the most steps any run takes (``>= max(budgets)`` to honour every budget).
     return_sequences: also return the sampled sequences (for tests and inspection).
+    terminate: ``"allowed"`` (a run may sample Terminate and stop before its budget: the
+      model's own distribution) or ``"masked"`` (Terminate is never sampled, so every run spends
+      its budget; the authors' evaluation, whose training gives the end token zero weight).
 
   Returns:
     A ``Simulation``.
@@ -77,6 +84,10 @@ def simulate(model: Model, variables: Variables, prefix_users: jax.Array,
   rows = jnp.arange(n)
   prefix = jnp.zeros((n, num_items), bool).at[rows[:, None], jnp.where(mask, users, PAD)].set(True)
   blocked0 = prefix.at[:, PAD].set(True)
+  if terminate == "masked":
+    blocked0 = blocked0.at[:, TERMINATE].set(True)
+  elif terminate != "allowed":
+    raise ValueError(f"terminate must be one of {TERMINATE_CHOICES}, got {terminate!r}")
 
   def step(carry):
     t, cache, blocked, count, done, seq = carry
@@ -128,7 +139,8 @@ def simulate_dataset(model: Model, variables: Variables, cascades: Sequence[Casc
                      num_given: int, budgets: Sequence[int], num_runs: int, key: jax.Array,
                      max_rows: int = 2 ** 15, max_elements: int = 2 ** 26,
                      max_cache_elements: int = 2 ** 29, num_items: int,
-                     progress: bool = True, desc: str = "simulate") -> tuple[np.ndarray, np.ndarray]:
+                     progress: bool = True, desc: str = "simulate",
+                     terminate: str = "allowed") -> tuple[np.ndarray, np.ndarray]:
   """Runs ``simulate`` over many cascades, bucketed by steps and chunked to fit memory.
 
   Args:
@@ -146,6 +158,7 @@ def simulate_dataset(model: Model, variables: Variables, cascades: Sequence[Casc
     num_items: U.
     progress: a progress bar over chunks.
     desc: its label.
+    terminate: ``"allowed"`` or ``"masked"`` (see :func:`simulate`).
 
   Returns:
     ``(frequencies float32 [C, U], mean_new_users float32 [C])``: P_u (fraction of runs infecting
@@ -179,7 +192,8 @@ def simulate_dataset(model: Model, variables: Variables, cascades: Sequence[Casc
     mask[len(idx):, 0] = True  # padding cascades: a dummy one-user prefix with budget 0
     users[len(idx):, 0] = TERMINATE
     out = simulate(model, variables, jnp.asarray(users), jnp.asarray(mask), jnp.asarray(bud),
-                   jax.random.fold_in(key, chunk_id), num_runs=num_runs, num_steps=int(s))
+                   jax.random.fold_in(key, chunk_id), num_runs=num_runs, num_steps=int(s),
+                   terminate=terminate)
     counts, new = jax.device_get((out.infected_counts, out.new_users))
     freq[idx] = counts[:len(idx)] / num_runs
     mean_new[idx] = new[:len(idx)].mean(1)

@@ -175,16 +175,19 @@ def loss_fn(train: TrainConfig, num_items: int):
 
   ``outputs`` are the raw scores (dense) or ``output_features`` (lean). The objective is the
   mean NLL per prediction, or Σ NLL / B for ``loss_per == "cascade"`` (the count is data, not a
-  function of the parameters, so its gradient is -grad(Σ NLL) / B).
+  function of the parameters, so its gradient is -grad(Σ NLL) / B); the predictions of Terminate
+  weigh ``train.terminate_weight``.
   """
 
   def fn(outputs, batch: CascadeBatch):
     if train.loss == "lean":
       feats, w, bias = outputs
       total, count = losses.lean_next_user_nll(feats, w, bias, batch.users, batch.mask,
-                                               _chunk(train, batch, num_items))
+                                               _chunk(train, batch, num_items),
+                                               train.terminate_weight)
     else:
-      total, count = losses.next_user_nll(outputs, batch.users, batch.mask)
+      total, count = losses.next_user_nll(outputs, batch.users, batch.mask,
+                                          train.terminate_weight)
     mean = total / jnp.maximum(count, 1.0)
     if train.loss_per == "cascade":
       return mean * count / batch.users.shape[0], {"loss": mean}
@@ -321,8 +324,9 @@ def _fit(state, step, eval_step, dataset, config, workdir, progress, desc):
                                                shuffle=True, seed=tc.seed, epoch=epoch),
       evaluate=lambda s: evaluate(eval_step, s.params, s.extra, valid_batches),
       workdir=workdir, num_epochs=tc.num_epochs, base_key=jax.random.key(tc.seed),
-      monitor=f"val_{tc.select_by}", mode="min" if tc.select_by == "nll" else "max",
-      patience=tc.patience, desc=desc or f"{config.model.name} {dataset.name}",
+      monitor="epoch" if tc.select_by == "last" else f"val_{tc.select_by}",
+      mode="min" if tc.select_by == "nll" else "max",
+      patience=None if tc.select_by == "last" else tc.patience, desc=desc or f"{config.model.name} {dataset.name}",
       progress=progress, batch_size_of=lambda b: b.num_cascades,
       max_seconds=tc.max_train_seconds, num_devices=tc.num_devices,
       model_parallel=tc.model_parallel, table_rows=num_items, pad_batches=True,
