@@ -179,7 +179,8 @@ def test_fusion_batchnorm_state_is_explicit():
   _, new_state = model.apply_train(params, variables.state, batch, None)
   # Running mean after one batch: momentum 0.9 -> 0.1 * batch mean of the first pre-activation.
   x = np.concatenate([np.asarray(a) for a in (batch.image, batch.text, batch.numeric)], 1)
-  z = x @ _np(params["dense"][0]["kernel"]) + _np(params["dense"][0]["bias"])
+  z = x @ _np(params["dense"][0]["kernel"])
+  assert "bias" not in params["dense"][0]  # redundant before BatchNorm (fusion_dnn docstring)
   np.testing.assert_allclose(new_state["norm"][0]["mean"][...], 0.1 * z.mean(0), rtol=1e-4,
                              atol=1e-5)
   out_eval = model.apply(params, batch, state=new_state)

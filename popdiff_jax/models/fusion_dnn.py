@@ -8,7 +8,12 @@ PyTorch code path; ``projects.fusion_dnn.experiment``).
 
 Deviations (the paper is silent or its figure illegible): the four hidden widths are
 (512, 256, 128, 64) and a final linear unit gives the score (a ReLU on the output would clip it);
-BatchNorm uses PyTorch's defaults (momentum 0.1, i.e. flax momentum 0.9, eps 1e-5).
+BatchNorm uses PyTorch's defaults (momentum 0.1, i.e. flax momentum 0.9, eps 1e-5). The Dense
+layers before a BatchNorm have no bias (PyTorch's ``nn.Linear`` has one): BatchNorm subtracts the
+batch mean, so that bias's gradient is exactly zero and, initialised at zero, it stays zero in exact
+arithmetic. In float32 its gradient is rounding noise (~1e-8, different for every order of the
+sums, e.g. 1 device vs 4 or another CPU's vector width), which Adam scales to steps of +-lr; they
+moved the running means and with them the evaluation output by 1e-3 to 4e-3.
 
 BatchNorm running statistics are ``nnx.BatchStat`` variables: ``models.init`` puts them in
 ``Variables.state``, the training step carries them in ``TrainState.extra``. ``train=True``
@@ -77,7 +82,9 @@ class FusionDNN(nnx.Module):
                         "the input widths must be set from the data (sum >= 1) before init")
     self.config = config
     dims = (width,) + tuple(config.hidden)
-    self.dense = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(dims[:-1], dims[1:])])
+    # No bias before BatchNorm (module docstring).
+    self.dense = nnx.List([nnx.Linear(a, b, use_bias=False, rngs=rngs)
+                           for a, b in zip(dims[:-1], dims[1:])])
     self.norm = nnx.List([nnx.BatchNorm(b, momentum=config.momentum, epsilon=config.epsilon,
                                         rngs=rngs) for b in dims[1:]])
     self.out = nnx.Linear(dims[-1], 1, rngs=rngs)
