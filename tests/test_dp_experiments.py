@@ -1,5 +1,5 @@
-"""Issue 6 wiring: the lean loss in NextUserConfig, data parallelism in the experiment loops
-(4 forced CPU devices equal 1 device), masked padding rows for batches that do not divide."""
+"""The lean loss in a next-user run, data parallelism in the projects' loops (4 forced CPU
+devices equal 1 device), masked padding rows for batches that do not divide."""
 
 import dataclasses
 import json
@@ -9,8 +9,11 @@ import jax
 import numpy as np
 import pytest
 
+from popdiff_jax import models
 from popdiff_jax.data.cascades import load_dataset
-from popdiff_jax.experiments import next_user as nu
+from popdiff_jax.models.ndm import NDMConfig
+from popdiff_jax.projects.ndm import experiment as ex
+from popdiff_jax.projects.ndm.configs import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -22,12 +25,6 @@ def irvine():
                              test=full.test[:48])
 
 
-def _tiny(model, **kw):
-  base = nu.NextUserConfig(model=model, dim=8, num_heads=2, max_len=7, num_epochs=1,
-                           eval_batch_size=48)
-  return dataclasses.replace(base, **kw)
-
-
 @pytest.fixture(autouse=True)
 def _no_truncation_warnings():
   with warnings.catch_warnings():
@@ -35,29 +32,29 @@ def _no_truncation_warnings():
     yield
 
 
-@pytest.mark.parametrize("model", ["ndm"])
-def test_lean_epoch_equals_dense_epoch(irvine, model):
-  """One epoch of the config's train step (shuffled, dropout on), then the eval sums, per loss.
-  (The path is the same for the LSTM, whose ``output_features`` test_lean_softmax.py checks;
-  left out here for the suite's time.)"""
+def test_lean_epoch_equals_dense_epoch(irvine):
+  """One epoch of the train step (shuffled, dropout on), then the eval sums, per loss. (The path
+  is the same for the LSTM, whose ``output_features`` test_lean_softmax.py checks.)"""
   from popdiff_jax.data.batching import make_batches
-  from popdiff_jax.train.state import create_train_state
+  from popdiff_jax.training import create_train_state, evaluate, make_eval_step, make_train_step
 
+  u = len(irvine.vocab)
   out = {}
   for loss in ("dense", "lean"):
-    cfg = _tiny(model, loss=loss, lean_chunk=512)
-    graphdef, params = nu.nnx.split(nu.build_model(cfg, len(irvine.vocab), 0))
-    tx = nu.make_optimizer(cfg)
-    step = nu.make_train_step(graphdef, tx, loss=cfg.loss, chunk=cfg.lean_chunk)
-    state = create_train_state(params, tx)
-    base = jax.random.key(cfg.seed)
+    train = TrainConfig(loss=loss, lean_chunk=512, eval_batch_size=48)
+    method = "output_features" if loss == "lean" else "__call__"
+    model, v = models.init(NDMConfig(num_items=u, dim=8, num_heads=2, f_init=0), 0)
+    tx = ex.make_optimizer(train, 8)
+    step = jax.jit(make_train_step(model, ex.loss_fn(train, u), tx, method=method))
+    state = create_train_state(v.params, tx, v.state)
+    base = jax.random.key(train.seed)
     losses = []
-    for batch in make_batches(irvine.train, cfg.batch_size, max_len=cfg.max_len, shuffle=True):
+    for batch in make_batches(irvine.train, train.batch_size, max_len=7, shuffle=True):
       state, m = step(state, batch, jax.random.fold_in(base, state.step))
       losses.append(float(m["loss"]))
-    eval_step = nu.make_eval_step(graphdef, loss=cfg.loss, chunk=cfg.lean_chunk)
-    valid = make_batches(irvine.valid, cfg.eval_batch_size, max_len=cfg.max_len)
-    out[loss] = (losses, state.params, nu.evaluate(eval_step, state.params, valid))
+    eval_step = make_eval_step(model, ex.metric_fn(train, u), method=method)
+    valid = make_batches(irvine.valid, train.eval_batch_size, max_len=7)
+    out[loss] = (losses, state.params, evaluate(eval_step, state.params, state.extra, valid))
   (l_dense, p_dense, m_dense), (l_lean, p_lean, m_lean) = out["dense"], out["lean"]
   assert len(l_lean) == 3 and set(m_dense) == set(m_lean) and "hits@10" in m_lean
   np.testing.assert_allclose(l_lean, l_dense, rtol=1e-5)
@@ -68,24 +65,21 @@ def test_lean_epoch_equals_dense_epoch(irvine, model):
 
 
 def test_cli_train_on_four_devices_with_two_steps_per_call(tmp_path, capsys):
-  from popdiff_jax.cli.main import build_parser, main
+  from popdiff_jax.cli.main import main
 
   assert jax.device_count() >= 4
   # 30 rows per batch do not divide by 4 devices: each batch gets 2 masked padding rows.
-  args = ["train", "--dataset", "ndm/irvine", "--model", "ndm", "--epochs", "1", "--dim", "8",
-          "--heads", "2", "--max-len", "7", "--batch-size", "30", "--devices", "4",
-          "--steps-per-call", "2", "--lean", "--lean-chunk", "256", "--workdir", str(tmp_path),
-          "--no-progress"]
+  args = ["train", "ndm", "--data", "ndm/irvine", "--train.num-epochs", "1", "--model.dim", "8",
+          "--model.num-heads", "2", "--max-len", "7", "--train.batch-size", "30",
+          "--train.num-devices", "4", "--train.steps-per-call", "2", "--train.loss", "lean",
+          "--train.lean-chunk", "256", "--workdir", str(tmp_path), "--no-progress"]
   assert main(args) == 0
   table = capsys.readouterr().out
   assert "hits@10" in table and "ndm/irvine" in table
   row = json.loads((tmp_path / "results.json").read_text())
   assert 0.0 < row["hits@100"] <= 1.0 and row["epochs"] == 1
-  config = json.loads((tmp_path / "config.json").read_text())["config"]
-  assert (config["num_devices"], config["steps_per_call"], config["loss"]) == (4, 2, "lean")
-  a = build_parser().parse_args(["reproduce", "ndm", "--devices", "0", "--model-parallel", "2",
-                                 "--distributed"])
-  assert (a.devices, a.model_parallel, a.distributed, a.lean) == (0, 2, True, False)
+  train = json.loads((tmp_path / "config.json").read_text())["config"]["train"]
+  assert (train["num_devices"], train["steps_per_call"], train["loss"]) == (4, 2, "lean")
 
 
 # ------------------------------------------------------------------ popularity and trees loops
@@ -168,8 +162,8 @@ def test_popularity_loops_on_four_devices_equal_one(tmp_path, which):
 # ------------------------------------------------------------------ rows that do not divide
 
 def test_pad_rows_adds_masked_zero_rows_only_when_needed():
-  from popdiff_jax.data.batching import CascadeBatch
-  from popdiff_jax.train.parallel import make_mesh, pad_rows, shard_batch
+  from popdiff_jax.training.mesh import make_mesh, pad_rows, shard_batch
+  from popdiff_jax.types import CascadeBatch
 
   rng = np.random.default_rng(0)
   batch = CascadeBatch(rng.integers(2, 9, size=(6, 5)).astype(np.int32),
@@ -196,21 +190,18 @@ def test_pad_rows_adds_masked_zero_rows_only_when_needed():
 def _ndm_six_row_setup():
   import optax
 
-  from popdiff_jax.functional import build, cascade_batch, next_user_loss
-  from popdiff_jax.train.state import apply_gradients, create_train_state
+  from popdiff_jax.data.batching import cascade_batch
+  from popdiff_jax.training import create_train_state, make_train_step
 
-  model = build("ndm", num_items=30, dim=8, num_heads=2, window=3, dropout_rate=0.2)
+  model, v = models.init(NDMConfig(num_items=30, dim=8, num_heads=2, window=3,
+                                   dropout_rate=0.2, f_init=0), 0)
   tx = optax.adam(1e-2)
   rng = np.random.default_rng(3)
   batches = [cascade_batch([list(rng.choice(np.arange(2, 30), size=rng.integers(2, 7),
                                               replace=False)) for _ in range(6)],
                            max_len=7, rows=6) for _ in range(3)]
-
-  def step(state, batch, key):
-    loss, grads = jax.value_and_grad(
-        lambda p: next_user_loss(model.apply(p, batch, key), batch))(state.params)
-    return apply_gradients(state, grads, tx), {"loss": loss}
-  return create_train_state(model.params, tx), step, batches
+  step = make_train_step(model, ex.loss_fn(TrainConfig(), 30), tx)
+  return create_train_state(v.params, tx, v.state), step, batches
 
 
 def _smp_six_row_setup():
@@ -235,14 +226,15 @@ def _smp_six_row_setup():
 def test_six_rows_on_four_devices_are_padded_and_equal_one_device(setup):
   """6-row batches on 4 devices: padded to 8 with masked rows; loss and parameters after 3
   steps (dropout on) equal the unpadded 1-device steps."""
-  from popdiff_jax.train.parallel import fit_arguments
+  from popdiff_jax.training.mesh import fit_arguments
 
   state0, step, batches = setup()
   assert all(jax.tree.leaves(b)[0].shape[0] == 6 for b in batches)
   base = jax.random.key(7)
   runs = {}
   for n in (1, 4):
-    state, kw = fit_arguments(step, state0, n, pad=True)
+    # The compiled step donates its state: each device count starts from its own copy.
+    state, kw = fit_arguments(step, jax.tree.map(np.copy, state0), n, pad=True)
     losses = []
     for b in batches:
       placed = b if kw["place_batch"] is None else kw["place_batch"](b, False)
@@ -254,74 +246,3 @@ def test_six_rows_on_four_devices_are_padded_and_equal_one_device(setup):
   np.testing.assert_allclose(runs[4][0], runs[1][0], rtol=1e-5, atol=1e-6)
   for a, b in zip(jax.tree.leaves(runs[4][1].params), jax.tree.leaves(runs[1][1].params)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
-
-
-# ------------------------------------------------------------------ the GPU suite's bookkeeping
-
-def _suite():
-  import importlib.util
-  import pathlib
-
-  path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_suite.py"
-  spec = importlib.util.spec_from_file_location("gpu_suite_dp", path)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
-
-
-def test_gpu_suite_scaling_configs_ratios_merge_and_one_eval_shape(tmp_path):
-  import argparse
-
-  suite = _suite()
-  args = argparse.Namespace(quick=False, epochs=6, eval_cascades=100, n_devices=2,
-                            global_batch=None, data_dir=".carry_data", torch_precision="high",
-                            only=None)
-  cfgs = {c["name"]: c for c in suite.configs(args)}
-  assert {"scale_real_1", "scale_real_2", "scale_synth_2"} <= set(cfgs)
-  assert cfgs["scale_real_2"]["n_devices"] == 2 and cfgs["scale_real_2"]["no_eval"]
-  assert cfgs["real_lean"]["eval_timeout"] > 0 and cfgs["real_lean"]["eval_cascades"] == 100
-  # The forest rerun: torch + lean + dense fit the 400 s the lead has, evaluation included.
-  forest = [cfgs[n] for n in ("real_torch", "real_lean", "real_dense")]
-  assert sum(c["timeout"] + c["eval_timeout"] for c in forest) <= 390
-  args.n_devices, args.only = 1, ["real_torch"]
-  assert [c["name"] for c in suite.configs(args)] == ["real_torch"]
-
-  rows = [{"bench": "ndm_scaling/x", "impl": "jax_lean", "n_devices": 1, "throughput": 10.0},
-          {"bench": "ndm_scaling/x", "impl": "jax_lean", "n_devices": 2, "throughput": 18.0},
-          {"bench": "ndm_train/x", "impl": "torch_recipe", "throughput": 1.0,
-           "test_hits@10": 0.2},
-          {"bench": "ndm_train/x", "impl": "jax_lean", "throughput": 6.0, "test_hits@10": 0.21}]
-  suite.add_ratios(rows)
-  assert rows[1]["ratio_vs_anchor"] == pytest.approx(1.8)
-  assert rows[3]["ratio_vs_anchor"] == pytest.approx(6.0)
-  assert rows[3]["hits@10"] == 0.21 and rows[3]["anchor_hits@10"] == 0.2
-  a, b = tmp_path / "a.json", tmp_path / "b.json"
-  a.write_text(json.dumps({"meta": {"commit": "x"}, "rows": rows}))
-  b.write_text(json.dumps({"meta": {"commit": "y"}, "rows": [
-      {"bench": "ndm_train/x", "impl": "jax_lean", "throughput": 7.0, "test_hits@10": 0.22}]}))
-  merged = suite.merge_results([str(a), str(b)])
-  assert len(merged["rows"]) == 4
-  new = [r for r in merged["rows"] if r["impl"] == "jax_lean" and r["bench"] == "ndm_train/x"]
-  assert new[0]["throughput"] == 7.0 and new[0]["ratio_vs_anchor"] == pytest.approx(7.0)
-  assert "Merged from" in suite.markdown(merged)
-
-  from popdiff_jax.data.cascades import Cascade
-  test = [Cascade(np.arange(2, 2 + n, dtype=np.int32), np.arange(n, dtype=np.float64))
-          for n in (3, 9, 1, 5, 2)]
-  chosen, batches = suite.eval_batches(test, max_len=7, cap=4)
-  assert len(chosen) == 4 and {b.users.shape for b in batches} == {(suite.EVAL_BATCH, 8)}
-  assert sum(b.num_cascades for b in batches) == 4
-  assert len(suite.eval_batches(test, max_len=7, cap=0)[0]) == 5
-
-
-def test_gpu_suite_jax_worker_runs_data_parallel_on_two_host_devices(tmp_path):
-  suite = _suite()
-  out = tmp_path / "row.json"
-  cfg = {"bench": "ndm_scaling/tiny", "impl": "jax_lean", "dataset": "synthetic",
-         "num_users": 300, "num_cascades": 80, "max_len": 7, "epochs": 2, "fixed_steps": 1,
-         "n_devices": 2, "global_batch": None, "no_eval": True}
-  suite.jax_worker(cfg, str(out))
-  row = json.loads(out.read_text())
-  assert row["n_devices"] == 2 and row["global_batch"] == 2 * suite.BATCH
-  assert row["throughput"] > 0 and row["step_ms"] > 0 and np.isfinite(row["last_loss"])
-  assert row["steps_per_epoch"] >= 2 and row["fixed_shape"]["batch"] == suite.BATCH

@@ -96,7 +96,8 @@ def test_run_trains_better_than_random_and_resumes(prepared, tmp_path):
   assert again["map_all"] == pytest.approx(by["Diffusion-LSTM"]["map_all"], rel=1e-5)
   assert again["val_loss_by_epoch"] == by["Diffusion-LSTM"]["val_loss_by_epoch"]
   # Another config under the same name is refused, not resumed.
-  with pytest.raises(ValueError, match="another 'full' config"):
+  from popdiff_jax.training.workdir import WorkdirError
+  with pytest.raises(WorkdirError, match=r"another config \(train.learning_rate: 0.01 -> 0.5\)"):
     E.train(prepared, CFG.replace(train={"learning_rate": 0.5}), tmp_path / prepared.name)
 
 

@@ -76,3 +76,11 @@ def test_a_second_process_is_refused_with_the_holders_pid(tmp_path):
   time.sleep(0.1)
   with claim(tmp_path / "w", {}):  # a killed holder's lock is free again
     pass
+
+
+def test_the_same_config_with_tuples_claims_again(tmp_path):
+  cfg = {"config": {"data": {"buckets": (8, 16)}}}
+  with claim(tmp_path / "w", cfg) as w:
+    write_config(w, cfg)
+  with claim(tmp_path / "w", cfg):  # tuples and the lists config.json holds are the same config
+    pass
