@@ -201,15 +201,18 @@ def _dense_fixpoint(tables, n_in, active0, words, valid, k1, *, limit, cap=None)
   labels = _run_label(words.astype(jnp.uint32)[None, :] * np.uint32(32) + j[:, None], k1)
 
   def pull(active):
+    # Tie the edge tables to this round's state: otherwise XLA hoists the live bits, which depend
+    # on the key and the edges only, out of the loop and stores all E' x wc of them.
+    tabs, active = jax.lax.optimization_barrier(([(a, q) for _, a, q in tables], active))
     parts = []
-    for src, a, q in tables:
-      a3, q3 = a[:, :, None], q[:, :, None]
-      live = jnp.zeros(src.shape + (active.shape[1],), jnp.uint32)
-      for bit in range(32):  # unrolled: one fusion computes the 32 hashes of a (slot, word)
-        hit = _live(a3, labels[bit][None, None, :], q3)
-        live = live | (hit.astype(jnp.uint32) << np.uint32(bit))
-      contrib = active[src] & live
-      parts.append(jax.lax.reduce(contrib, np.uint32(0), jax.lax.bitwise_or, (1,)))
+    for (src, _, _), (a, q) in zip(tables, tabs):
+      # contrib[v, w] = OR over slots d and bits j of (bit j of the source's word) & live(d, 32 w + j):
+      # one reduction over (d, j) whose operand is computed in the same fusion (32 hashes per
+      # (slot, word), nothing stored).
+      hit = _live(a[:, :, None, None], labels.T[None, None, :, :], q[:, :, None, None])
+      src_bits = (active[src][:, :, :, None] >> j[None, None, None, :]) & np.uint32(1)
+      val = jnp.where(hit, src_bits << j[None, None, None, :], jnp.uint32(0))
+      parts.append(jax.lax.reduce(val, np.uint32(0), jax.lax.bitwise_or, (1, 3)))
     return jnp.concatenate(parts, axis=0)
 
   def body(state):
@@ -433,15 +436,22 @@ def _simulate_frontier(graph: ICGraph, seeds, key, *, num_sims, item_cap, fronti
   def pending(st):
     return (n_v - st.vpos) + st.count
 
-  def cond(st):
-    return (pending(st) > 0) & (st.count + m_big <= queue_cap)
+  def room(st):
+    return st.count + m_big <= queue_cap
 
-  def body(st):
-    return jax.lax.cond(pending(st) <= c_small, lambda s: step(s, m=m_small, c=c_small),
-                        lambda s: step(s, m=m_big, c=c_big), st)
+  # Big batches while more than a small batch is pending, small ones for the tail; the outer loop
+  # returns to big batches when the pending work grows again. (Two loops rather than a cond in one
+  # loop: a cond would copy the state, bitset included, every iteration.)
+  def big(st):
+    return jax.lax.while_loop(lambda s: (pending(s) > c_small) & room(s),
+                              lambda s: step(s, m=m_big, c=c_big), st)
+
+  def small(st):
+    return jax.lax.while_loop(lambda s: (pending(s) > 0) & (pending(s) <= c_small) & room(s),
+                              lambda s: step(s, m=m_small, c=c_small), st)
 
   if graph.out_edges.shape[0]:
-    st = jax.lax.while_loop(cond, body, st0)
+    st = jax.lax.while_loop(lambda s: (pending(s) > 0) & room(s), lambda s: small(big(s)), st0)
   else:
     st = st0._replace(vpos=jnp.int32(n_v))
   overflow = pending(st) > 0
