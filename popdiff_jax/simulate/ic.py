@@ -642,7 +642,8 @@ def simulate_ic(graph: ICGraph, seeds, key: jax.Array, num_sims: int, *, method:
     item_cap: frontier: (edge, run) items expanded per iteration (raised to the largest
       out-degree); default `default_caps()`.
     frontier_cap: frontier: queued activations popped per iteration.
-    queue_cap: frontier: queue length; past it the engine finishes with dense rounds.
+    queue_cap: frontier: queue length (default: the larger of `default_caps()` and 64 entries a
+      run, at most 2^28); past it the engine finishes with dense rounds.
 
   Returns:
     `ICResult` with spread [B, S], activation_prob [B, N], rounds and edge_tests.
@@ -671,7 +672,10 @@ def simulate_ic(graph: ICGraph, seeds, key: jax.Array, num_sims: int, *, method:
     max_deg = int(np.max(np.diff(np.asarray(graph.out_offsets)), initial=0))
     m = max(int(item_cap or caps["item_cap"]), max_deg, 1)
     c = max(1, min(int(frontier_cap or caps["frontier_cap"]), (2 ** 31 - 1) // max(max_deg, 1)))
-    q = max(int(queue_cap or caps["queue_cap"]), 2 * m)
+    # Room for 64 pending activations a run: a near-critical cascade stays far below it, a
+    # supercritical one overflows and is finished by dense rounds.
+    runs = seeds.shape[0] * 32 * (-(-int(num_sims) // 32))
+    q = max(int(queue_cap or max(caps["queue_cap"], min(64 * runs, 1 << 28))), 2 * m)
     return _simulate_frontier(graph, seeds, key, num_sims=int(num_sims), item_cap=m,
                               frontier_cap=c, queue_cap=q, max_degree=max_deg,
                               words_per_chunk=int(words_per_chunk))
