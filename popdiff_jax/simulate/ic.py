@@ -479,7 +479,7 @@ def _simulate_frontier(graph: ICGraph, seeds, key, *, num_sims, item_cap, fronti
 # (dense: 14 integer ops a test at 64 int32 ops/clock/SM; frontier: about 100 bytes of traffic an
 # item at ~3 TB/s plus the scans); CPU figures: measured on a 2-core x86 machine.
 COST = {"gpu": {"dense_test": 1.0e-12, "frontier_item": 3.0e-10, "iteration": 1.5e-4},
-        "cpu": {"dense_test": 1.0e-9, "frontier_item": 3.0e-8, "iteration": 2.0e-4}}
+        "cpu": {"dense_test": 6.0e-10, "frontier_item": 1.0e-7, "iteration": 1.0e-3}}
 
 
 def branching_factor(graph: ICGraph) -> float:
@@ -515,8 +515,9 @@ def estimate_costs(graph: ICGraph, num_sims: int, num_seeds: int = 1, num_sets: 
   * reach f: the mean fraction of nodes a run activates: K / ((1 - R) N) for R <= 0.9 (a
     branching process), K N^(-2/3) in the critical window 0.9 < R < 1.25 (spreads ~ K N^(1/3)),
     the final size z = 1 - exp(-R z) above it;
-  * rounds d: 2 + log(K S B) / -log(R) for R <= 0.9 (the deepest of the S B runs), 3 N^(1/3) in
-    the critical window, 2 + 2 ln(N) / ln(R) above (growth and saturation);
+  * rounds d: 2 + log(K S B) / -log(R) for R <= 0.9 (the deepest of the S B runs), 6 N^(1/3) in
+    the critical window (the deepest of many runs), 2 + 2 ln(N) / ln(R) above (growth and
+    saturation);
   * dense = S B E' d x dense_test + d x iteration (every slot of every run is tested every round);
   * frontier = S B (f N + K) d_out x frontier_item + d x iteration, d_out = E / N (each activation
     expands its out-edges once).
@@ -533,9 +534,9 @@ def estimate_costs(graph: ICGraph, num_sims: int, num_seeds: int = 1, num_sets: 
   if r <= 0.9:  # subcritical: a branching process
     f = k / ((1.0 - r) * n)
     depth = 2.0 + math.log(max(k * runs, 2.0)) / -math.log(max(r, 1e-6))
-  elif r < 1.25:  # critical window: spreads ~ K N^(1/3), depths ~ N^(1/3)
+  elif r < 1.25:  # critical window: spreads ~ K N^(1/3), depths ~ N^(1/3) (the deepest run: ~6x)
     f = max(k * n ** (-2.0 / 3.0), _final_size(r))
-    depth = 3.0 * n ** (1.0 / 3.0)
+    depth = 6.0 * n ** (1.0 / 3.0)
   else:  # supercritical: the final size, reached in ~ log N / log R rounds each way
     f = _final_size(r)
     depth = 2.0 + 2.0 * math.log(max(n, 2)) / math.log(r)
@@ -551,11 +552,11 @@ def choose_method(graph: ICGraph, num_sims: int, num_seeds: int = 1, num_sets: i
                   platform: str | None = None) -> str:
   """The engine `method="auto"` runs: the cheaper one under `estimate_costs`.
 
-  In words: the frontier engine for subcritical and near-critical cascades (R up to about 1.2 on a
-  GPU, 1.5 on a CPU, for graphs of 1e4 to 1e7 edges), whose runs test a small share of the edges
-  over many rounds; the dense engine for supercritical ones, where most (edge, run) pairs are tested
-  anyway within a few rounds and its fused tests are about 300 times cheaper (GPU) than a frontier
-  item. A wrong guess costs time, never samples: both give the same samples, and the frontier engine
+  In words: the frontier engine for subcritical and near-critical cascades (on graphs of 1e3 to 1e6
+  nodes and mean degree 10, on either device: R below about 1.25), whose runs test a small share of
+  the edges over many rounds; the dense engine for supercritical ones (R of 1.5 and more), where
+  most (edge, run) pairs are tested anyway within a few rounds and a fused dense test is about 300
+  (GPU) / 170 (CPU) times cheaper than a frontier item. A wrong guess costs time, never samples: both give the same samples, and the frontier engine
   hands over to the dense one when its queue overflows.
   """
   est = estimate_costs(graph, num_sims, num_seeds, num_sets, platform)
