@@ -252,20 +252,27 @@ def _dense_chunks(graph, active0, lay, k0, k1, *, words_per_chunk, limit, max_ac
   tables = _dense_tables(graph, k0)
   n_in = sum(b.src.shape[0] for b in graph.buckets)
   slots = float(graph.padded_edges)
-  state = jnp.pad(active0, ((0, 0), (0, w_pad - w_total))).reshape(n, n_chunks, wc)
+  state = active0 if w_pad == w_total else jnp.pad(active0, ((0, 0), (0, w_pad - w_total)))
+  valid = jnp.asarray(valid)
+  owner = jnp.asarray(owner)
 
-  def run_chunk(args):
-    a0, words, valid_c, owner_c = args
-    cap = None if max_active is None else max_active[owner_c]
-    return _dense_fixpoint(tables, n_in, a0, words, valid_c, k1, limit=limit, cap=cap)
+  # One chunk at a time, read from and written back into the one state array (no copies of the
+  # whole state beyond the chunk's own).
+  def run_chunk(c, carry):
+    state, rounds, tests = carry
+    w0 = c * wc
+    a0 = jax.lax.dynamic_slice_in_dim(state, w0, wc, axis=1)
+    words = w0 + jnp.arange(wc, dtype=jnp.int32)
+    valid_c = jax.lax.dynamic_slice_in_dim(valid, w0, wc)
+    cap = None if max_active is None else max_active[jax.lax.dynamic_slice_in_dim(owner, w0, wc)]
+    out, r = _dense_fixpoint(tables, n_in, a0, words, valid_c, k1, limit=limit, cap=cap)
+    state = jax.lax.dynamic_update_slice_in_dim(state, out, w0, axis=1)
+    return state, jnp.maximum(rounds, r), tests + r.astype(jnp.float32)
 
-  words = jnp.arange(w_pad, dtype=jnp.int32).reshape(n_chunks, wc)
-  out, rounds = jax.lax.map(run_chunk, (jnp.moveaxis(state, 1, 0), words,
-                                        jnp.asarray(valid).reshape(n_chunks, wc),
-                                        jnp.asarray(owner).reshape(n_chunks, wc)))
-  active = jnp.moveaxis(out, 0, 1).reshape(n, w_pad)[:, :w_total]
-  tests = jnp.sum(rounds.astype(jnp.float32)) * np.float32(slots * 32 * wc)
-  return active, jnp.max(rounds), tests
+  state, rounds, r_sum = jax.lax.fori_loop(0, n_chunks, run_chunk,
+                                           (state, jnp.int32(0), jnp.float32(0)))
+  active = state if w_pad == w_total else state[:, :w_total]
+  return active, rounds, r_sum * np.float32(slots * 32 * wc)
 
 
 @functools.partial(jax.jit, static_argnames=("num_sims", "words_per_chunk", "max_rounds"))
