@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import functools
 import math
+import weakref
 from typing import NamedTuple
 
 import jax
@@ -489,6 +490,28 @@ COST = {"gpu": {"dense_test": 1.0e-12, "frontier_item": 3.0e-10, "iteration": 1.
         "cpu": {"dense_test": 6.0e-10, "frontier_item": 1.0e-7, "iteration": 1.0e-3}}
 
 
+_STATS: dict = {}
+
+
+def _graph_stats(graph: ICGraph) -> tuple[float, int]:
+  """(branching factor, largest out-degree), remembered per graph (by the identity of its arrays;
+  graphs are immutable) so that repeated calls do not pay O(E) host work."""
+  arrays = (graph.probs, graph.senders, graph.receivers, graph.out_offsets)
+  key = tuple(id(a) for a in arrays)
+  hit = _STATS.get(key)
+  if hit is not None and all(r() is a for r, a in zip(hit[0], arrays)):
+    return hit[1]
+  out = (branching_factor(graph), int(np.max(np.diff(np.asarray(graph.out_offsets)), initial=0)))
+  try:
+    refs = tuple(weakref.ref(a) for a in arrays)
+  except TypeError:  # not weak-referenceable: do not remember
+    return out
+  if len(_STATS) > 64:
+    _STATS.clear()
+  _STATS[key] = (refs, out)
+  return out
+
+
 def branching_factor(graph: ICGraph) -> float:
   """R: expected live out-edges of a node reached along a uniformly chosen live edge.
 
@@ -535,7 +558,7 @@ def estimate_costs(graph: ICGraph, num_sims: int, num_seeds: int = 1, num_sets: 
   c = COST["gpu" if plat in ("gpu", "cuda", "rocm") else "cpu"]
   n, e = graph.num_nodes, graph.num_edges
   slots = graph.padded_edges
-  r = branching_factor(graph)
+  r = _graph_stats(graph)[0]
   runs = float(num_sims) * num_sets
   k = float(max(num_seeds, 1))
   if r <= 0.9:  # subcritical: a branching process
@@ -677,7 +700,7 @@ def simulate_ic(graph: ICGraph, seeds, key: jax.Array, num_sims: int, *, method:
     max_active = jnp.broadcast_to(jnp.asarray(max_active, jnp.int32), (seeds.shape[0],))
   if method == "frontier":
     caps = default_caps()
-    max_deg = int(np.max(np.diff(np.asarray(graph.out_offsets)), initial=0))
+    max_deg = _graph_stats(graph)[1]
     m = max(int(item_cap or caps["item_cap"]), max_deg, 1)
     c = max(1, min(int(frontier_cap or caps["frontier_cap"]), (2 ** 31 - 1) // max(max_deg, 1)))
     # Room for 64 pending activations a run: a near-critical cascade stays far below it, a
