@@ -318,7 +318,7 @@ def main(argv=None):
   ap.add_argument("--anchor-cap", type=float, default=20.0,
                   help="skip cynetdiff where one run takes longer than this")
   ap.add_argument("--budget", type=float, default=None,
-                  help="seconds; rows not started by then are recorded as skipped (GPU 330)")
+                  help="seconds; rows not started by then are recorded as skipped (GPU 300)")
   ap.add_argument("--ndlib", action="store_true", help="also ndlib (pure Python) up to 1e5 edges")
   ap.add_argument("--ndm-users", default="", help="NDM sampler vocabulary sizes (empty: none)")
   ap.add_argument("--ndm-runs", default="1024,16384", help="runs advanced together")
@@ -341,7 +341,7 @@ def main(argv=None):
   plan = GPU_PLAN if args.gpu else QUICK_PLAN
   repeats = args.repeats or (3 if args.gpu else 2)
   anchor_s = args.anchor_seconds or (2.0 if args.gpu else 1.0)
-  budget = args.budget or (330.0 if args.gpu else 1e9)
+  budget = args.budget or (300.0 if args.gpu else 1e9)
   if args.edges:
     plan = tuple((int(float(e)), args.sims or 4096, args.sims or 4096)
                  for e in args.edges.split(","))

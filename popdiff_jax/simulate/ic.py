@@ -13,10 +13,11 @@ Randomness (counter-based, nothing of size E x S is stored). Edge e is live in r
 where mix is lowbias32 (C. Wellons' two-multiply integer finaliser, a bijection of uint32), (k0, k1)
 are two words drawn from `key`, e is the edge's id (its row in `ICGraph.senders`) and r the run's
 bit index above. The liveness of an edge in a run is computed at the moment the edge is tested, by
-one hash (the labels a_e and b_r are per edge and per run, computed once per call or per item), and
+one hash of the two labels (the labels cost one mix each per slot, word or item, not per test), and
 is a pure function of (key, e, r): the same key gives the same samples whatever the chunking, and
-the two engines, which test edges in different orders, return identical samples. Probabilities are
-quantised to multiples of 2^-31 (p = 0 and p = 1 exactly; 0.01 becomes 0.0099999998).
+the two engines, which test edges in different orders, return identical samples (a live-edge world
+has one reachable set). Probabilities are quantised to multiples of 2^-31 (p = 0 and p = 1 exactly;
+0.01 becomes 0.0099999998).
 
 Dense engine (`method="dense"`). Pull: active[v, w] |= OR over in-edges (u -> v) of
 active[u, w] & live[e, w], iterated with `lax.while_loop` to the fixpoint, over the degree-bucketed
