@@ -239,8 +239,11 @@ def plot(json_path, png_path):
     ax.set_ylabel(yl)
     ax.grid(True, which="both", alpha=0.3)
   axes[0].legend(fontsize=7)
+  runs = {r.get("run") for r in rows}
+  commits = sorted({str(m.get("commit")) for m in meta.get("runs", [meta])
+                    if m.get("run") in runs or not meta.get("runs")} - {"None"})
   fig.suptitle(f"IC simulation, 10 seeds: popdiff_jax (method auto) vs cynetdiff "
-               f"(commit {meta.get('commit') or '?'})", fontsize=10)
+               f"(commit {', '.join(commits) or meta.get('commit') or '?'})", fontsize=10)
   fig.tight_layout()
   fig.savefig(png_path, dpi=120)
   return png_path
