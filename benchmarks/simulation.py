@@ -1,26 +1,46 @@
-"""Independent Cascade simulation throughput: popdiff_jax against cynetdiff and ndlib (issue 3, item 5).
+"""Independent Cascade simulation throughput: popdiff_jax's `simulate_ic` against cynetdiff.
 
-Graphs: seeded random directed graphs (distinct loop-free edges drawn uniformly) of 10k nodes and
-100k edges, and 100k nodes and 1M edges, every edge with probability p in {0.01, 0.1}; 10 seeds
-(nodes 0..9); S in {1k, 10k, 100k} runs. The anchors run on this machine's CPU in the same run:
-cynetdiff (Cython, one core) and ndlib (pure Python; a few runs only). The spread distribution of
-popdiff_jax is compared with cynetdiff's by a two-sample Kolmogorov-Smirnov test and a chi-square
-test on a shared histogram.
+Graphs: seeded random directed graphs (`popdiff_jax.simulate.random_graph`: distinct loop-free edges
+drawn uniformly) with nodes = edges / 10 (mean out-degree 10), every edge with probability p in
+{0.01, 0.1} (branching factor 0.1: subcritical; 1.0: critical); 10 seeds (nodes 0..9). Sizes 1e4,
+1e5, 1e6 and 1e7 edges; the 1e5 (10k nodes) and 1e6 (100k nodes) graphs are the targets (kind "ic"
+and "scaling"), the others scaling rows only (kind "scaling").
 
-NDM sampler (``--ndm-users``): Monte Carlo continuations per second of the incremental sampler
-(``popdiff_jax.simulate.sampler.simulate``: one attention row and one projection per step) against
-the same loop that recomputes NDM's forward pass over the whole sequence at every step (what a
-sampler built on the training forward does), same model, same runs, same steps, in the same run.
-The model has random weights (throughput does not depend on training); each run starts from a
-one-user prefix with a budget of ``--ndm-steps`` new users. The anchor masks Terminate and runs
-every step; the library's loop stops when all runs have stopped, which with random weights is after
-all steps too (a few runs sample Terminate early, ``mean_new_users`` shows it, but the batch runs
-until its last run ends), so both do the same number of steps. These rows have ``kind``
-"ndm_sampler" (the IC rows ``kind`` "ic").
+Protocol: `simulate_ic` (the public entry point, `method="auto"` unless --methods says otherwise) is
+called once to compile and warm up, then `--repeats` times with fresh keys, each call ended by
+`jax.block_until_ready`; rows give the median. cynetdiff (Cython, one CPU core, one run at a time as
+its documentation does) runs in the same process on the same edge list for up to `--anchor-seconds`
+(at least 100 runs unless one run takes longer than the cap: `anchor_capped`); where a single run
+does not finish within `--anchor-cap` seconds the anchor is skipped and the row says so. The spread
+distributions are compared by a two-sample Kolmogorov-Smirnov test (`ks_p`) and a chi-square test
+on a shared histogram (`chi2_p`).
+
+Work and its bound. `edge_tests_per_s` = `ICResult.edge_tests` / median time: the (edge, run)
+liveness tests the engine evaluated (dense: every padded slot of every run, every round; frontier:
+every out-edge of every activation). `bound_edge_tests_per_s` = min(memory bound, integer bound) for
+the engine that ran, from the device constants in DEVICES:
+
+  memory bound  = HBM bandwidth / bytes per test
+  integer bound = int32 ops/s / integer ops per test,   int32 ops/s = 64 x SMs x clock
+                  (64 int32 add/mul/shift/logic per clock per SM on sm_90)
+
+  dense:    bytes/test = 8 / 32 (the source word read and the state write, per 32 runs);
+            ops/test = 14 (`popdiff_jax.simulate.ic.DENSE_OPS_PER_TEST`)  -> integer-bound
+  frontier: bytes/test = 96 + 192 p: the streamed arrays of one iteration per item (popped-entry
+            gathers, marker scan, CSR reads of edge, target and threshold, the bitset probe, two
+            dedupe passes, the rank scan, ring and counter writes), plus, for the share p of live
+            items, six random 32-byte sectors (bitset probe and update, claim table, winner
+            lookup, ring append, counters); ops/test ~ 40          -> memory-bound
 
 Usage:
-  python benchmarks/simulation.py                      # full run, writes benchmarks/results/ic_simulation.json
-  python benchmarks/simulation.py --sims 1000,10000 --no-big --out benchmarks/results/ic_simulation_cpu.json
+  python benchmarks/simulation.py --gpu --out $OUT/ic_simulation.json --png $OUT/ic_scaling.png
+  python benchmarks/simulation.py --quick --out /tmp/ic_quick.json --png /tmp/ic_quick.png   # CPU
+  python benchmarks/simulation.py --plot                 # the PNG from the JSON, nothing rerun
+  python benchmarks/simulation.py --merge A.json B.json --out C.json   # runs of several calls
+
+NDM sampler (``--ndm-users``, off unless given): Monte Carlo continuations per second of the
+incremental sampler (``popdiff_jax.simulate.sampler.simulate``) against the same loop recomputing
+NDM's forward pass at every step; rows of kind "ndm_sampler".
 """
 
 from __future__ import annotations
@@ -32,6 +52,7 @@ import pathlib
 import platform
 import sys
 import time
+import traceback
 
 import numpy as np
 
@@ -40,25 +61,72 @@ sys.path.insert(0, str(ROOT))
 
 import jax  # noqa: E402
 
-from popdiff_jax.results import run_metadata, write_results  # noqa: E402
+from popdiff_jax.results import merge_results, read_results, run_metadata, write_results  # noqa: E402
 from popdiff_jax.simulate import random_graph, simulate_ic  # noqa: E402
+from popdiff_jax.simulate.ic import DENSE_OPS_PER_TEST, resolve_method  # noqa: E402
+
+# Device constants: HBM bandwidth (bytes/s), SM count, boost clock (Hz). Matched by substring of
+# the JAX device kind, first match wins.
+DEVICES = (("H200", {"hbm_bytes_per_s": 4.8e12, "sms": 132, "clock_hz": 1.98e9}),
+           ("H100", {"hbm_bytes_per_s": 3.35e12, "sms": 132, "clock_hz": 1.98e9}))
+FRONTIER_BYTES = (96.0, 192.0)  # per test: streamed, plus per live test (x p)
+FRONTIER_OPS = 40.0
+DENSE_BYTES = 8.0 / 32.0
+
+# (edges, S for p = 0.01, S for p = 0.1) per mode; nodes = edges / 10.
+# One S per graph, so that both p share one compilation.
+GPU_PLAN = ((1_000_000, 1 << 20, 1 << 20), (100_000, 1 << 20, 1 << 20), (10_000, 1 << 20, 1 << 20),
+            (10_000_000, 1 << 16, 1 << 16))
+QUICK_PLAN = ((10_000, 4096, 4096), (100_000, 4096, 4096))
+
+
+def device_constants(kind: str):
+  for name, c in DEVICES:
+    if name in kind:
+      return c
+  return None
+
+
+def bound(method: str, p: float, kind: str):
+  """(bound edge tests/s, which bound, memory bound, integer bound) for the engine on the device."""
+  c = device_constants(kind)
+  if c is None:
+    return None, None, None, None
+  ints = 64.0 * c["sms"] * c["clock_hz"]
+  if method == "dense":
+    mem, ops = c["hbm_bytes_per_s"] / DENSE_BYTES, ints / DENSE_OPS_PER_TEST
+  else:
+    mem = c["hbm_bytes_per_s"] / (FRONTIER_BYTES[0] + FRONTIER_BYTES[1] * p)
+    ops = ints / FRONTIER_OPS
+  return min(mem, ops), ("memory" if mem <= ops else "integer"), mem, ops
 
 
 def _csr(edges, n):
-  order = np.lexsort((edges[:, 1], edges[:, 0]))
+  order = np.argsort(edges[:, 0], kind="stable")
   e = edges[order]
   starts = np.searchsorted(e[:, 0], np.arange(n)).astype(np.uint32)
   return starts, e[:, 1].astype(np.uint32)
 
 
-def bench_cynetdiff(edges, n, p, seeds, max_sims, max_seconds):
-  """Runs cynetdiff's IC model one run at a time, as its documentation does. Returns (sims/s, spreads)."""
+def bench_cynetdiff(edges, n, p, seeds, max_sims, max_seconds, cap_seconds):
+  """cynetdiff's IC model one run at a time, as its documentation does.
+
+  Returns (sims/s or None, spreads, note): None when one run takes longer than cap_seconds.
+  """
   from cynetdiff.models import IndependentCascadeModel
   starts, targets = _csr(edges, n)
-  model = IndependentCascadeModel(array.array("I", starts.tolist()), array.array("I", targets.tolist()),
+  model = IndependentCascadeModel(array.array("I", starts.tobytes()),
+                                  array.array("I", targets.tobytes()),
                                   activation_prob=float(p), rng=12345)
   model.set_seeds([int(s) for s in seeds])
-  for _ in range(20):  # warm-up
+  t0 = time.perf_counter()
+  model.reset_model()
+  model.advance_until_completion()
+  first = time.perf_counter() - t0
+  if first > cap_seconds:
+    return None, np.asarray([model.get_num_activated_nodes()]), \
+        f"one cynetdiff run took {first:.1f} s > cap {cap_seconds} s: no anchor"
+  for _ in range(min(20, int(max_seconds / max(first, 1e-6) / 10))):  # warm-up
     model.reset_model()
     model.advance_until_completion()
   spreads = []
@@ -67,8 +135,11 @@ def bench_cynetdiff(edges, n, p, seeds, max_sims, max_seconds):
     model.reset_model()
     model.advance_until_completion()
     spreads.append(model.get_num_activated_nodes())
+    if time.perf_counter() - t0 > max_seconds and len(spreads) >= 2:
+      break
   dt = time.perf_counter() - t0
-  return len(spreads) / dt, np.asarray(spreads)
+  note = None if len(spreads) >= 100 else f"capped at {max_seconds} s: {len(spreads)} runs"
+  return len(spreads) / dt, np.asarray(spreads), note
 
 
 def bench_ndlib(edges, n, p, seeds, max_sims, max_seconds):
@@ -98,27 +169,84 @@ def bench_ndlib(edges, n, p, seeds, max_sims, max_seconds):
   return len(spreads) / dt, np.asarray(spreads)
 
 
-def bench_popdiff(graph, seeds, sims, repeats, words_per_chunk, prob_bits, method="dense"):
-  """Median wall time of one jitted call of simulate_ic. Returns (sims/s, spreads, info)."""
-  times, spread, rounds = [], None, 0
-  kw = {"method": method, "prob_bits": prob_bits}
-  if method == "dense":
-    kw["words_per_chunk"] = words_per_chunk
-  else:
-    kw.update(frontier_cap=max(8192, 2 * sims), item_cap=max(8192, 2 * sims))
+def bench_popdiff(graph, seeds, sims, repeats, method, long_s=8.0):
+  """Median wall time of `simulate_ic`. Returns (sims/s, spreads of set 0, info)."""
   t0 = time.perf_counter()
-  res = simulate_ic(graph, seeds, jax.random.key(0), sims, **kw)
-  jax.block_until_ready(res)
+  res = jax.block_until_ready(simulate_ic(graph, seeds, jax.random.key(0), sims, method=method))
   compile_s = time.perf_counter() - t0
+  times, tests = [], []
   for r in range(repeats):
     t0 = time.perf_counter()
-    res = simulate_ic(graph, seeds, jax.random.key(r + 1), sims, **kw)
-    jax.block_until_ready(res)
+    res = jax.block_until_ready(simulate_ic(graph, seeds, jax.random.key(r + 1), sims,
+                                            method=method))
     times.append(time.perf_counter() - t0)
-    spread, rounds = res.spread, int(res.rounds)
+    tests.append(float(res.edge_tests))
+    if sum(times) > long_s:  # a long call: fewer repeats, the device is lent for minutes
+      break
   med = float(np.median(times))
-  return sims / med, np.asarray(spread[0]), {"median_s": med, "compile_and_first_s": compile_s,
-                                             "rounds": rounds, "times_s": times}
+  return sims / med, np.asarray(res.spread[0]), {
+      "median_s": med, "times_s": times, "compile_and_first_s": compile_s,
+      "rounds": int(res.rounds), "edge_tests": float(np.mean(tests)),
+      "edge_tests_per_s": float(np.mean(tests)) / med}
+
+
+def two_sample(a, b):
+  """KS and chi-square (shared histogram, bins with >= 5 expected) between two spread samples."""
+  from scipy import stats
+  ks = stats.ks_2samp(a, b)
+  hi = int(max(a.max(), b.max())) + 1
+  edges = np.unique(np.quantile(np.concatenate([a, b]), np.linspace(0, 1, 21)).astype(int))
+  edges = np.concatenate([edges, [hi + 1]])
+  ca, _ = np.histogram(a, edges)
+  cb, _ = np.histogram(b, edges)
+  keep = (ca + cb) > 0
+  table = np.stack([ca[keep], cb[keep]])
+  chi_p = 1.0 if table.shape[1] < 2 else float(stats.chi2_contingency(table)[1])
+  return {"ks_stat": float(ks.statistic), "ks_p": float(ks.pvalue), "chi2_p": chi_p,
+          "n_popdiff": int(a.size), "n_anchor": int(b.size)}
+
+
+def plot(json_path, png_path):
+  """Log-log scaling plot (sims/s and edge tests/s against edges) from the kind-"scaling" rows."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  meta, rows = read_results(json_path)
+  rows = [r for r in rows if r.get("kind") == "scaling" and r.get("sims_per_s")]
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+  groups = {}
+  for r in rows:
+    dev = "CPU, 1 core" if r["impl"] == "cynetdiff" else r.get("device", "")
+    label = f"{r['impl']} p={r['p']:g} ({dev}{', ' + r['run'] if r.get('run') else ''})"
+    groups.setdefault(label, []).append(r)
+  for label, rs in sorted(groups.items()):
+    rs = sorted(rs, key=lambda r: r["edges"])
+    x = [r["edges"] for r in rs]
+    style = dict(marker="o" if "popdiff" in label else "s",
+                 linestyle="-" if "p=0.1" in label else "--")
+    axes[0].plot(x, [r["sims_per_s"] for r in rs], label=label, **style)
+    ys = [(r["edges"], r.get("edge_tests_per_s")) for r in rs if r.get("edge_tests_per_s")]
+    if ys:
+      axes[1].plot(*zip(*ys), label=label, **style)
+    bs = [(r["edges"], r.get("bound_edge_tests_per_s")) for r in rs
+          if r.get("bound_edge_tests_per_s")]
+    if bs:
+      axes[1].plot(*zip(*bs), color="grey", linestyle=":", linewidth=1)
+  for ax, yl in zip(axes, ("simulations / s", "edge tests / s (dotted: bound)")):
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("edges (nodes = edges / 10)")
+    ax.set_ylabel(yl)
+    ax.grid(True, which="both", alpha=0.3)
+  axes[0].legend(fontsize=7)
+  runs = {r.get("run") for r in rows}
+  commits = sorted({str(m.get("commit")) for m in meta.get("runs", [meta])
+                    if m.get("run") in runs or not meta.get("runs")} - {"None"})
+  fig.suptitle(f"IC simulation, 10 seeds: popdiff_jax (method auto) vs cynetdiff "
+               f"(commit {', '.join(commits) or meta.get('commit') or '?'})", fontsize=10)
+  fig.tight_layout()
+  fig.savefig(png_path, dpi=120)
+  return png_path
 
 
 def bench_ndm_sampler(num_users, num_runs, steps, repeats, recompute: bool):
@@ -177,143 +305,184 @@ def bench_ndm_sampler(num_users, num_runs, steps, repeats, recompute: bool):
           "compile_and_first_s": compile_s, "mean_new_users": float(np.asarray(out).mean())}
 
 
-def two_sample(a, b):
-  """KS and chi-square (shared histogram, bins with >= 5 expected) between two spread samples."""
-  from scipy import stats
-  ks = stats.ks_2samp(a, b)
-  hi = int(max(a.max(), b.max())) + 1
-  edges = np.unique(np.quantile(np.concatenate([a, b]), np.linspace(0, 1, 21)).astype(int))
-  edges = np.concatenate([edges, [hi + 1]])
-  ca, _ = np.histogram(a, edges)
-  cb, _ = np.histogram(b, edges)
-  keep = (ca + cb) > 0
-  table = np.stack([ca[keep], cb[keep]])
-  if table.shape[1] < 2:
-    chi_p = 1.0
-  else:
-    chi_p = float(stats.chi2_contingency(table)[1])
-  return {"ks_stat": float(ks.statistic), "ks_pvalue": float(ks.pvalue), "chi2_pvalue": chi_p,
-          "n_popdiff": int(a.size), "n_anchor": int(b.size)}
-
-
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  ap.add_argument("--sims", default="1000,10000,100000")
+  mode = ap.add_mutually_exclusive_group()
+  mode.add_argument("--gpu", action="store_true", help="the GPU plan (GPU_PLAN), ~6 min")
+  mode.add_argument("--quick", action="store_true", help="the CPU plan (QUICK_PLAN), ~1-2 min")
+  mode.add_argument("--plot", action="store_true", help="only remake --png from --out")
+  mode.add_argument("--merge", nargs="+", metavar="JSON", help="merge result files into --out")
+  ap.add_argument("--edges", default=None, help="comma list of edge counts (overrides the plan)")
+  ap.add_argument("--sims", type=int, default=None, help="S for every row (overrides the plan)")
   ap.add_argument("--ps", default="0.01,0.1")
-  ap.add_argument("--nodes", type=int, default=10_000)
-  ap.add_argument("--edges", type=int, default=100_000)
-  ap.add_argument("--big-nodes", type=int, default=100_000)
-  ap.add_argument("--big-edges", type=int, default=1_000_000)
-  ap.add_argument("--no-big", action="store_true")
-  ap.add_argument("--big-sims", default=None, help="S values for the big graph (default: --sims)")
-  ap.add_argument("--repeats", type=int, default=5)
-  ap.add_argument("--words-per-chunk", type=int, default=4096)
-  ap.add_argument("--prob-bits", type=int, default=16)
-  ap.add_argument("--anchor-seconds", type=float, default=3.0)
-  ap.add_argument("--ndlib-seconds", type=float, default=4.0)
-  ap.add_argument("--no-ndlib", action="store_true")
-  ap.add_argument("--methods", default="dense,frontier")
-  ap.add_argument("--frontier-max-p", type=float, default=0.05,
-                  help="run the frontier engine only for p up to this (it is slow at high p)")
-  ap.add_argument("--ndm-users", default="1000,10000",
-                  help="NDM sampler vocabulary sizes (empty: skip the NDM sampler rows)")
+  ap.add_argument("--methods", default="auto", help="comma list of auto, dense, frontier")
+  ap.add_argument("--repeats", type=int, default=None, help="timed calls (GPU 3, quick 2)")
+  ap.add_argument("--anchor-seconds", type=float, default=None, help="cynetdiff time per row")
+  ap.add_argument("--anchor-cap", type=float, default=20.0,
+                  help="skip cynetdiff where one run takes longer than this")
+  ap.add_argument("--budget", type=float, default=None,
+                  help="seconds; rows not started by then are recorded as skipped (GPU 300)")
+  ap.add_argument("--ndlib", action="store_true", help="also ndlib (pure Python) up to 1e5 edges")
+  ap.add_argument("--ndm-users", default="", help="NDM sampler vocabulary sizes (empty: none)")
   ap.add_argument("--ndm-runs", default="1024,16384", help="runs advanced together")
   ap.add_argument("--ndm-steps", type=int, default=32, help="steps per run")
-  ap.add_argument("--ndm-recompute-max-runs", type=int, default=1024,
-                  help="largest run count for the recompute anchor ([runs, steps, users] logits)")
-  ap.add_argument("--skip-ic", action="store_true", help="only the NDM sampler rows")
+  ap.add_argument("--ndm-recompute-max-runs", type=int, default=1024)
   ap.add_argument("--out", default=str(ROOT / "benchmarks/results/ic_simulation.json"))
+  ap.add_argument("--png", default=None, help="plot path (default: ic_scaling.png beside --out)")
+  ap.add_argument("--run", default=None, help="name of this run in meta (for --merge)")
   ap.add_argument("--note", default="")
   args = ap.parse_args(argv)
+  png = args.png or str(pathlib.Path(args.out).with_name("ic_scaling.png"))
+  if args.merge:
+    meta, rows = merge_results(args.merge)
+    print(f"wrote {write_results(args.out, rows, meta)} ({len(rows)} rows)")
+    print(f"wrote {plot(args.out, png)}")
+    return
+  if args.plot:
+    print(f"wrote {plot(args.out, png)}")
+    return
+  plan = GPU_PLAN if args.gpu else QUICK_PLAN
+  repeats = args.repeats or (3 if args.gpu else 2)
+  anchor_s = args.anchor_seconds or (2.0 if args.gpu else 1.0)
+  budget = args.budget or (300.0 if args.gpu else 1e9)
+  if args.edges:
+    plan = tuple((int(float(e)), args.sims or 4096, args.sims or 4096)
+                 for e in args.edges.split(","))
+  elif args.sims:
+    plan = tuple((e, args.sims, args.sims) for e, _, _ in plan)
+  ps = [float(x) for x in args.ps.split(",")]
+  methods = args.methods.split(",")
+  start = time.perf_counter()
 
   dev = jax.devices()[0]
-  device = f"{dev.platform}:{getattr(dev, 'device_kind', '')}"
+  kind = getattr(dev, "device_kind", "") or ""
+  device = f"{dev.platform}:{kind}"
   cpu_info = platform.processor() or platform.machine()
-  try:
-    cpu_count = len(os.sched_getaffinity(0))
-  except AttributeError:
-    cpu_count = os.cpu_count()
   seeds = np.arange(10)
-  sims_list = [int(s) for s in args.sims.split(",")]
-  graphs = [(args.nodes, args.edges, sims_list)]
-  if not args.no_big:
-    big_sims = sims_list if args.big_sims is None else [int(s) for s in args.big_sims.split(",")]
-    graphs.append((args.big_nodes, args.big_edges, big_sims))
-  rows = []
-  ndm_rows = []
-  meta = run_metadata(
-      "ic_simulation", packages=("cynetdiff", "ndlib", "networkx", "scipy"),
-      config=dict(vars(args), seeds=seeds.tolist(), graph_seed=0),
-      cpu=cpu_info, cpu_cores_visible=cpu_count)
+  rows, ndm_rows = [], []
+  meta = run_metadata("ic_simulation", packages=("cynetdiff", "networkx", "scipy"),
+                      config=dict(vars(args), plan=plan, seeds=seeds.tolist(), graph_seed=0),
+                      cpu=cpu_info, cpu_cores_visible=len(os.sched_getaffinity(0)),
+                      device_constants=device_constants(kind),
+                      **({"run": args.run} if args.run else {}), **({"note": args.note}
+                                                                    if args.note else {}))
 
   def write(partial):
-    """IC rows (kind "ic") and NDM sampler rows (kind "ndm_sampler"); ``complete`` in meta."""
     return write_results(args.out, rows + ndm_rows, dict(meta, complete=not partial))
 
-  for n, e, sims_here in ([] if args.skip_ic else graphs):
-    for p in [float(x) for x in args.ps.split(",")]:
-      graph, edges = random_graph(n, e, p, seed=0)
-      cyn_rate, cyn_spreads = bench_cynetdiff(edges, n, p, seeds, 200_000, args.anchor_seconds)
+  targets = (100_000, 1_000_000)
+  for e, s_low, s_high in plan:
+    n = e // 10
+    graph = edges = None
+    for p in ps:
+      s = s_low if p < 0.05 else s_high
       base = {"nodes": n, "edges": e, "seeds": 10, "p": p}
-      rows.append({**base, "kind": "ic", "impl": "cynetdiff", "device": f"cpu (1 core; {cpu_info})",
-                   "sims": int(cyn_spreads.size), "sims_per_s": cyn_rate,
-                   "mean_spread": float(cyn_spreads.mean()), "ratio_vs_cynetdiff": 1.0})
-      print(f"[{n}/{e} p={p}] cynetdiff {cyn_rate:,.0f} sims/s mean {cyn_spreads.mean():.2f}", flush=True)
-      if not args.no_ndlib and e <= 100_000:
+      kinds = ["scaling"] + (["ic"] if e in targets else [])
+      if time.perf_counter() - start > budget:
+        rows.append({**base, "kind": "scaling", "impl": "popdiff_jax", "skipped": "time budget"})
+        write(partial=True)
+        continue
+      try:
+        if graph is None:
+          t0 = time.perf_counter()
+          graph, edges = random_graph(n, e, p, seed=0)
+          build_s = time.perf_counter() - t0
+        else:  # same edges, new probability
+          graph = graph._replace(probs=np.full_like(graph.probs, p), buckets=tuple(
+              b._replace(prob=np.where(b.prob > 0, np.float32(p), np.float32(0)))
+              for b in graph.buckets))
+      except Exception as err:  # noqa: BLE001 - record and go on
+        rows.append({**base, "kind": "scaling", "impl": "popdiff_jax", "error": repr(err)})
+        write(partial=True)
+        continue
+      try:
+        cyn_rate, cyn_spreads, note = bench_cynetdiff(edges, n, p, seeds, 200_000, anchor_s,
+                                                      args.anchor_cap)
+        cyn = {**base, "impl": "cynetdiff", "method": "cynetdiff",
+               "device": f"cpu (1 core; {cpu_info})", "sims": int(cyn_spreads.size),
+               "sims_per_s": cyn_rate, "mean_spread": float(cyn_spreads.mean()),
+               "ratio_vs_cynetdiff": 1.0 if cyn_rate else None,
+               "edge_tests_per_s": None if cyn_rate is None else
+               cyn_rate * float(cyn_spreads.mean()) * e / n,
+               "anchor_capped": note is not None, **({"note": note} if note else {})}
+      except Exception as err:  # noqa: BLE001
+        cyn_rate, cyn_spreads, cyn = None, None, {**base, "impl": "cynetdiff", "error": repr(err)}
+      for k in kinds:
+        rows.append({**cyn, "kind": k})
+      print(f"[{n}/{e} p={p}] cynetdiff {cyn.get('sims_per_s') or 0:,.0f} sims/s "
+            f"{cyn.get('note', '')}", flush=True)
+      write(partial=True)
+      if args.ndlib and e <= 100_000:
         try:
-          nd_rate, nd_spreads = bench_ndlib(edges, n, p, seeds, 50, args.ndlib_seconds)
-        except ImportError as err:  # ndlib missing on this machine: say so, keep the rest
-          print(f"ndlib not importable here ({err}); no ndlib row", flush=True)
-          args.no_ndlib = True
-          nd_rate = None
-      if not args.no_ndlib and e <= 100_000 and nd_rate is not None:
-        rows.append({**base, "kind": "ic", "impl": "ndlib",
-                     "device": f"cpu (1 core; {cpu_info})", "sims": int(nd_spreads.size),
-                     "sims_per_s": nd_rate,
-                     "mean_spread": float(nd_spreads.mean()), "ratio_vs_cynetdiff": nd_rate / cyn_rate})
-        print(f"[{n}/{e} p={p}] ndlib {nd_rate:,.1f} sims/s mean {nd_spreads.mean():.2f}", flush=True)
-      for method in args.methods.split(","):
-        if method == "frontier" and p > args.frontier_max_p:
-          continue
-        for s in sims_here:
-          rate, spreads, info = bench_popdiff(graph, seeds, s, args.repeats, args.words_per_chunk,
-                                              args.prob_bits, method)
-          test = two_sample(spreads, cyn_spreads)
-          rows.append({**base, "kind": "ic", "impl": f"popdiff_jax[{method}]", "method": method,
-                       "device": device, "sims": s, "sims_per_s": rate,
-                       "mean_spread": float(spreads.mean()), "ratio_vs_cynetdiff": rate / cyn_rate,
-                       "padded_edges": graph.padded_edges, **info, "vs_cynetdiff": test})
-          print(f"[{n}/{e} p={p}] popdiff_jax[{method}] S={s}: {rate:,.0f} sims/s ({rate / cyn_rate:.2f}x cynetdiff) "
-                f"mean {spreads.mean():.2f} rounds {info['rounds']} KS p={test['ks_pvalue']:.3g} "
-                f"chi2 p={test['chi2_pvalue']:.3g}", flush=True)
-          write(partial=True)  # a run cut short still leaves its rows
+          nd_rate, nd_spreads = bench_ndlib(edges, n, p, seeds, 50, 4.0)
+          rows.append({**base, "kind": "ic", "impl": "ndlib", "device": f"cpu (1 core; {cpu_info})",
+                       "sims": int(nd_spreads.size), "sims_per_s": nd_rate,
+                       "mean_spread": float(nd_spreads.mean()),
+                       "ratio_vs_cynetdiff": nd_rate / cyn_rate if cyn_rate else None})
+        except Exception as err:  # noqa: BLE001
+          rows.append({**base, "kind": "ic", "impl": "ndlib", "error": repr(err)})
+      for method in methods:
+        used = resolve_method(graph, s, (1, len(seeds)), method)
+        row = {**base, "impl": "popdiff_jax", "method": used, "requested_method": method,
+               "device": device, "sims": s, "padded_edges": graph.padded_edges,
+               "graph_build_s": build_s}
+        try:
+          rate, spreads, info = bench_popdiff(graph, seeds, s, repeats, method)
+          b, which, mem, ints = bound(used, p, kind)
+          try:
+            test = two_sample(spreads, cyn_spreads) if cyn_spreads is not None and \
+                cyn_spreads.size > 1 else {}
+          except Exception as err:  # noqa: BLE001 - e.g. no scipy: keep the timing
+            test = {"error": repr(err)}
+          row.update(sims_per_s=rate, mean_spread=float(spreads.mean()),
+                     ratio_vs_cynetdiff=rate / cyn_rate if cyn_rate else None,
+                     bound_edge_tests_per_s=b, bound=which, memory_bound=mem, integer_bound=ints,
+                     fraction_of_bound=info["edge_tests_per_s"] / b if b else None,
+                     ks_p=test.get("ks_p"), chi2_p=test.get("chi2_p"), **info,
+                     vs_cynetdiff=test)
+        except Exception as err:  # noqa: BLE001 - an OOM or a failed compile: record, go on
+          row.update(error=repr(err), traceback=traceback.format_exc(limit=3))
+        for k in kinds:
+          rows.append({**row, "kind": k})
+        write(partial=True)
+        if "error" in row:
+          print(f"[{n}/{e} p={p}] popdiff_jax[{method}] S={s}: ERROR {row['error'][:200]}",
+                flush=True)
+        else:
+          print(f"[{n}/{e} p={p}] popdiff_jax[{used}] S={s}: {row['sims_per_s']:,.0f} sims/s "
+                f"({(row['ratio_vs_cynetdiff'] or float('nan')):.1f}x cynetdiff) "
+                f"{row['edge_tests_per_s']:.3g} tests/s (bound {b or float('nan'):.3g}) "
+                f"mean {row['mean_spread']:.1f} rounds {row['rounds']} "
+                f"KS p={row['ks_p'] if row['ks_p'] is not None else float('nan'):.3g} "
+                f"compile+first {row['compile_and_first_s']:.1f} s", flush=True)
   for users in [int(u) for u in args.ndm_users.split(",") if u]:
     for runs in [int(r) for r in args.ndm_runs.split(",")]:
-      inc = bench_ndm_sampler(users, runs, args.ndm_steps, args.repeats, recompute=False)
+      inc = bench_ndm_sampler(users, runs, args.ndm_steps, repeats, recompute=False)
       inc.update(kind="ndm_sampler", device=device)
       ndm_rows.append(inc)
       if runs <= args.ndm_recompute_max_runs:
-        rec = bench_ndm_sampler(users, runs, args.ndm_steps, args.repeats, recompute=True)
+        rec = bench_ndm_sampler(users, runs, args.ndm_steps, repeats, recompute=True)
         rec.update(kind="ndm_sampler", device=device)
         inc["ratio_vs_recompute"] = inc["runs_per_s"] / rec["runs_per_s"]
         ndm_rows.append(rec)
-      print(f"[ndm U={users} runs={runs}] incremental {inc['runs_per_s']:,.0f} runs/s"
-            + (f", recompute {rec['runs_per_s']:,.0f} ({inc['ratio_vs_recompute']:.1f}x)"
-               if runs <= args.ndm_recompute_max_runs else ""), flush=True)
       write(partial=True)
+  meta["wall_s"] = time.perf_counter() - start
   path = write(partial=False)
-  if ndm_rows:
-    print("\n| NDM sampler | users | runs | steps | runs/s | x recompute |")
-    print("|---|---|---|---|---|---|")
-    for r in ndm_rows:
-      print(f"| {r['impl']} | {r['users']} | {r['runs']} | {r['steps']} | {r['runs_per_s']:,.0f} | "
-            f"{r.get('ratio_vs_recompute', float('nan')):.1f} |")
-  print("\n| graph | p | impl | device | S | sims/s | mean spread | x cynetdiff |")
-  print("|---|---|---|---|---|---|---|---|")
+  print("\n| edges | p | impl | method | S | sims/s | x cynetdiff | edge tests/s | bound | KS p |")
+  print("|---|---|---|---|---|---|---|---|---|---|")
   for r in rows:
-    print(f"| {r['nodes']}/{r['edges']} | {r['p']} | {r['impl']} | {r['device']} | {r['sims']} | "
-          f"{r['sims_per_s']:,.0f} | {r['mean_spread']:.2f} | {r['ratio_vs_cynetdiff']:.2f} |")
-  print(f"wrote {path}")
+    if r.get("kind") != "scaling" or "sims_per_s" not in r:
+      continue
+    f = lambda k, fmt: format(r[k], fmt) if r.get(k) is not None else "-"  # noqa: E731
+    print(f"| {r['edges']:.0e} | {r['p']} | {r['impl']} | {r.get('method', '-')} | "
+          f"{r.get('sims', '-')} | {f('sims_per_s', ',.0f')} | {f('ratio_vs_cynetdiff', '.1f')} | "
+          f"{f('edge_tests_per_s', '.3g')} | {f('bound_edge_tests_per_s', '.3g')} | "
+          f"{f('ks_p', '.3g')} |")
+  print(f"wrote {path} in {meta['wall_s']:.0f} s")
+  try:
+    print(f"wrote {plot(path, png)}")
+  except Exception as err:  # noqa: BLE001 - e.g. no matplotlib here: --plot remakes it later
+    print(f"no plot ({err!r}); python benchmarks/simulation.py --plot --out {path}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Independent Cascade engine: exactness against enumerated live-edge worlds, keys, bad input."""
+"""Independent Cascade engines: exactness against enumerated live-edge worlds, keys, bad input."""
 
 import jax
 import numpy as np
@@ -10,7 +10,7 @@ from popdiff_jax.simulate.ic import exact_ic, simulate_ic
 
 
 def _small_graph(seed, n=7, e=11):
-  """Random loop-free simple digraph; probabilities on a 1/64 grid (exact under prob_bits=16)."""
+  """Random loop-free simple digraph; probabilities on a 1/64 grid (exact under the 2^-31 grid)."""
   rng = np.random.default_rng(seed)
   pairs = [(u, v) for u in range(n) for v in range(n) if u != v]
   idx = rng.choice(len(pairs), size=e, replace=False)
@@ -22,13 +22,14 @@ def _small_graph(seed, n=7, e=11):
 _G = _small_graph(0)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_spread_and_activation_match_exact_enumeration(seed):
+@pytest.mark.parametrize("seed,method", [(0, "dense"), (1, "dense"), (2, "frontier"), (3, "frontier"),
+                                         (4, "auto")])
+def test_spread_and_activation_match_exact_enumeration(seed, method):
   g = _G
   seeds = np.array([seed % 7, (seed + 3) % 7])
   exp_spread, exp_act, pmf = exact_ic(g, seeds)
   s = 32 * 512
-  res = simulate_ic(g, seeds, jax.random.key(seed), s)
+  res = simulate_ic(g, seeds, jax.random.key(seed), s, method=method)
   spread = np.asarray(res.spread[0])
   assert spread.shape == (s,)
   sd = np.sqrt(np.sum(pmf * (np.arange(len(pmf)) - exp_spread) ** 2))
@@ -143,12 +144,43 @@ def test_bucketed_layout_covers_every_edge_once():
 
 
 def test_frontier_engine_gives_identical_samples():
-  # Both engines hash (key, edge id, global word), so the same key gives the same live-edge worlds.
+  # Both engines hash (key, edge id, run), so the same key gives the same live-edge worlds; the
+  # frontier's batch sizes, its tail tier and its hand-over to dense rounds change nothing.
   g, _ = random_graph(150, 900, 0.12, seed=4)
   seeds = np.array([[0, 1, 2], [5, -1, -1]])
-  a = simulate_ic(g, seeds, jax.random.key(3), 80)
-  b = simulate_ic(g, seeds, jax.random.key(3), 80, method="frontier", frontier_cap=128, item_cap=64)
-  np.testing.assert_array_equal(np.asarray(a.spread), np.asarray(b.spread))
-  np.testing.assert_array_equal(np.asarray(a.activation_prob), np.asarray(b.activation_prob))
+  a = simulate_ic(g, seeds, jax.random.key(3), 80, method="dense")
+  tests = []
+  for caps in [{"frontier_cap": 128, "item_cap": 64}, {"frontier_cap": 7, "item_cap": 30,
+                                                       "queue_cap": 70}]:
+    b = simulate_ic(g, seeds, jax.random.key(3), 80, method="frontier", **caps)
+    np.testing.assert_array_equal(np.asarray(a.spread), np.asarray(b.spread))
+    np.testing.assert_array_equal(np.asarray(a.activation_prob), np.asarray(b.activation_prob))
+    tests.append(float(b.edge_tests))
+  assert tests[1] > 10 * tests[0]  # the second queue overflowed: dense rounds finished the runs
   with pytest.raises(ValueError, match="dense"):
     simulate_ic(g, [0], jax.random.key(0), 32, method="frontier", max_rounds=2)
+
+
+def test_frontier_dedupes_many_parents_of_one_child():
+  # 50 seeds all point at node 50 (p = 1), which starts a p = 0.5 path: one batch holds 50 copies of
+  # every (50, run); a missed duplicate would double-count or re-expand.
+  edges = [(i, 50) for i in range(50)] + [(50, 51), (51, 52), (52, 50)] + \
+      [(i, i + 1) for i in range(52, 60)]
+  g, _ = build_graph(np.array(edges), np.array([1.0] * 50 + [0.5] * 11), 61)
+  a = simulate_ic(g, np.arange(50), jax.random.key(1), 1000, method="dense")
+  b = simulate_ic(g, np.arange(50), jax.random.key(1), 1000, method="frontier", item_cap=64,
+                  frontier_cap=32)
+  np.testing.assert_array_equal(np.asarray(a.spread), np.asarray(b.spread))
+  assert np.all(np.asarray(b.spread) >= 51)
+
+
+def test_auto_picks_frontier_below_and_dense_above_criticality():
+  from popdiff_jax.simulate.ic import choose_method, estimate_costs, resolve_method
+  low, _ = random_graph(2000, 20000, 0.02, seed=1)  # R ~ 0.2
+  high, _ = random_graph(2000, 20000, 0.6, seed=1)  # R ~ 6
+  for plat in ("cpu", "gpu"):
+    assert choose_method(low, 1000, num_seeds=10, platform=plat) == "frontier"
+    assert choose_method(high, 1000, num_seeds=10, platform=plat) == "dense"
+  est = estimate_costs(low, 1000, 10)
+  assert 0.15 < est["branching_factor"] < 0.25 and est["frontier_s"] < est["dense_s"]
+  assert resolve_method(low, 1000, (1, 10), max_active=[3]) == "dense"

@@ -7,7 +7,8 @@ bucket, and each bucket is a dense `[nodes, max in-degree]` block. Padding slots
 so they are never live and need no mask. Compared with one block padded to the largest in-degree this
 keeps the padded edge count near E (within `bucket_ratio`), which matters because every round of the
 bit-parallel engine reads every padded slot. The frontier engine pushes along out-edges and uses an
-out-edge CSR (`out_offsets`, `out_order`).
+out-edge CSR over the same positions (`out_offsets`, `out_edges`, `out_dst`), so that both engines
+share one activation state.
 
 Input handling (documented choices, each tested in tests/test_ic.py):
   * node ids outside [0, num_nodes), non-finite probabilities, probabilities outside [0, 1], and
@@ -55,9 +56,10 @@ class ICGraph(NamedTuple):
     perm: int32 [N]; perm[position] = original node id.
     rank: int32 [N]; rank[node id] = position (inverse of perm).
     buckets: tuple of `InBucket`; the padded in-neighbour blocks, in position order.
-    out_offsets: int32 [N + 1]; out-edge CSR: the out-edges of node u are
-      out_order[out_offsets[u]:out_offsets[u + 1]] (used by the frontier engine).
-    out_order: int32 [E]; edge ids sorted by sender.
+    out_offsets: int32 [N + 1]; out-edge CSR over positions: the out-edges of the node at position u
+      are out_edges[out_offsets[u]:out_offsets[u + 1]] (used by the frontier engine).
+    out_edges: int32 [E]; edge ids sorted by the sender's position (ties in edge-id order).
+    out_dst: int32 [E]; position of the receiver of out_edges[i].
   """
   senders: np.ndarray
   receivers: np.ndarray
@@ -66,7 +68,8 @@ class ICGraph(NamedTuple):
   rank: np.ndarray
   buckets: tuple
   out_offsets: np.ndarray
-  out_order: np.ndarray
+  out_edges: np.ndarray
+  out_dst: np.ndarray
 
   @property
   def num_nodes(self) -> int:
@@ -131,6 +134,9 @@ def _merge(edges, probs, num_nodes, self_loops, duplicates):
     raise DataError(f"{n_loops} self-loop(s); first is row {int(np.flatnonzero(loops)[0])}")
   edges, probs = edges[~loops], probs[~loops]
   key = edges[:, 0] * num_nodes + edges[:, 1]
+  sorted_key = np.sort(key)
+  if not np.any(sorted_key[1:] == sorted_key[:-1]):  # no duplicates: nothing to merge
+    return edges, probs, n_loops, 0
   uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
   n_dup = int(edges.shape[0] - uniq.shape[0])
   if n_dup and duplicates == "error":
@@ -153,29 +159,30 @@ def _buckets(senders, receivers, probs, num_nodes, bucket_ratio):
   perm = np.argsort(-indeg, kind="stable").astype(np.int32)
   rank = np.empty(num_nodes, np.int32)
   rank[perm] = np.arange(num_nodes, dtype=np.int32)
-  # In-edges grouped by receiver position.
+  # In-edges grouped by receiver position (ties in edge-id order).
   order = np.lexsort((np.arange(senders.shape[0]), rank[receivers]))
   r_pos = rank[receivers][order]
-  starts = np.searchsorted(r_pos, np.arange(num_nodes))
+  starts = np.searchsorted(r_pos, np.arange(num_nodes + 1))
+  col = np.arange(order.shape[0]) - starts[r_pos]  # slot of each in-edge within its node's row
   deg_sorted = indeg[perm]
+  neg = -deg_sorted  # ascending, for searchsorted
+  n_in = int(np.count_nonzero(deg_sorted))
   buckets = []
   pos = 0
-  while pos < num_nodes and deg_sorted[pos] > 0:
+  while pos < n_in:
     top = int(deg_sorted[pos])
-    end = pos
-    while end < num_nodes and deg_sorted[end] > 0 and deg_sorted[end] * bucket_ratio >= top:
-      end += 1
+    # The bucket runs to the first node whose in-degree is below top / bucket_ratio.
+    end = min(int(np.searchsorted(neg, -top / bucket_ratio, side="right")), n_in)
+    end = max(end, pos + 1)
     nb = end - pos
+    lo, hi = starts[pos], starts[end]
+    rows, cols, sl = r_pos[lo:hi] - pos, col[lo:hi], order[lo:hi]
     src = np.zeros((nb, top), np.int32)
     eid = np.zeros((nb, top), np.int32)
     pr = np.zeros((nb, top), np.float32)
-    for i in range(nb):
-      p = pos + i
-      d = int(deg_sorted[p])
-      sl = order[starts[p]:starts[p] + d]
-      src[i, :d] = rank[senders[sl]]
-      eid[i, :d] = sl
-      pr[i, :d] = probs[sl]
+    src[rows, cols] = rank[senders[sl]]
+    eid[rows, cols] = sl
+    pr[rows, cols] = probs[sl]
     buckets.append(InBucket(src=src, edge=eid, prob=pr))
     pos = end
   return perm, rank, tuple(buckets)
@@ -211,10 +218,13 @@ def build_graph(edges, probs, num_nodes: int, *, self_loops: str = "drop", dupli
   senders = edges[:, 0].astype(np.int32)
   receivers = edges[:, 1].astype(np.int32)
   perm, rank, buckets = _buckets(senders, receivers, probs, int(num_nodes), bucket_ratio)
-  out_order = np.argsort(senders, kind="stable").astype(np.int32)
-  out_offsets = np.searchsorted(senders[out_order], np.arange(int(num_nodes) + 1)).astype(np.int32)
+  src_pos = rank[senders]
+  out_edges = np.argsort(src_pos, kind="stable").astype(np.int32)
+  out_offsets = np.searchsorted(src_pos[out_edges], np.arange(int(num_nodes) + 1)).astype(np.int32)
+  out_dst = rank[receivers[out_edges]].astype(np.int32)
   graph = ICGraph(senders=senders, receivers=receivers, probs=probs.astype(np.float32), perm=perm,
-                  rank=rank, buckets=buckets, out_offsets=out_offsets, out_order=out_order)
+                  rank=rank, buckets=buckets, out_offsets=out_offsets, out_edges=out_edges,
+                  out_dst=out_dst)
   return graph, GraphReport(input_edges=n_in, self_loops=n_loops, merged_duplicates=n_dup)
 
 
@@ -233,12 +243,12 @@ def random_graph(num_nodes: int, num_edges: int, p: float, seed: int) -> tuple[I
   keys = np.empty(0, np.int64)
   while keys.shape[0] < num_edges:
     need = num_edges - keys.shape[0]
-    u = rng.integers(0, num_nodes, size=2 * need + 16)
-    v = rng.integers(0, num_nodes, size=2 * need + 16)
-    k = (u * num_nodes + v)[u != v]
-    keys = np.concatenate([keys, k])
-    _, idx = np.unique(keys, return_index=True)
-    keys = keys[np.sort(idx)][:num_edges]
+    u = rng.integers(0, num_nodes, size=need + need // 8 + 16)
+    v = rng.integers(0, num_nodes, size=u.shape[0])
+    keys = np.sort(np.concatenate([keys, (u * num_nodes + v)[u != v]]))
+    keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])]
+  # A uniform subset in random order (edge ids do not follow the node ids).
+  keys = rng.permutation(keys)[:num_edges]
   edges = np.stack([keys // num_nodes, keys % num_nodes], 1).astype(np.int32)
   graph, _ = build_graph(edges, np.float32(p), num_nodes)
   return graph, edges
