@@ -25,8 +25,8 @@ from popdiff_jax.baselines.popularity import PopularityConfig
 from popdiff_jax.models.lstm import LSTMConfig
 from popdiff_jax.models.ndm import NDMConfig
 
-__all__ = ["DataConfig", "TrainConfig", "NextUserConfig", "ReproduceConfig", "SELECT_METRICS",
-           "CONFIGS", "EXAMPLES", "get_config"]
+__all__ = ["DataConfig", "TrainConfig", "NextUserConfig", "TableRun", "ReproduceConfig",
+           "SELECT_METRICS", "CONFIGS", "EXAMPLES", "get_config"]
 
 SELECT_METRICS = ("nll",) + tuple(f"{m}@{k}" for m in ("hits", "map") for k in (10, 50, 100))
 
@@ -466,30 +466,83 @@ def get_config(name: str) -> NextUserConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class ReproduceConfig:
-  """``popdiff reproduce ndm``: named configs on several datasets, one results table.
+class TableRun:
+  """How a results table of this project is run and written (``popdiff reproduce ...``).
 
-  Every data option (``--data-dir``, ``--split``, ``--max-len``) and ``--train.*`` option given
-  overrides that field in every named config
-  (e.g. ``--train.num-epochs 2`` for a quick run); the data source is taken from ``datasets``.
+  A table is a list of jobs (one model on one dataset with one seed, usually); each job writes
+  its rows to a part file in ``<workdir>/parts/`` after every stage it finishes, and the result
+  file is rewritten from the parts after every one, so a run cut short keeps what it measured.
+  A rerun with the same options keeps the finished parts and resumes the trainings.
+
+  Attributes:
+    out: the result file (default: ``benchmarks/results/<file>`` of the checkout, or
+      ``runs/tiny/<file>`` with ``tiny``).
+    merge: keep the rows of ``out`` that this run does not measure again (other datasets,
+      models, protocols), each tagged with its ``run`` (``results.merge_runs``); False writes
+      this run's rows only.
+    workdir: trainings and job parts (default: ``runs/<table>``; ``runs/tiny/<table>`` with
+      ``tiny``).
+    parallel: jobs at once, each in its own process (1: one after the other in this process).
+      Processes may share one GPU (each gets ``XLA_PYTHON_CLIENT_PREALLOCATE=false``); each
+      compiles its own programs, so more than ~8 on a 16-core host spend their time compiling.
+    budget: seconds for the whole call: no job starts after the deadline, trainings stop in
+      time for the evaluation that follows, and (``parallel > 1``) a process still running at
+      the deadline is killed; its part keeps the stages it finished.
+    tiny: the table's tiny CPU mode (seconds once compiled): small data and models, written to
+      ``runs/tiny/`` unless ``out`` is given. Other options still apply on top.
+  """
+
+  out: str | None = None
+  merge: bool = True
+  workdir: str | None = None
+  parallel: int = 1
+  budget: float | None = None
+  tiny: bool = False
+
+  def __post_init__(self):
+    v.positive(self, "parallel")
+    v.positive(self, "budget", allow_none=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReproduceConfig(TableRun):
+  """``popdiff reproduce ndm``: the next-user table (``ndm_next_user.json``), named configs x
+  datasets x seeds.
+
+  Every data option (``--data-dir``, ``--split``, ``--max-len``, ``--format``, ``--graph``) and
+  ``--train.*`` option given overrides that field in every named config (e.g.
+  ``--train.num-epochs 2`` for a quick look, with ``--out`` elsewhere); the data source is taken
+  from ``datasets``. Rows: ``dataset``, ``model`` (the config's name), ``protocol`` (the split:
+  ``files``, ``random`` or ``time``), ``seeds``, Hits@k and MAP@k (users only, and
+  ``*_with_terminate``), ``nll``, the validation metrics of the kept epoch, ``epochs``,
+  ``stopped_by``; over several seeds their means, ``<metric>_std`` and ``per_seed``.
+
+  The whole table on one GPU (seven datasets, ~25 minutes; the 28 jobs share the GPU)::
+
+    XLA_FLAGS=--xla_gpu_autotune_level=0 popdiff reproduce ndm --data-dir .carry_data \\
+      --datasets ndm/memetracker ndm/irvine ndm/lastfm forest/twitter forest/memetracker \\
+      infvae/christianity infvae/android --configs ndm lstm popularity ndm-prior \\
+      --parallel 7 --train.max-train-seconds 240
 
   Attributes:
     datasets: datasets to run (default: the three NDM sets shipped with the package).
     configs: named configs to run on each (``popdiff configs`` lists them).
-    workdir: one subfolder per dataset and config; reused = resumed.
-    out: also write the rows as JSON to this file.
+    seeds: each config runs once per seed (``train.seed``).
+    workdir: one subfolder per dataset, config and seed; reused = resumed.
     data: data options for every run.
     train: training options for every run.
   """
 
   datasets: tuple[str, ...] = ("ndm/irvine", "ndm/memetracker", "ndm/lastfm")
   configs: tuple[str, ...] = ("ndm", "lstm", "popularity")
-  workdir: str = "runs/reproduce_ndm"
-  out: str | None = None
+  seeds: tuple[int, ...] = (0,)
+  workdir: str | None = "runs/reproduce_ndm"
   data: Annotated[DataConfig, tyro.conf.OmitArgPrefixes] = DataConfig()
   train: TrainConfig = TrainConfig()
 
   def __post_init__(self):
+    super().__post_init__()
     unknown = [c for c in self.configs if c not in CONFIGS]
     v.require(self, "configs", not unknown, f"unknown named config(s) {unknown}; choose from "
               f"{', '.join(CONFIGS)}")
+    v.require(self, "seeds", len(self.seeds) > 0, "give at least one seed")
