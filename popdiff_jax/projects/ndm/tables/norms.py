@@ -10,7 +10,7 @@ share it. Rows: ``dataset``, ``W_*``, ``init_W_*``, ``paper_W_*``, ``epochs``, `
 ::
 
   XLA_FLAGS=--xla_gpu_autotune_level=0 popdiff reproduce ndm-norms --data-dir D \\
-      --parallel 4 --budget 300 --train.max-train-seconds 260          # ~5 min on one GPU
+      --parallel 4 --budget 330 --train.max-train-seconds 260          # ~5 min on one GPU
   popdiff reproduce ndm-norms --tiny
 """
 

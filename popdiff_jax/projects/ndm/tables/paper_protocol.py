@@ -12,7 +12,7 @@ rows), ``protocol`` and ``seeds``.
 
 ::
 
-  popdiff reproduce ndm-protocol --data-dir D --parallel 12 --budget 480 \\
+  popdiff reproduce ndm-protocol --data-dir D --parallel 16 --budget 480 \\
       --train.max-train-seconds 200                     # the four datasets on one GPU, ~8 min
   popdiff reproduce ndm-protocol --tiny
 """
