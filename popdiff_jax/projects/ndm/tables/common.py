@@ -149,8 +149,6 @@ class Context:
 def parse(table: Table, args: Sequence[str]) -> Any:
   """The table's options from command-line ``args`` (tyro; ``--tiny`` starts from the tiny
   options, so every other option still applies on top)."""
-  import tyro
-
   args = list(args)
   default = table.tiny() if "--tiny" in args else table.options
   doc = (type(table.options).__doc__ or "").strip().split("\n\n")[0]
@@ -161,7 +159,7 @@ def parse(table: Table, args: Sequence[str]) -> Any:
 
 # Options that change how a table is run, not what it measures (kept out of the parts' key).
 _RUN_FIELDS = ("out", "merge", "parallel", "budget", "tiny", "workdir", "seeds", "datasets",
-               "configs", "models", "dataset")
+               "configs", "models")
 
 
 def _options_key(opts: Any) -> str:
