@@ -7,6 +7,7 @@ import pytest
 
 from popdiff_jax._errors import DataError
 from popdiff_jax.cli.main import build_parser, main
+from popdiff_jax.results import read_results
 
 
 def test_version_and_configs_list_every_named_config(capsys):
@@ -25,8 +26,9 @@ def test_reproduce_prints_a_table_and_writes_rows(tmp_path, capsys):
                "--workdir", str(tmp_path / "runs"), "--out", str(out), "--no-progress"]) == 0
   table = capsys.readouterr().out
   assert "hits@10" in table and "ndm/irvine" in table and "popularity" in table
-  (row,) = json.loads(out.read_text())
+  meta, (row,) = read_results(out)  # the one results schema
   assert row["dataset"] == "ndm/irvine" and 0.0 < row["hits@100"] <= 1.0
+  assert row["seeds"] == [0] and row["protocol"] == "files" and meta["benchmark"] == "ndm_next_user"
 
 
 def test_train_then_evaluate_the_same_checkpoint_and_same_seed_same_bits(tmp_path, capsys):

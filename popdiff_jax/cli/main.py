@@ -5,7 +5,7 @@
   popdiff configs                                   # every named config, one line each
   popdiff train NAME [--workdir W] [--FIELD VALUE ...]  # e.g. popdiff train ndm-prior --train.seed 1
   popdiff evaluate --workdir W [--on test]
-  popdiff reproduce {ndm,popularity,diffusion-lstm} [...]
+  popdiff reproduce {ndm,ndm-protocol,ndm-social,...,popularity,diffusion-lstm} [...]
   popdiff data summary [NAME ...]
 
 ``train`` takes every field of the named config as an option (``--data``,
@@ -19,8 +19,6 @@ with exit status 130 and says how to resume.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import pathlib
 import sys
 import warnings
@@ -55,22 +53,10 @@ def _parse_config(default: Any, args: list[str], prog: str, description: str) ->
                   config=(tyro.conf.AvoidSubcommands,))
 
 
-def _changed(parsed: Any, base: Any) -> dict:
-  """The fields of a dataclass that differ from ``base`` (the options a user gave)."""
-  return {f.name: getattr(parsed, f.name) for f in dataclasses.fields(parsed)
-          if getattr(parsed, f.name) != getattr(base, f.name)}
-
-
 def _print_table(rows: list[dict], columns, floatfmt: str = ".4f") -> None:
   from popdiff_jax.utils.report import format_table
 
   print(format_table(rows, columns, floatfmt=floatfmt))
-
-
-def _write_rows(out: str | None, rows: list[dict]) -> None:
-  if out:
-    pathlib.Path(out).parent.mkdir(parents=True, exist_ok=True)
-    pathlib.Path(out).write_text(json.dumps(rows, indent=1))
 
 
 def _project_module(project: str, module: str):
@@ -128,25 +114,16 @@ def cmd_evaluate(a: argparse.Namespace, rest: list[str]) -> int:
   return 0
 
 
-def _reproduce_ndm(a: argparse.Namespace, rest: list[str]) -> int:
-  from popdiff_jax.projects.ndm import configs as C
-  from popdiff_jax.projects.ndm import experiment
-
-  opts = _parse_config(C.ReproduceConfig(), rest, prog="popdiff reproduce ndm",
-                       description=f"{C.ReproduceConfig.__doc__.splitlines()[0]}")
-  data = _changed(opts.data, C.DataConfig())
-  data.pop("source", None)
-  rows = experiment.reproduce(opts.datasets, opts.configs, workdir=opts.workdir,
-                              progress=not a.no_progress, data=data,
-                              train_overrides=_changed(opts.train, C.TrainConfig()))
-  _write_rows(opts.out, rows)
-  print("\nNext-user prediction (test split; Hits@k and MAP@k over all users, infected masked)")
-  _print_table(rows, experiment.TABLE_COLUMNS)
-  return 0
-
-
-# ``popdiff reproduce NAME`` of the other papers: a module with ``reproduce_main(args, progress)``.
-_REPRODUCE = {"popularity": "popdiff_jax.projects.popularity_table",
+# ``popdiff reproduce NAME``: a module with ``reproduce_main(args, progress)``.
+_REPRODUCE = {"ndm": "popdiff_jax.projects.ndm.tables.next_user",
+              "ndm-small-sets": "popdiff_jax.projects.ndm.tables.small_sets",
+              "ndm-cooccurrence": "popdiff_jax.projects.ndm.tables.cooccurrence",
+              "ndm-protocol": "popdiff_jax.projects.ndm.tables.paper_protocol",
+              "ic-baselines": "popdiff_jax.projects.ndm.tables.ic_baselines",
+              "ndm-social": "popdiff_jax.projects.ndm.tables.ndm_sn",
+              "ndm-sensitivity": "popdiff_jax.projects.ndm.tables.sensitivity",
+              "ndm-norms": "popdiff_jax.projects.ndm.tables.norms",
+              "popularity": "popdiff_jax.projects.popularity_table",
               "diffusion-lstm": "popdiff_jax.projects.diffusion_lstm.experiment"}
 
 
@@ -154,8 +131,6 @@ def cmd_reproduce(a: argparse.Namespace, rest: list[str]) -> int:
   """``popdiff reproduce PAPER``: a paper's table (the project's ``reproduce_main``)."""
   import importlib
 
-  if a.paper == "ndm":
-    return _reproduce_ndm(a, rest)
   return importlib.import_module(_REPRODUCE[a.paper]).reproduce_main(rest,
                                                                      progress=not a.no_progress)
 
@@ -240,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.set_defaults(fn=cmd_evaluate)
 
   p = sub.add_parser("reproduce", help="run a paper's table and print it", add_help=False)
-  p.add_argument("paper", choices=("ndm", "popularity", "diffusion-lstm"))
+  p.add_argument("paper", choices=tuple(_REPRODUCE))
   p.add_argument("--no-progress", action="store_true", help="hide progress bars")
   p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
   p.set_defaults(fn=cmd_reproduce)

@@ -41,31 +41,38 @@ PAPER_NORMS = {
 }
 
 
-def sensitivity_configs() -> list[dict]:
-  """The distinct NDM settings of the sweep: the base point, then one axis changed at a time."""
-  out = [dict(SENSITIVITY_BASE)]
-  for param, values in SENSITIVITY_GRID.items():
+def sensitivity_configs(grid: dict = SENSITIVITY_GRID, base: dict = SENSITIVITY_BASE) -> list[dict]:
+  """The distinct NDM settings of the sweep: the base point, then one axis changed at a time.
+
+  Args:
+    grid: the values of each axis (default: Fig. 8's).
+    base: the point the axes start from (default: the paper's Lastfm settings).
+  """
+  out = [dict(base)]
+  for param, values in grid.items():
     for v in values:
-      point = dict(SENSITIVITY_BASE, **{param: v})
+      point = dict(base, **{param: v})
       if point not in out:
         out.append(point)
   return out
 
 
-def sensitivity_rows(results: list[dict]) -> list[dict]:
+def sensitivity_rows(results: list[dict], grid: dict = SENSITIVITY_GRID,
+                     base: dict = SENSITIVITY_BASE) -> list[dict]:
   """Fig. 8's rows ``(param, value, ...)`` from results that carry their settings.
 
   Args:
     results: dicts with the four setting keys (``num_heads``, ``window``, ``dim``, ``f_init``) and
       the scores; the base run serves every axis.
+    grid, base: as :func:`sensitivity_configs`.
 
   Returns:
     One row per (axis, value) found, with ``param`` the paper's symbol and ``value``.
   """
   rows = []
-  for param, values in SENSITIVITY_GRID.items():
+  for param, values in grid.items():
     for v in values:
-      point = dict(SENSITIVITY_BASE, **{param: v})
+      point = dict(base, **{param: v})
       for r in results:
         if all(r.get(k) == point[k] for k in point):
           rows.append({"param": PARAM_LABELS[param], "value": v, **r})

@@ -15,6 +15,7 @@ gives the command that runs it, the result it should reach (file and key under
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 from typing import Annotated, Callable, Literal
 
 import tyro
@@ -24,8 +25,8 @@ from popdiff_jax.baselines.popularity import PopularityConfig
 from popdiff_jax.models.lstm import LSTMConfig
 from popdiff_jax.models.ndm import NDMConfig
 
-__all__ = ["DataConfig", "TrainConfig", "NextUserConfig", "ReproduceConfig", "SELECT_METRICS",
-           "CONFIGS", "get_config"]
+__all__ = ["DataConfig", "TrainConfig", "NextUserConfig", "TableRun", "ReproduceConfig",
+           "SELECT_METRICS", "CONFIGS", "EXAMPLES", "get_config"]
 
 _RANKING = tuple(f"{m}@{k}" for m in ("hits", "map") for k in (10, 50, 100))
 SELECT_METRICS = ("nll", "last") + _RANKING + tuple(f"{r}_with_terminate" for r in _RANKING)
@@ -251,12 +252,17 @@ def ndm_prior_w1() -> NextUserConfig:
 
 
 def lstm_prior() -> NextUserConfig:
-  """The LSTM with the same prior start as ``ndm-prior`` (the fair comparison for it).
+  """The LSTM with the same prior start as ``ndm-prior`` (log-frequency bias, output kernel
+  scaled to 0, epochs selected by validation MAP@10), without weight decay.
 
   Command: ``popdiff train lstm-prior --data ndm/irvine --workdir runs/lstm-prior``.
-  Result: ``benchmarks/results/ndm_next_user.json``, rows ``model == "lstm-prior"``.
+  Result: ``benchmarks/results/ndm_next_user.json``, rows ``model == "lstm-prior"``, and
+  ``ndm_small_sets.jsonl``, rows ``name == "lstm-prior"`` (Irvine test ``hits@10_with_terminate``
+  0.177 ± 0.006 over seeds 0-2). Under a minute a seed on a 2-core CPU for the small sets.
   """
-  return dataclasses.replace(ndm_prior(), model=LSTMConfig())
+  return NextUserConfig(model=LSTMConfig(),
+                        train=TrainConfig(bias_init="log_frequency", output_init_scale=0.0,
+                                          select_by="map@10"))
 
 
 def ndm_casc() -> NextUserConfig:
@@ -322,6 +328,122 @@ def ndm_sn() -> NextUserConfig:
                         model=NDMConfig(frozen_dim=32))
 
 
+# The variants of the small-set study (``popdiff reproduce ndm-small-sets``): one change each.
+
+def ndm_w1() -> NextUserConfig:
+  """NDM with window 1 (d instead of 3d output weights per user).
+
+  Command: ``popdiff reproduce ndm-small-sets --datasets ndm/irvine --configs ndm-w1
+  --seeds 0 1 2``.
+  Result: ``benchmarks/results/ndm_small_sets.jsonl``, rows ``name == "ndm-w1"`` (mean ± std
+  over seeds in ``ndm_small_sets.jsonl.summary.json``). About 3 minutes a seed on a 2-core CPU.
+  """
+  return NextUserConfig(model=NDMConfig(window=1))
+
+
+def ndm_d32() -> NextUserConfig:
+  """NDM with d = 32.
+
+  Command: ``popdiff reproduce ndm-small-sets --datasets ndm/irvine --configs ndm-d32
+  --seeds 0 1 2``.
+  Result: ``benchmarks/results/ndm_small_sets.jsonl``, rows ``name == "ndm-d32"`` (mean ± std
+  over seeds in ``ndm_small_sets.jsonl.summary.json``). About 3 minutes a seed on a 2-core CPU.
+  """
+  return NextUserConfig(model=NDMConfig(dim=32))
+
+
+def ndm_d16() -> NextUserConfig:
+  """NDM with d = 16.
+
+  Command: ``popdiff reproduce ndm-small-sets --datasets ndm/irvine --configs ndm-d16
+  --seeds 0 1 2``.
+  Result: ``benchmarks/results/ndm_small_sets.jsonl``, rows ``name == "ndm-d16"`` (mean ± std
+  over seeds in ``ndm_small_sets.jsonl.summary.json``). About 3 minutes a seed on a 2-core CPU.
+  """
+  return NextUserConfig(model=NDMConfig(dim=16))
+
+
+def ndm_h1() -> NextUserConfig:
+  """NDM with one attention head.
+
+  Command: ``popdiff reproduce ndm-small-sets --datasets ndm/irvine --configs ndm-h1
+  --seeds 0 1 2``.
+  Result: ``benchmarks/results/ndm_small_sets.jsonl``, rows ``name == "ndm-h1"`` (mean ± std
+  over seeds in ``ndm_small_sets.jsonl.summary.json``). About 90 s a seed on a 2-core CPU.
+  """
+  return NextUserConfig(model=NDMConfig(num_heads=1))
+
+
+def ndm_reg_map() -> NextUserConfig:
+  """``ndm-reg`` with epochs selected by validation MAP@10.
+
+  Command: ``popdiff reproduce ndm-small-sets --datasets ndm/irvine infvae/android
+  --configs ndm-reg-map --seeds 0 1 2``.
+  Result: ``benchmarks/results/ndm_small_sets.jsonl``, rows ``name == "ndm-reg-map"`` (mean ± std
+  over seeds in ``ndm_small_sets.jsonl.summary.json``). 1-6 minutes a seed on a 2-core CPU.
+  """
+  return ndm_reg().replace(train={"select_by": "map@10"})
+
+
+def ndm_small() -> NextUserConfig:
+  """``ndm-reg-map`` with d = 32 and window 1 (the fewest parameters per user).
+
+  Command: ``popdiff reproduce ndm-small-sets --datasets ndm/irvine --configs ndm-small
+  --seeds 0 1 2``.
+  Result: ``benchmarks/results/ndm_small_sets.jsonl``, rows ``name == "ndm-small"`` (mean ± std
+  over seeds in ``ndm_small_sets.jsonl.summary.json``). About 100 s a seed on a 2-core CPU.
+  """
+  return NextUserConfig(model=NDMConfig(dim=32, window=1),
+                        train=ndm_reg_map().train)
+
+
+def ndm_zero() -> NextUserConfig:
+  """``ndm-prior`` with epochs selected by validation NLL (the untrained model is the
+  popularity floor).
+
+  Command: ``popdiff reproduce ndm-small-sets --datasets ndm/irvine --configs ndm-zero
+  --seeds 0 1 2``.
+  Result: ``benchmarks/results/ndm_small_sets.jsonl``, rows ``name == "ndm-zero"`` (mean ± std
+  over seeds in ``ndm_small_sets.jsonl.summary.json``). About 2 minutes a seed on a 2-core CPU.
+  """
+  return ndm_prior().replace(train={"select_by": "nll"})
+
+
+def ndm_prior_wd3() -> NextUserConfig:
+  """``ndm-prior`` with weight decay 3.0.
+
+  Command: ``popdiff reproduce ndm-small-sets --datasets infvae/christianity
+  --configs ndm-prior-wd3 --seeds 0 1 2``.
+  Result: ``benchmarks/results/ndm_small_sets.jsonl``, rows ``name == "ndm-prior-wd3"`` (mean ±
+  std over seeds in ``ndm_small_sets.jsonl.summary.json``). About 90 s a seed on a 2-core CPU.
+  """
+  return ndm_prior().replace(train={"weight_decay": 3.0})
+
+
+def ndm_prior_drop3() -> NextUserConfig:
+  """``ndm-prior`` with dropout 0.3.
+
+  Command: ``popdiff reproduce ndm-small-sets --datasets infvae/christianity
+  --configs ndm-prior-drop3 --seeds 0 1 2``.
+  Result: ``benchmarks/results/ndm_small_sets.jsonl``, rows ``name == "ndm-prior-drop3"`` (mean ±
+  std over seeds in ``ndm_small_sets.jsonl.summary.json``). About 100 s a seed on a 2-core CPU.
+  """
+  return ndm_prior().replace(model={"dropout_rate": 0.3})
+
+
+def ndm_patience3() -> NextUserConfig:
+  """NDM as the paper configures it, early stopping after 3 epochs without improvement: the
+  model of the NDM+SN, sensitivity and W^C-norm tables.
+
+  Commands: ``popdiff reproduce ndm-social``, ``popdiff reproduce ndm-sensitivity``,
+  ``popdiff reproduce ndm-norms`` (``--config ndm-patience3`` is their default).
+  Result: ``benchmarks/results/ndm_sn.json`` (rows ``model == "NDM"``; NDM+SN fixes half the
+  embedding), ``ndm_sensitivity.json`` (the base point h = 8, win = 3, d = 64, F_init = 0 and one
+  axis changed at a time), ``ndm_norms.json`` (F_init = 1). Minutes per model on one GPU.
+  """
+  return NextUserConfig(model=NDMConfig(), train=TrainConfig(patience=3))
+
+
 def tiny() -> NextUserConfig:
   """The test configuration: a tiny NDM for 2 epochs on ndm/irvine cut to 7 users (seconds)."""
   return NextUserConfig(data=DataConfig(source="ndm/irvine", max_len=7),
@@ -329,11 +451,34 @@ def tiny() -> NextUserConfig:
                         train=TrainConfig(num_epochs=2, eval_batch_size=48))
 
 
+EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "data" / "examples"
+
+
+def tiny_examples() -> NextUserConfig:
+  """The tables' tiny CPU mode: a tiny NDM for one epoch on the example cascades
+  (``popdiff_jax/data/examples``: 60 cascades over 30 users, with a follower graph), F_init 1
+  (so that the norm table has W^C_init; every tiny table trains this one architecture, and
+  NDM+SN its variant).
+
+  Command: ``popdiff reproduce ndm-protocol --tiny`` (every ``popdiff reproduce`` table of
+  this project has ``--tiny``; the result goes to ``runs/tiny/``). Seconds once compiled
+  (compiling takes ~20 s on a CPU core).
+  """
+  return NextUserConfig(data=DataConfig(source=str(EXAMPLES / "cascades.csv"), format="csv",
+                                        graph=str(EXAMPLES / "graph.csv"), max_len=7),
+                        model=NDMConfig(dim=8, num_heads=2, f_init=1),
+                        train=TrainConfig(num_epochs=1, batch_size=16, eval_batch_size=16))
+
+
 CONFIGS: dict[str, Callable[[], NextUserConfig]] = {
     "ndm": ndm, "lstm": lstm, "popularity": popularity, "ndm-reg": ndm_reg,
     "ndm-prior": ndm_prior, "ndm-prior-w1": ndm_prior_w1, "lstm-prior": lstm_prior,
     "ndm-casc": ndm_casc, "lstm-casc": lstm_casc, "ndm-prior-casc": ndm_prior_casc,
-    "ndm-noam": ndm_noam, "paper-recipe": paper_recipe, "ndm-sn": ndm_sn, "ndm-tiny": tiny,
+    "ndm-noam": ndm_noam, "paper-recipe": paper_recipe, "ndm-sn": ndm_sn, "ndm-w1": ndm_w1,
+    "ndm-d32": ndm_d32, "ndm-d16": ndm_d16, "ndm-h1": ndm_h1, "ndm-reg-map": ndm_reg_map,
+    "ndm-small": ndm_small, "ndm-zero": ndm_zero, "ndm-prior-wd3": ndm_prior_wd3,
+    "ndm-prior-drop3": ndm_prior_drop3, "ndm-patience3": ndm_patience3, "ndm-tiny": tiny,
+    "ndm-tiny-examples": tiny_examples,
 }
 
 
@@ -345,30 +490,83 @@ def get_config(name: str) -> NextUserConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class ReproduceConfig:
-  """``popdiff reproduce ndm``: named configs on several datasets, one results table.
+class TableRun:
+  """How a results table of this project is run and written (``popdiff reproduce ...``).
 
-  Every data option (``--data-dir``, ``--split``, ``--max-len``) and ``--train.*`` option given
-  overrides that field in every named config
-  (e.g. ``--train.num-epochs 2`` for a quick run); the data source is taken from ``datasets``.
+  A table is a list of jobs (one model on one dataset with one seed, usually); each job writes
+  its rows to a part file in ``<workdir>/parts/`` after every stage it finishes, and the result
+  file is rewritten from the parts after every one, so a run cut short keeps what it measured.
+  A rerun with the same options keeps the finished parts and resumes the trainings.
+
+  Attributes:
+    out: the result file (default: ``benchmarks/results/<file>`` of the checkout, or
+      ``runs/tiny/<file>`` with ``tiny``).
+    merge: keep the rows of ``out`` that this run does not measure again (other datasets,
+      models, protocols), each tagged with its ``run`` (``results.merge_runs``); False writes
+      this run's rows only.
+    workdir: trainings and job parts (default: ``runs/<table>``; ``runs/tiny/<table>`` with
+      ``tiny``).
+    parallel: jobs at once, each in its own process (1: one after the other in this process).
+      Processes may share one GPU (each gets ``XLA_PYTHON_CLIENT_PREALLOCATE=false``); each
+      compiles its own programs, so more than ~8 on a 16-core host spend their time compiling.
+    budget: seconds for the whole call: no job starts after the deadline, trainings stop in
+      time for the evaluation that follows, and (``parallel > 1``) a process still running at
+      the deadline is killed; its part keeps the stages it finished.
+    tiny: the table's tiny CPU mode (seconds once compiled): small data and models, written to
+      ``runs/tiny/`` unless ``out`` is given. Other options still apply on top.
+  """
+
+  out: str | None = None
+  merge: bool = True
+  workdir: str | None = None
+  parallel: int = 1
+  budget: float | None = None
+  tiny: bool = False
+
+  def __post_init__(self):
+    v.positive(self, "parallel")
+    v.positive(self, "budget", allow_none=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReproduceConfig(TableRun):
+  """``popdiff reproduce ndm``: the next-user table (``ndm_next_user.json``), named configs x
+  datasets x seeds.
+
+  Every data option (``--data-dir``, ``--split``, ``--max-len``, ``--format``, ``--graph``) and
+  ``--train.*`` option given overrides that field in every named config (e.g.
+  ``--train.num-epochs 2`` for a quick look, with ``--out`` elsewhere); the data source is taken
+  from ``datasets``. Rows: ``dataset``, ``model`` (the config's name), ``protocol`` (the split:
+  ``files``, ``random`` or ``time``), ``seeds``, Hits@k and MAP@k (users only, and
+  ``*_with_terminate``), ``nll``, the validation metrics of the kept epoch, ``epochs``,
+  ``stopped_by``; over several seeds their means, ``<metric>_std`` and ``per_seed``.
+
+  The whole table on one GPU (seven datasets, ~25 minutes; the 28 jobs share the GPU)::
+
+    XLA_FLAGS=--xla_gpu_autotune_level=0 popdiff reproduce ndm --data-dir .carry_data \\
+      --datasets ndm/memetracker ndm/irvine ndm/lastfm forest/twitter forest/memetracker \\
+      infvae/christianity infvae/android --configs ndm lstm popularity ndm-prior \\
+      --parallel 7 --train.max-train-seconds 240
 
   Attributes:
     datasets: datasets to run (default: the three NDM sets shipped with the package).
     configs: named configs to run on each (``popdiff configs`` lists them).
-    workdir: one subfolder per dataset and config; reused = resumed.
-    out: also write the rows as JSON to this file.
+    seeds: each config runs once per seed (``train.seed``).
+    workdir: one subfolder per dataset, config and seed; reused = resumed.
     data: data options for every run.
     train: training options for every run.
   """
 
   datasets: tuple[str, ...] = ("ndm/irvine", "ndm/memetracker", "ndm/lastfm")
   configs: tuple[str, ...] = ("ndm", "lstm", "popularity")
-  workdir: str = "runs/reproduce_ndm"
-  out: str | None = None
+  seeds: tuple[int, ...] = (0,)
+  workdir: str | None = "runs/reproduce_ndm"
   data: Annotated[DataConfig, tyro.conf.OmitArgPrefixes] = DataConfig()
   train: TrainConfig = TrainConfig()
 
   def __post_init__(self):
+    super().__post_init__()
     unknown = [c for c in self.configs if c not in CONFIGS]
     v.require(self, "configs", not unknown, f"unknown named config(s) {unknown}; choose from "
               f"{', '.join(CONFIGS)}")
+    v.require(self, "seeds", len(self.seeds) > 0, "give at least one seed")

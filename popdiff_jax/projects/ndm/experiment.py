@@ -31,7 +31,7 @@ from popdiff_jax import losses, models
 from popdiff_jax._errors import DataError
 from popdiff_jax.baselines import popularity as pop
 from popdiff_jax.data.batching import make_batches
-from popdiff_jax.data.cascades import CascadeDataset, load_dataset, warn_if_truncated
+from popdiff_jax.data.cascades import CascadeDataset, warn_if_truncated
 from popdiff_jax.metrics.ranking import lean_ranking_sums, next_user_sums
 from popdiff_jax.models import Model, Variables
 from popdiff_jax.models.lstm import LSTMConfig
@@ -45,7 +45,8 @@ from popdiff_jax.training.workdir import claim, write_config
 from popdiff_jax.types import CascadeBatch
 
 __all__ = ["Trained", "build", "make_optimizer", "loss_fn", "metric_fn", "eval_step_for",
-           "train", "load_trained", "test_metrics", "run", "config_to_json", "config_from_json"]
+           "train", "load_trained", "test_metrics", "run", "result_row", "config_to_json",
+           "config_from_json"]
 
 KS = (10, 50, 100)
 #: ``TrainConfig.loss = "auto"`` streams the loss when the dense scores would pass this share of
@@ -381,8 +382,14 @@ def run(dataset: CascadeDataset, config: NextUserConfig,
   """
   trained = train(dataset, config, workdir, progress=progress,
                   frozen_embedding=frozen_embedding, overwrite=overwrite, resume=resume)
-  row = {"dataset": dataset.name, "model": name or config.model.name, "split": dataset.split,
-         "device": jax.devices()[0].device_kind}
+  return result_row(dataset, trained, name)
+
+
+def result_row(dataset: CascadeDataset, trained: Trained, name: str | None = None) -> dict:
+  """The results row of a trained model: what :func:`run` returns (test metrics, training
+  facts, validation metrics of the kept epoch)."""
+  row = {"dataset": dataset.name, "model": name or trained.config.model.name,
+         "split": dataset.split, "device": jax.devices()[0].device_kind}
   row.update(trained.info)
   row["train_seconds"] = round(row["train_seconds"], 2)
   if trained.f_init:
@@ -391,41 +398,8 @@ def run(dataset: CascadeDataset, config: NextUserConfig,
   return row
 
 
-EMBEDDED_DATASETS = ("ndm/irvine", "ndm/memetracker", "ndm/lastfm")
 TABLE_COLUMNS = ("dataset", "model", "hits@10", "hits@50", "hits@100", "map@10", "map@50",
                  "map@100", "epochs", "stopped_by", "train_seconds")
-
-
-def reproduce(datasets=EMBEDDED_DATASETS, config_names=("ndm", "lstm", "popularity"), *,
-              workdir: str | pathlib.Path = "runs/reproduce_ndm", progress: bool = True,
-              data: dict | None = None, train_overrides: dict | None = None) -> list[dict]:
-  """The next-user table: every named config on every dataset, one results row each.
-
-  Args:
-    datasets: registered dataset names (default: the three NDM sets shipped with the package).
-    config_names: named configs (``configs.CONFIGS``).
-    workdir: each run resumes from ``workdir/<dataset>/<config>``.
-    progress: progress bars.
-    data: ``DataConfig`` fields for every run (``data_dir``, ``split``, ``max_len``).
-    train_overrides: ``TrainConfig`` fields for every run (e.g. ``{"num_epochs": 2}``).
-
-  Returns:
-    One row per (dataset, config), ``model`` = the config's name.
-  """
-  from popdiff_jax.projects.ndm.configs import get_config
-
-  data = dict(data or {})
-  rows = []
-  for name in datasets:
-    base_data = dataclasses.replace(get_config("ndm").data, source=name, **data)
-    dataset = base_data.load()
-    for cname in config_names:
-      cfg = get_config(cname)
-      cfg = dataclasses.replace(cfg, data=base_data,
-                                train=dataclasses.replace(cfg.train, **(train_overrides or {})))
-      run_dir = pathlib.Path(workdir) / name.replace("/", "_") / cname
-      rows.append(run(dataset, cfg, run_dir, progress=progress, name=cname))
-  return rows
 
 
 def main(config: NextUserConfig, *, workdir: str | pathlib.Path, progress: bool = True,

@@ -53,7 +53,8 @@ def social_embedding(dataset: CascadeDataset, data_dir: str | None = None,
   """DeepWalk vectors of the dataset's social graph as a table over its vocabulary.
 
   Args:
-    dataset: a dataset with a graph (``SOCIAL_DATASETS``).
+    dataset: a dataset with a graph (``SOCIAL_DATASETS``, whose whole graph is read again, or
+      a dataset read by path with a ``graph`` file, whose graph is ``dataset.graph``).
     data_dir: where its files are.
     config: DeepWalk's settings (``dim`` is the size of the fixed block, 32 in the paper).
 
@@ -63,7 +64,12 @@ def social_embedding(dataset: CascadeDataset, data_dir: str | None = None,
     ``info`` counts the graph and the vocabulary users it covers, and DeepWalk's loss.
   """
   t0 = time.perf_counter()
-  edges, names = social_graph(dataset.name, data_dir)
+  if dataset.name not in DATASETS and dataset.graph is not None:  # a dataset read by path
+    nodes = np.unique(dataset.graph)
+    edges = np.searchsorted(nodes, dataset.graph).astype(np.int32)
+    names = [dataset.vocab.user(int(i)) for i in nodes]
+  else:
+    edges, names = social_graph(dataset.name, data_dir)
   vectors, (loss_first, loss_last) = deepwalk(edges, len(names), config, return_loss=True)
   rows = np.array([dataset.vocab.index(n) if n in dataset.vocab else -1 for n in names])
   inside = rows >= 0
