@@ -333,7 +333,8 @@ def plan(a) -> list[dict]:
     scale = {"max_len": 31, "min_len": 16, "num_train": 2048, "num_valid": 256,
              "epochs": a.scaling_epochs}
     t_jax, t_jax_warm, t_torch, t_scale = 180, 90, 90, 120
-  common = {"data_dir": a.data_dir, "torch_precision": a.torch_precision, "config": a.config,
+  data_dir = os.path.abspath(a.data_dir) if a.data_dir else None
+  common = {"data_dir": data_dir, "torch_precision": a.torch_precision, "config": a.config,
             "steps_per_call": a.steps_per_call, **sizes}
   users = a.users or ([100, 1000] if a.quick else [1_000, 10_000, 100_000, 1_000_000])
 
