@@ -99,6 +99,7 @@ class Table:
   show: Callable[[Any, pathlib.Path, list[dict]], list[dict]] | None = None
 
   def row_key(self, row: Mapping) -> tuple:
+    """The values of ``key`` in ``row`` (``key_defaults`` where absent): a row's identity."""
     return tuple(_hashable(row.get(k, self.key_defaults.get(k))) for k in self.key)
 
 
@@ -131,6 +132,7 @@ class Context:
       self.on_save(part)
 
   def seconds_left(self) -> float | None:
+    """Seconds to the deadline (None without one)."""
     return None if self.deadline is None else self.deadline - time.time()
 
   def train_budget(self, seconds: float | None, reserve: float = 0.0) -> float | None:

@@ -64,10 +64,12 @@ class SensitivityConfig(common.AnalysisConfig):
 
   @property
   def grid(self) -> dict:
+    """axis -> the values swept."""
     return {k: getattr(self, k) for k in analysis.SENSITIVITY_GRID}
 
   @property
   def base_point(self) -> dict:
+    """axis -> the base model's value."""
     return dict(zip(analysis.SENSITIVITY_GRID, self.base))
 
 
