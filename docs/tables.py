@@ -79,6 +79,45 @@ class Table:
   where: Mapping[str, Any] | Callable[[dict], bool] | None = None
   sort: Callable[[dict], Any] | None = None
   group: tuple[str, ...] = ()
+  picks: tuple["Pick", ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Pick:
+  """One row of a table drawn from several result files (``Table.picks``; ``Table.file`` is
+  then unused): the first row of ``file`` that passes ``where``, its metric ``ours`` (with
+  ``<ours>_std`` where the row has one), the paper's number (a row key, or a number when the
+  row does not carry it) and the constant cells ``cells``. ``leak_free`` selects the row of the
+  leak-free protocol in the same file (none: the cell is –).
+
+  The row handed to the columns has ``ours``, ``ours_std``, ``paper``, ``protocol``
+  (the row's, else ``project``), ``ours_leak_free``, ``seeds``, ``device`` (short), ``fmt``
+  and the ``cells``.
+  """
+
+  file: str
+  where: Mapping[str, Any]
+  ours: str
+  paper: str | float | None
+  cells: Mapping[str, Any]
+  leak_free: Mapping[str, Any] | None = None
+  fmt: str = ".3f"
+
+  def row(self, results: pathlib.Path) -> dict:
+    """The table row (cells of a missing result row are None, shown as –)."""
+    _, rows = read_results(results / self.file)
+    spec = Table(self.file, (), where=self.where)
+    found = select(spec, rows)
+    r = found[0] if found else {}
+    free = select(Table(self.file, (), where=self.leak_free), rows) if self.leak_free else []
+    paper = get(r, self.paper) if isinstance(self.paper, str) else self.paper
+    seeds = r.get("seeds")
+    device = str(r.get("device") or "").removeprefix("gpu:").removeprefix("NVIDIA ")
+    return {"device": device.split(" ")[0] or None, "fmt": self.fmt, **self.cells,
+            "ours": get(r, self.ours), "ours_std": get(r, f"{self.ours}_std"),
+            "paper": paper, "protocol": r.get("protocol", "project") if r else None,
+            "ours_leak_free": get(free[0], self.ours) if free else None,
+            "seeds": len(seeds) if isinstance(seeds, (list, tuple)) else seeds}
 
 
 def get(row: Mapping, key: str) -> Any:
@@ -174,6 +213,8 @@ def table(name: str, specs: Mapping[str, Table] | None = None,
   if name not in specs:
     raise TableError(f"unknown table {name!r} (known: {', '.join(sorted(specs))})")
   spec = specs[name]
+  if spec.picks:
+    return render(spec, [pick.row(results) for pick in spec.picks])
   _, rows = read_results(results / spec.file)
   return render(spec, select(spec, rows))
 
@@ -347,7 +388,70 @@ SMP = {"random_forest": "random forest", "conv1d": "Conv1d", "image_model": "ima
 REGRESSION = tuple(Col(h, k, ".3f", std=f"{k}_std") for h, k in (("MAE", "mae"), ("MSE", "mse"),
                                                                     ("SRCC", "srcc")))
 
+def _ours(r: dict) -> str | None:
+  """``mean ± std (protocol)`` of a headline row."""
+  if r["ours"] is None:
+    return None
+  std = f" ± {r['ours_std']:{r['fmt']}}" if r.get("ours_std") is not None else ""
+  return f"{r['ours']:{r['fmt']}}{std} ({r['protocol']})"
+
+
+HEADLINE = (Col("paper", "paper_name"), Col("data (the paper's)", "data"),
+            Col("metric", "metric"),
+            Col("paper", lambda r: None if r["paper"] is None else f"{r['paper']:{r['fmt']}}"),
+            Col("ours (protocol)", _ours),
+            Col("ours, leak-free", lambda r: None if r["ours_leak_free"] is None
+                else f"{r['ours_leak_free']:{r['fmt']}}"),
+            Col("seeds", "seeds"),
+            Col("command", lambda r: f"`{r['command']}`"))
+
+
 TABLES: dict[str, Table] = {
+    # README: one headline number per paper, ours beside the paper's.
+    "readme_papers": Table("", HEADLINE, picks=(
+        Pick("ndm_paper_protocol.json", {"dataset": "ndm/memetracker", "model": "NDM"},
+             "macro_f1", "paper_macro_f1",
+             {"paper_name": "NDM (Yang et al.)", "data": "ndm/memetracker",
+              "metric": "Macro-F1 (Table 2)", "command": "popdiff reproduce ndm-protocol"}),
+        Pick("diffusion_lstm.json", {"dataset": "twitter15", "model": "Diffusion-LSTM"},
+             "map_prototypes", 0.214,
+             {"paper_name": "Diffusion-LSTM (Hu et al.)", "data": "Twitter15 trees (Pinterest)",
+              "metric": "mAP over prototypes (Table 1)",
+              "command": "popdiff reproduce diffusion-lstm"}),
+        Pick("popularity.json", {"paper": "dual_attention", "model": "dual_attention",
+                                 "split": "random"}, "accuracy", "paper_reported.accuracy",
+             {"paper_name": "dual attention (Zhang et al.)",
+              "data": "instagram_likes (Instagram)", "metric": "accuracy, % (Table 3)",
+              "command": "popdiff reproduce popularity"}, fmt=".1f"),
+        Pick("popularity.json", {"paper": "fusion_dnn", "model": "fusion_dnn", "split": "random"},
+             "srcc", "paper_reported.srcc",
+             {"paper_name": "fusion DNN (Ding et al.)", "data": "instagram_likes (SMPD2019)",
+              "metric": "Spearman, random split", "command": "popdiff reproduce popularity"}),
+        Pick("popularity.json", {"paper": "multimodal_smp", "model": "conv1d_multimodal",
+                                 "split": "random"}, "srcc", "paper_reported.srcc",
+             {"paper_name": "multimodal SMP (Meghawat et al.)",
+              "data": "instagram_likes (SMP-T1, Flickr)", "metric": "Spearman, random split",
+              "command": "popdiff reproduce popularity"}),
+    )),
+    # README: the speed of the library's entry points against their anchors, same call.
+    "readme_speed": Table("", (
+        Col("what", "what"), Col("size", "size"), Col("anchor", "anchor"),
+        Col("ours", "ours", lambda v: v if isinstance(v, str) else f"{v:,.1f}x"),
+        Col("device", "device"), Col("result file", lambda r: f"`{r['file']}`")), picks=(
+        Pick("ic_simulation.json", {"kind": "ic", "run": "gpu", "nodes": 100_000, "p": 0.01,
+                                    "impl": "popdiff_jax[frontier]", "sims": 100_000},
+             "ratio_vs_cynetdiff", None,
+             {"what": "IC Monte Carlo (`simulate_ic`)", "size": "100k nodes, 1M edges, p = 0.01",
+              "anchor": "cynetdiff (1 CPU core)", "file": "ic_simulation.json"}),
+        Pick("tree_lstm_speed.json", {"kind": "best", "trees": 1490, "precision": "fp32"},
+             "ratio_fwd_bwd_vs_torch_levelwise", None,
+             {"what": "tree LSTM, forward + backward", "size": "1,490 Twitter15 trees",
+              "anchor": "PyTorch level-wise", "file": "tree_lstm_speed.json"}),
+        Pick("gpu_suite.json", {"bench": "ndm_train/forest_twitter", "impl": "jax_lean"},
+             "ratio_vs_anchor", None,
+             {"what": "NDM training (cascades/s)", "size": "forest/twitter, 12,629 users",
+              "anchor": "PyTorch recipe", "file": "gpu_suite.json"}),
+    )),
     # NDM (Yang et al.): next-user prediction of the named configs, the rows the file holds now.
     "ndm_next_user": Table(
         "ndm_next_user.json",

@@ -113,3 +113,26 @@ def test_cli_check_and_print(tables, capsys):
   assert tables.main(["--print", "ndm_paper_protocol"]) == 0
   assert "| dataset | model | macro_f1 |" in capsys.readouterr().out
   assert tables.main(["--print", "nope"]) == 2
+
+
+def test_picks_draw_one_row_from_each_file(tables, tmp_path):
+  write_results(tmp_path / "a.json", [{"model": "x", "f1": 0.5, "f1_std": 0.1, "seeds": [0, 1],
+                                       "paper_f1": 0.6},
+                                      {"model": "x", "f1": 0.4, "protocol": "leak_free"}], {})
+  write_results(tmp_path / "b.json", [{"name": "y", "acc": 70.25}], {})
+  spec = tables.Table("", (tables.Col("p", "paper_name"), tables.Col("ours", "ours", ".2f",
+                                                                     std="ours_std"),
+                           tables.Col("paper", "paper", ".2f"),
+                           tables.Col("free", "ours_leak_free", ".2f"),
+                           tables.Col("seeds", "seeds"), tables.Col("protocol", "protocol")),
+                      picks=(tables.Pick("a.json", {"model": "x", "protocol": (None,)}, "f1",
+                                         "paper_f1", {"paper_name": "A"},
+                                         leak_free={"protocol": "leak_free"}),
+                             tables.Pick("b.json", {"name": "y"}, "acc", 71.0,
+                                         {"paper_name": "B"}),
+                             tables.Pick("b.json", {"name": "missing"}, "acc", None,
+                                         {"paper_name": "C"})))
+  assert tables.table("t", {"t": spec}, tmp_path).splitlines()[2:] == [
+      "| A | 0.50 ± 0.10 | 0.60 | 0.40 | 2 | project |",
+      "| B | 70.25 | 71.00 | – | – | project |",
+      "| C | – | – | – | – | – |"]
