@@ -253,7 +253,7 @@ def run_ndm() -> dict:
 
 
 def diffusion_lstm_configs() -> dict:
-  """row label -> config: ``projects.diffusion_lstm.configs.tiny`` (320 synthetic trees over
+  """row label -> config: ``projects.diffusion_lstm.configs.tiny`` with SGD (320 synthetic trees over
   200 users, split 240 / 40 / 40) with one node bucket of 8 chunks, so every training batch has
   one shape (one compilation per training phase); ``Diffusion-LSTM`` and ``random`` with two
   sampled generations per test root (the tiny default), the other three variants without (the
@@ -261,7 +261,10 @@ def diffusion_lstm_configs() -> dict:
   XLA's default level on the recording machine; ``random`` reuses the full model's programs)."""
   from popdiff_jax.projects.diffusion_lstm import configs as C
 
-  sampled = C.tiny().replace(data={"buckets": (8,)})
+  # The recorded optimiser: plain SGD at 0.2 then 0.02 (``tiny`` itself now uses Adam).
+  sampled = C.tiny().replace(data={"buckets": (8,)},
+                             train={"optimizer": "sgd", "learning_rate": 0.2,
+                                    "learning_rate_low": 0.02})
   rest = sampled.replace(eval={"samples": 0})
   return {"Diffusion-LSTM": sampled, "random": sampled.replace(train={"random_weights": True}),
           "social-only": rest.replace(model={"variant": "social"}),
