@@ -157,8 +157,10 @@ def _configs_page() -> str:
   out = ["# Configs", "",
          "Every config is a frozen dataclass, checked when it is built (a bad value is one "
          "error naming the field, the value and what is allowed). Every field is an option of "
-         "`popdiff train NAME`: `--data`, `--format` and the other data fields without a prefix, "
-         "the others as `--model.FIELD`, `--train.FIELD`, `--eval.FIELD`. This page is "
+         "`popdiff train NAME`: the options naming the data without a prefix (NDM and "
+         "Diffusion-LSTM: `--data`, `--format`, `--data-dir`; NDM's other data fields too), the "
+         "others as "
+         "`--data.FIELD`, `--model.FIELD`, `--train.FIELD`, `--eval.FIELD`. This page is "
          "generated from the classes.", ""]
   for project in PROJECTS:
     module = importlib.import_module(f"popdiff_jax.projects.{project}.configs")

@@ -151,3 +151,24 @@ def test_train_a_popularity_config(tmp_path, capsys):
   assert main(["train", "fusion-dnn-tiny", "--workdir", str(tmp_path / "w"), "--no-progress"]) == 0
   (row,) = json.loads((tmp_path / "w" / "results.json").read_text())
   assert row["paper"] == "fusion_dnn" and "srcc" in capsys.readouterr().out
+
+
+def test_your_own_trees_show_in_the_summary_and_train_diffusion_lstm(tmp_path, capsys):
+  """The example tree CSV: ``data summary --kind trees`` and ``train diffusion-lstm-tiny --data
+  PATH --format csv`` (with its labels) end with a table; the row names the file."""
+  import pathlib
+  examples = pathlib.Path(__file__).resolve().parents[1] / "popdiff_jax" / "data" / "examples"
+  trees, labels = str(examples / "trees.csv"), str(examples / "tree_labels.csv")
+  assert main(["data", "summary", "--kind", "trees", "--data", trees, "--labels", labels]) == 0
+  table = capsys.readouterr().out
+  assert trees in table and " csv " in table and " 64 " in table and " 778 " in table
+  assert main(["data", "summary", "--data", trees, "--format", "weibo"]) == 2
+  assert "is a tree format: add --kind trees" in capsys.readouterr().err
+  args = ["train", "diffusion-lstm-tiny", "--data", trees, "--format", "csv", "--labels", labels,
+          "--workdir", str(tmp_path / "w"), "--no-progress"]
+  assert main(args) == 0
+  out = capsys.readouterr().out
+  assert "map_prototypes" in out and "Diffusion-LSTM" in out and trees in out
+  (row,) = json.loads((tmp_path / "w" / "results.json").read_text())
+  assert row["dataset"] == trees and row["epochs"] >= 1
+  assert 0.0 <= row["ap_terminal"] <= 1.0 and 0.0 <= row["map_prototypes"] <= 1.0

@@ -10,6 +10,7 @@ from popdiff_jax.cli.main import main
 from popdiff_jax.models.lstm import LSTMConfig
 from popdiff_jax.models.ndm import NDMConfig
 from popdiff_jax.projects.ndm.configs import DataConfig, ReproduceConfig, TrainConfig
+from popdiff_jax.projects.diffusion_lstm.configs import DataConfig as TreeDataConfig
 
 RULES = [
     # (config class, field, bad value, words of the message)
@@ -47,6 +48,18 @@ RULES = [
     (DataConfig, "max_len", 0, "> 0"),
     (DataConfig, "split", "by-user", "one of"),
     (ReproduceConfig, "configs", ("ndm", "nope"), "unknown named config"),
+    (TreeDataConfig, "source", "", "a preset (synthetic, twitter15) or the path"),
+    (TreeDataConfig, "source", " ", "a preset (synthetic, twitter15) or the path"),
+    (TreeDataConfig, "format", "newick", "one of None, 'twitter15', 'weibo'"),
+    (TreeDataConfig, "format", "csv", "a preset has its own"),
+    (TreeDataConfig, "labels", "labels.csv", "the presets bring their own"),
+    (TreeDataConfig, "max_trees", 0, "> 0"),
+    (TreeDataConfig, "num_protos", 0, "> 0"),
+    (TreeDataConfig, "kmeans_iters", 0, "> 0"),
+    (TreeDataConfig, "kmeans_max_points", -1, "> 0"),
+    (TreeDataConfig, "chunk", 0, "> 0"),
+    (TreeDataConfig, "seed", -1, ">= 0"),
+    (TreeDataConfig, "buckets", (), "one or more positive integers"),
 ]
 
 
@@ -61,8 +74,12 @@ def test_each_rule_names_field_value_and_what_is_allowed(cls, field, value, word
 
 
 def test_the_defaults_are_valid():
-  for cls in (NDMConfig, LSTMConfig, TrainConfig, DataConfig, ReproduceConfig):
+  for cls in (NDMConfig, LSTMConfig, TrainConfig, DataConfig, ReproduceConfig, TreeDataConfig):
     cls()
+  # The data rules of the tree configs allow what they should: a path with its format and labels,
+  # a preset in its own format.
+  TreeDataConfig(source="my_trees.csv", format="csv", labels="labels.csv")
+  TreeDataConfig(source="twitter15", format="twitter15")
 
 
 @pytest.mark.parametrize("option,value,field", [
@@ -79,4 +96,14 @@ def test_the_command_line_shows_the_message_without_a_traceback(tmp_path, capsys
   assert e.value.code == 2
   err = " ".join(capsys.readouterr().err.split())
   assert field in err and "Traceback" not in err
+  assert not (tmp_path / "w").exists()
+
+
+def test_the_tree_data_options_have_no_prefix_and_show_the_rule(tmp_path, capsys):
+  with pytest.raises(SystemExit) as e:
+    main(["train", "diffusion-lstm-tiny", "--data", "twitter15", "--format", "csv",
+          "--workdir", str(tmp_path / "w")])
+  assert e.value.code == 2
+  err = " ".join(capsys.readouterr().err.split())
+  assert "DataConfig.format = 'csv'" in err and "Traceback" not in err
   assert not (tmp_path / "w").exists()

@@ -34,9 +34,7 @@ def test_named_configs_and_checks():
   assert (paper.train.optimizer, paper.train.learning_rate, paper.train.learning_rate_low) == (
       "sgd", 0.2, 0.02) and paper.data.num_protos == 100
   tw = C.get_config("fc").replace(**C.TWITTER15_CPU)
-  assert tw.data.dataset == "twitter15" and tw.model.variant == "fc" and tw.train.epochs_low == 1
-  with pytest.raises(ConfigError, match="dataset"):
-    C.DataConfig(dataset="pinterest")
+  assert tw.data.source == "twitter15" and tw.model.variant == "fc" and tw.train.epochs_low == 1
   with pytest.raises(ConfigError, match="buckets"):
     C.DataConfig(buckets=())
   with pytest.raises(ConfigError, match="optimizer"):
@@ -123,7 +121,7 @@ def test_loop_on_four_devices_equals_one(tmp_path):
 def test_prepare_twitter15_small():
   from _shared_data import require_shared
   d = require_shared("twitter15_16_trees")
-  p = D.prepare(C.DataConfig(dataset="twitter15", data_dir=str(d), max_trees=40, num_protos=8,
+  p = D.prepare(C.DataConfig(source="twitter15", data_dir=str(d), max_trees=40, num_protos=8,
                              kmeans_iters=10))
   assert p.info["split"] == [30, 5, 5] and p.info["cleaning"]["trees"] == 40
   e = p.test[0]
@@ -131,3 +129,45 @@ def test_prepare_twitter15_small():
   np.testing.assert_allclose(e.x, p.proto_x[e.proto])
   assert np.all((0 <= e.proto) & (e.proto < 8))
   np.testing.assert_allclose(np.stack([x.content for x in p.train]).mean(0), 0.0, atol=1e-5)
+  # The same trees read by path are prepared alike (the content feature too: Twitter15's format).
+  q = D.prepare(C.DataConfig(source=str(d / "twitter15_tree.tar.gz"), format="twitter15",
+                             max_trees=40, num_protos=8, kmeans_iters=10))
+  assert q.name.endswith("twitter15_tree.tar.gz") and q.info["split"] == p.info["split"]
+  np.testing.assert_array_equal(q.proto_x, p.proto_x)
+  for a, b in zip(p.train + p.val + p.test, q.train + q.val + q.test):
+    assert a.name == b.name
+    np.testing.assert_array_equal(a.content, b.content)
+    np.testing.assert_array_equal(a.proto, b.proto)
+
+
+def test_prepare_trees_of_your_own():
+  """The example CSV with its labels: split 6:1:1, prototypes from the training trees, a content
+  feature of the two labels and the early statistics (no tweet time)."""
+  import dataclasses
+  import pathlib
+  ex = pathlib.Path(__file__).resolve().parents[1] / "popdiff_jax" / "data" / "examples"
+  p = D.prepare(dataclasses.replace(CFG.data, source=str(ex / "trees.csv"),
+                                    labels=str(ex / "tree_labels.csv")))
+  assert p.name == str(ex / "trees.csv") and p.info["split"] == [48, 8, 8]
+  assert p.info["format"] == "csv" and p.info["labels"] == ["meme", "news"]
+  assert (p.input_dim, p.content_dim, p.num_protos) == (8, 4, 8)
+  e = p.test[0]
+  np.testing.assert_allclose(e.x, p.proto_x[e.proto])
+  np.testing.assert_allclose(np.stack([x.content for x in p.train]).mean(0), 0.0, atol=1e-5)
+  unlabelled = D.prepare(C.DataConfig(source=str(ex / "trees.csv"), num_protos=8))
+  assert unlabelled.content_dim == 2 and unlabelled.info["labels"] == []
+
+
+def test_too_few_trees_or_nodes_are_one_error(tmp_path):
+  from popdiff_jax import DataError
+  rows = ["tree,parent,child,time"] + [f"t{i},,u{i},0\nt{i},u{i},v{i},1" for i in range(5)]
+  path = tmp_path / "few.csv"
+  path.write_text("\n".join(rows) + "\n")
+  with pytest.raises(DataError, match="5 trees are too few to split 6:1:1"):
+    D.prepare(C.DataConfig(source=str(path), num_protos=2))
+  rows = ["tree,parent,child,time"] + [f"t{i},,u{i},0" for i in range(8)]
+  path.write_text("\n".join(rows) + "\n")
+  with pytest.raises(DataError, match="6 nodes, fewer than the num_protos=8"):
+    D.prepare(C.DataConfig(source=str(path), num_protos=8))
+  with pytest.raises(DataError, match="not a registered name"):
+    D.prepare(C.DataConfig(source=str(tmp_path / "absent.csv")))

@@ -40,14 +40,20 @@ def test_behaviour_features_leave_own_tree_out_and_unseen_users():
   assert f_all.max() <= 1.0 + 1e-6 and f_all.min() >= 0.0
 
 
-def test_twitter_content_features_shape():
+def test_content_features_of_twitter15_and_of_other_trees():
   t = T.tree_from_parents([-1, 0, 0], name="265953285247209472", delay=[0, 3, 20])
   t = t._replace(label="false")
-  f = U.twitter_content_features([t])
+  f = U.content_features([t])
   assert f.shape == (1, 9)
   np.testing.assert_allclose(f[0, :4], [0, 1, 0, 0])
   assert 1.5 < f[0, 4] < 2.5  # November 2012
   np.testing.assert_allclose(f[0, 7:], [np.log1p(1), np.log1p(3)], rtol=1e-6)
+  # A tree of another source: no tweet time, the data's own labels (an unknown one: zeros).
+  other = T.tree_from_parents([-1, 0], name="post1", delay=[0, 12])._replace(label="meme")
+  g = U.content_features([other, t], ("meme", "news"), tweet_time=False)
+  np.testing.assert_allclose(g, [[1, 0, 0, np.log1p(12)], [0, 0, np.log1p(1), np.log1p(3)]],
+                             rtol=1e-6)
+  assert U.content_features([other], (), tweet_time=False).shape == (1, 2)
 
 
 def test_kmeans_recovers_separated_clusters_and_nearest_centroid():

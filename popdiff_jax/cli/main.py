@@ -6,7 +6,7 @@
   popdiff train NAME [--workdir W] [--FIELD VALUE ...]  # e.g. popdiff train ndm-prior --train.seed 1
   popdiff evaluate --workdir W [--on test]
   popdiff reproduce {ndm,ndm-protocol,ndm-social,...,popularity,diffusion-lstm} [...]
-  popdiff data summary [NAME ...]
+  popdiff data summary [NAME ...] [--kind trees] [--data PATH --format F]
 
 ``train`` takes every field of the named config as an option (``--data``,
 ``--model.dim``, ``--train.learning-rate``, ...): the options are generated from the config
@@ -135,12 +135,53 @@ def cmd_reproduce(a: argparse.Namespace, rest: list[str]) -> int:
                                                                      progress=not a.no_progress)
 
 
+_TREE_COLUMNS = ("dataset", "format", "trees", "nodes", "users", "mean_size", "max_size",
+                 "mean_depth", "max_depth", "labelled", "labels", "dropped_edges", "dropped_nodes")
+
+
+def _tree_summary(a: argparse.Namespace) -> int:
+  """``popdiff data summary --kind trees``: registered tree datasets, or trees given by path."""
+  from popdiff_jax.data.trees import TREE_DATASETS, load_tree_dataset
+
+  if a.graph is not None:
+    raise ConfigError("data", "graph", a.graph, "is a social graph of cascades, not of trees")
+  if a.data is not None:
+    ts = load_tree_dataset(a.data, a.data_dir, format=a.format, labels=a.labels)
+    _print_table([ts.summary()], _TREE_COLUMNS, floatfmt=".2f")
+    return 0
+  names = a.names or sorted(TREE_DATASETS)
+  unknown = [n for n in names if n not in TREE_DATASETS]
+  if unknown:
+    raise DataError(f"unknown tree dataset(s) {', '.join(unknown)}; registered: "
+                    f"{', '.join(sorted(TREE_DATASETS))}")
+  rows, missing = [], []
+  for n in names:
+    try:
+      rows.append(load_tree_dataset(n, a.data_dir).summary())
+    except DataError as e:
+      if "not shipped" not in str(e):
+        raise
+      missing.append(n)
+  _print_table(rows, _TREE_COLUMNS, floatfmt=".2f")
+  if missing:
+    print(f"\nnot found (pass --data-dir or set POPDIFF_DATA_DIR): {', '.join(missing)}")
+  return 0
+
+
 def cmd_data(a: argparse.Namespace, rest: list[str]) -> int:
-  """``popdiff data summary``: registered datasets, or one file or folder given by path."""
-  from popdiff_jax.data.cascades import DATASETS, load_dataset
+  """``popdiff data summary``: registered datasets, or one file or folder given by path
+  (cascades, or trees with ``--kind trees``)."""
+  from popdiff_jax.data.cascades import DATASETS, FORMATS, load_dataset
+  from popdiff_jax.data.trees import TREE_FORMATS
 
   if rest:
     raise ConfigError("data", "options", " ".join(rest), "unknown options")
+  if a.kind == "trees":
+    return _tree_summary(a)
+  if a.labels is not None:
+    raise ConfigError("data", "labels", a.labels, "labels trees: add --kind trees")
+  if a.format in TREE_FORMATS and a.format not in FORMATS:
+    raise ConfigError("data", "format", a.format, "is a tree format: add --kind trees")
   if a.data is not None:
     ds = load_dataset(a.data, a.data_dir, format=a.format, graph=a.graph)
     _print_table([ds.summary()], ("dataset", "format", "users", "train", "valid", "test",
@@ -224,12 +265,19 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("action", choices=("summary",), help="summary: one row per dataset")
   p.add_argument("names", nargs="*", metavar="NAME",
                  help="registered datasets (default: all; those not found are named at the end)")
+  p.add_argument("--kind", choices=("cascades", "trees"), default="cascades",
+                 help="what --data holds, and which registered datasets to list: cascades "
+                      "(formats csv, ndm, forest, mshgat, infvae, topolstm) or propagation trees "
+                      "(formats csv, twitter15, weibo, parent_arrays); %(default)s")
   p.add_argument("--data", default=None, metavar="PATH",
-                 help="summarise this file or folder of cascades instead of registered datasets")
+                 help="summarise this file or folder instead of registered datasets")
   p.add_argument("--format", default=None,
-                 help="the format of --data (csv, ndm, forest, mshgat, infvae, topolstm); "
-                      "default: detected from the files")
+                 help="the format of --data, one of --kind's formats; default: detected from "
+                      "the files")
   p.add_argument("--graph", default=None, metavar="PATH", help="a social graph file for --data")
+  p.add_argument("--labels", default=None, metavar="PATH",
+                 help="a label file for trees (--kind trees): a CSV 'tree,label', or "
+                      "'label:tree' lines")
   p.add_argument("--data-dir", default=None, help="folder holding the dataset folders")
   _common(p)
   p.set_defaults(fn=cmd_data)

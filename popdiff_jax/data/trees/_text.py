@@ -9,7 +9,7 @@ import numpy as np
 
 from popdiff_jax._errors import DataError
 
-__all__ = ["FLOAT32_MAX", "text_lines", "read_bytes", "finite"]
+__all__ = ["FLOAT32_MAX", "text_lines", "read_bytes", "finite", "require_trees"]
 
 #: Largest finite float32 (delays and times are stored as float32).
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -45,3 +45,10 @@ def finite(token: str, what: str, name: str, path: str, line: int) -> float:
   if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
     raise DataError(f"tree {name!r}: {what} is not finite in float32: {token[:40]!r}", path, line)
   return value
+
+
+def require_trees(trees: list, path: str) -> list:
+  """``trees``, or DataError naming the file when it held no tree at all (an empty file)."""
+  if not trees:
+    raise DataError("empty file: no trees", path)
+  return trees

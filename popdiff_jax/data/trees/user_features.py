@@ -29,6 +29,10 @@ with training means and deviations as the paper does for VGG features. The early
 early-observation window as in popularity prediction; they are partly informative of the root's
 own number of children.
 
+Trees of other sources (:func:`content_features` with ``tweet_time=False``): a tree's name is not
+a tweet id, so the three time columns are left out; the label one-hot runs over the labels the
+data has (none: no columns); the early statistics are computed alike (delays in minutes).
+
 The prototypes themselves are k-means clusters of these features
 (``popdiff_jax.baselines.kmeans``; ``projects.diffusion_lstm.data`` runs it).
 """
@@ -42,7 +46,7 @@ import numpy as np
 from popdiff_jax.data.trees.tree import Tree
 
 __all__ = ["BehaviourTable", "fit_behaviour", "behaviour_features", "BEHAVIOUR_COLUMNS",
-           "twitter_content_features", "TWITTER_LABELS"]
+           "content_features", "TWITTER_LABELS"]
 
 BEHAVIOUR_COLUMNS = ("log_appearances", "log_out_degree", "log_root_count", "mean_depth",
                      "mean_log_delay", "depth", "log_delay", "log_delay_since_parent")
@@ -123,25 +127,34 @@ def behaviour_features(tree: Tree, table: BehaviourTable) -> np.ndarray:
   return (_raw_features(tree, _history(tree, table)) / table.scale[None, :]).astype(np.float32)
 
 
-def twitter_content_features(trees: Sequence[Tree]) -> np.ndarray:
-  """(T, 9) unnormalised content features of Twitter15 roots (see the module docstring).
+def content_features(trees: Sequence[Tree], labels: Sequence[str] = TWITTER_LABELS, *,
+                     tweet_time: bool = True) -> np.ndarray:
+  """(T, len(labels) + 3 * tweet_time + 2) unnormalised content features of tree roots.
 
-  z-score them with training statistics before use.
+  Columns (the module docstring): the label one-hot over ``labels`` (zeros for a label not in
+  it, or none), with ``tweet_time`` the root tweet's time from its Twitter snowflake id (years
+  since 2011, hour-of-day sine and cosine; the tree's name must be the root tweet id), then the
+  early statistics (log1p responses within 10 minutes, log1p delay of the first response).
+  Twitter15: the defaults, 9 columns. Trees of other sources (``tweet_time=False``, labels from
+  the data) keep what a tree itself holds. z-score them with training statistics before use.
   """
+  labels = tuple(labels)
   rows = []
   for t in trees:
-    onehot = np.zeros(4)
-    if t.label in TWITTER_LABELS:
-      onehot[TWITTER_LABELS.index(t.label)] = 1.0
-    try:
-      ms = (int(t.name) >> 22) + 1288834974657
-    except ValueError:
-      ms = 1288834974657
-    years = (ms / 1000.0 - 1293840000.0) / (365.25 * 86400.0)  # since 2011-01-01
-    hour = (ms / 3.6e6) % 24.0
+    onehot = np.zeros(len(labels))
+    if t.label in labels:
+      onehot[labels.index(t.label)] = 1.0
+    when = []
+    if tweet_time:
+      try:
+        ms = (int(t.name) >> 22) + 1288834974657
+      except ValueError:
+        ms = 1288834974657
+      years = (ms / 1000.0 - 1293840000.0) / (365.25 * 86400.0)  # since 2011-01-01
+      hour = (ms / 3.6e6) % 24.0
+      when = [years, np.sin(2 * np.pi * hour / 24), np.cos(2 * np.pi * hour / 24)]
     d = t.delay[1:]
     early = float((d <= 10.0).sum())
     first = float(d.min()) if d.size else 0.0
-    rows.append(np.r_[onehot, years, np.sin(2 * np.pi * hour / 24), np.cos(2 * np.pi * hour / 24),
-                      np.log1p(early), np.log1p(max(first, 0.0))])
-  return np.asarray(rows, np.float32)
+    rows.append(np.r_[onehot, when, np.log1p(early), np.log1p(max(first, 0.0))])
+  return np.asarray(rows, np.float32).reshape(len(rows), len(labels) + 3 * tweet_time + 2)

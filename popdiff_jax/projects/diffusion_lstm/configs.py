@@ -4,8 +4,10 @@ A :class:`TreePredictionConfig` is ``data`` (which trees, the prototypes, the ba
 ``model`` (``DiffusionLSTMConfig``: the variant and its sizes), ``train`` (the two SGD phases)
 and ``eval`` (teacher-forced evaluation and tree generation). Every field is an option of
 ``popdiff train <name>`` (``--model.hidden 64``, ``--train.learning-rate 0.2``,
-``--data.dataset twitter15``): the command line is generated from these classes, so a default or
-a rule is written once, here. Each field is checked when the config is built.
+``--data.chunk 1024``; the options naming the data have no prefix: ``--data twitter15``,
+``--data my_trees.csv --labels my_labels.csv``, ``--format``, ``--data-dir``): the command line
+is generated from these classes, so a default or a rule is written once, here. Each field is
+checked when the config is built.
 
 The fields default to the paper's protocol where the paper gives it (k = 100 prototypes, SGD 0.2
 then 0.02, up to 30 + 30 epochs, terminal threshold 0.5, caps 10 / 100 / 150) and to our choices
@@ -15,23 +17,28 @@ the CPU budget that produced the file (Adam instead of SGD, hidden 64, a few epo
 ``README.md``). Each docstring gives the command, the result and the time. The Twitter15 rows
 add the overrides :data:`TWITTER15_CPU`::
 
-  popdiff train <name> --data.dataset twitter15 --data.chunk 1024 --data.buckets 8 16 32 64 \\
+  popdiff train <name> --data twitter15 --data.chunk 1024 --data.buckets 8 16 32 64 \\
       --train.epochs-high 3 --train.epochs-low 1 --eval.batch-trees 32
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Literal
+from typing import Annotated, Callable, Literal
+
+import tyro
 
 from popdiff_jax import _validate as v
+from popdiff_jax.data.trees.formats import TREE_FORMATS
 from popdiff_jax.data.trees.synthetic import SyntheticTreesConfig
 from popdiff_jax.models.diffusion_lstm import DiffusionLSTMConfig
 
 __all__ = ["DataConfig", "TrainConfig", "EvalConfig", "TreePredictionConfig", "DATASETS",
            "TWITTER15_CPU", "CONFIGS", "get_config", "row_label"]
 
+#: The presets of ``DataConfig.source``, with the format each is in (synthetic: generated).
 DATASETS = ("synthetic", "twitter15")
+_PRESET_FORMAT = {"synthetic": None, "twitter15": "twitter15"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,12 +46,21 @@ class DataConfig:
   """Which trees, how their users become prototypes, and how trees are laid out in batches.
 
   Attributes:
-    dataset: ``synthetic`` (the Pinterest-like generator, ``data.trees.synthetic``; no files)
-      or ``twitter15`` (the public propagation trees, ``twitter15_tree.tar.gz``).
+    source: a preset, ``synthetic`` (the Pinterest-like generator, ``data.trees.synthetic``; no
+      files; always the generator) or ``twitter15`` (the public propagation trees,
+      ``twitter15_tree.tar.gz``), or the path of your own trees in one of the tree formats
+      (``data.trees.TREE_FORMATS``): they are prepared as Twitter15 (``data.prepare_trees``).
+      On the command line: ``--data``.
+    format: the format of a path (``csv``, ``twitter15``, ``weibo``, ``parent_arrays``); None
+      detects it where the path says it (a ``.csv`` file, a ``.tar.gz`` or a folder).
+      ``--format``.
+    labels: a label file for a path: a ``.csv`` with header ``tree,label``, or Twitter15's
+      ``label:tree`` lines (``data.trees.read_labels``). ``--labels``.
     data_dir: folder holding ``twitter15_16_trees/`` (or that folder itself; default:
-      ``$POPDIFF_DATA_DIR``, else ``../shared/data`` beside a checkout). Unused for synthetic.
-    max_trees: read only the first Twitter15 trees by name (None: all 1,490).
-    synthetic: the generator's settings (``dataset == "synthetic"``).
+      ``$POPDIFF_DATA_DIR``, else ``../shared/data`` beside a checkout). Used by ``twitter15``
+      only. ``--data-dir``.
+    max_trees: read only the first trees (Twitter15: by name; None: all).
+    synthetic: the generator's settings (``source == "synthetic"``).
     num_protos: k, the number of prototype users (paper: 100): k-means++ clusters of the
       training users' features; a node's input is its prototype's centroid.
     kmeans_iters: Lloyd iterations of k-means.
@@ -54,8 +70,10 @@ class DataConfig:
     buckets: the allowed numbers of chunks K per batch (one compile each).
   """
 
-  dataset: Literal["synthetic", "twitter15"] = "synthetic"
-  data_dir: str | None = None
+  source: Annotated[str, tyro.conf.arg(name="data", prefix_name=False)] = "synthetic"
+  format: Annotated[str | None, tyro.conf.arg(prefix_name=False)] = None
+  labels: Annotated[str | None, tyro.conf.arg(prefix_name=False)] = None
+  data_dir: Annotated[str | None, tyro.conf.arg(prefix_name=False)] = None
   max_trees: int | None = None
   synthetic: SyntheticTreesConfig = SyntheticTreesConfig()
   num_protos: int = 100
@@ -66,7 +84,15 @@ class DataConfig:
   buckets: tuple[int, ...] = (8, 16, 32, 64)
 
   def __post_init__(self):
-    v.one_of(self, "dataset", DATASETS)
+    v.require(self, "source", isinstance(self.source, str) and bool(self.source.strip()),
+              "must be a preset (synthetic, twitter15) or the path of trees")
+    v.one_of(self, "format", (None, *TREE_FORMATS))
+    v.require(self, "format", self.format is None or self.source not in DATASETS
+              or self.format == _PRESET_FORMAT[self.source],
+              "is the format of a path; a preset has its own (twitter15: 'twitter15', "
+              "synthetic: none)")
+    v.require(self, "labels", self.labels is None or self.source not in DATASETS,
+              "is a label file for a path; the presets bring their own")
     v.positive(self, "max_trees", allow_none=True)
     v.positive(self, "num_protos", "kmeans_iters", "kmeans_max_points", "chunk")
     v.non_negative(self, "seed")
@@ -198,7 +224,7 @@ def row_label(config: TreePredictionConfig) -> str:
 #: The overrides of the Twitter15 rows of the results file: its trees are large (402 nodes and
 #: a widest level of 310 on average), so wider chunks; fewer epochs (an epoch takes about 40 s
 #: on a 2-core CPU); smaller evaluation batches.
-TWITTER15_CPU = {"data": {"dataset": "twitter15", "chunk": 1024, "buckets": (8, 16, 32, 64)},
+TWITTER15_CPU = {"data": {"source": "twitter15", "chunk": 1024, "buckets": (8, 16, 32, 64)},
                  "train": {"epochs_high": 3, "epochs_low": 1},
                  "eval": {"batch_trees": 32}}
 
@@ -206,7 +232,7 @@ TWITTER15_CPU = {"data": {"dataset": "twitter15", "chunk": 1024, "buckets": (8, 
 def _cpu(variant: str, random_weights: bool = False) -> TreePredictionConfig:
   """The CPU budget of the results file on the synthetic set (README: deviations)."""
   return TreePredictionConfig(
-      data=DataConfig(dataset="synthetic", chunk=64, buckets=(4, 8, 16, 32)),
+      data=DataConfig(source="synthetic", chunk=64, buckets=(4, 8, 16, 32)),
       model=DiffusionLSTMConfig(variant=variant, hidden=64, head_hidden=64, dropout_rate=0.3),
       train=TrainConfig(optimizer="adam", learning_rate=1e-3, learning_rate_low=1e-4,
                         epochs_high=8, epochs_low=3, patience=2, batch_trees=16,
@@ -217,7 +243,7 @@ def _cpu(variant: str, random_weights: bool = False) -> TreePredictionConfig:
 def diffusion_lstm() -> TreePredictionConfig:
   """Diffusion-LSTM (social input, content into the root memory), CPU budget.
 
-  Command: ``popdiff train diffusion-lstm --data.dataset synthetic --workdir runs/dlstm``
+  Command: ``popdiff train diffusion-lstm --data synthetic --workdir runs/dlstm``
   (Twitter15: add the overrides of :data:`TWITTER15_CPU`, module docstring).
   Result: ``benchmarks/results/diffusion_lstm.json``, row ``model == "Diffusion-LSTM"``:
   synthetic ``map_prototypes`` 0.0368, ``ap_terminal`` 0.816; Twitter15 ``map_prototypes``
@@ -230,7 +256,7 @@ def diffusion_lstm() -> TreePredictionConfig:
 def social_only() -> TreePredictionConfig:
   """The social-only baseline (c0 = 0, no content), CPU budget.
 
-  Command: ``popdiff train social-only --data.dataset synthetic --workdir runs/social``.
+  Command: ``popdiff train social-only --data synthetic --workdir runs/social``.
   Result: ``benchmarks/results/diffusion_lstm.json``, row ``model == "social-only"``:
   synthetic ``map_prototypes`` 0.0295; Twitter15 0.2771. About 1.5 minutes (synthetic) and
   3 minutes (Twitter15) on a 2-core CPU.
@@ -241,7 +267,7 @@ def social_only() -> TreePredictionConfig:
 def content_only() -> TreePredictionConfig:
   """The content-only baseline (the content feature is every node's input, c0 = 0), CPU budget.
 
-  Command: ``popdiff train content-only --data.dataset synthetic --workdir runs/content``.
+  Command: ``popdiff train content-only --data synthetic --workdir runs/content``.
   Result: ``benchmarks/results/diffusion_lstm.json``, row ``model == "content-only"``:
   synthetic ``map_prototypes`` 0.0331; Twitter15 0.3180. About 1.5 minutes (synthetic) and
   4 minutes (Twitter15) on a 2-core CPU.
@@ -252,7 +278,7 @@ def content_only() -> TreePredictionConfig:
 def fc() -> TreePredictionConfig:
   """The FC baseline (three FC layers on [node, content], no memory), CPU budget.
 
-  Command: ``popdiff train fc --data.dataset synthetic --workdir runs/fc``.
+  Command: ``popdiff train fc --data synthetic --workdir runs/fc``.
   Result: ``benchmarks/results/diffusion_lstm.json``, row ``model == "FC"``: synthetic
   ``map_prototypes`` 0.0154; Twitter15 0.2249. About 1 minute (synthetic) and 2.5 minutes
   (Twitter15) on a 2-core CPU.
@@ -263,7 +289,7 @@ def fc() -> TreePredictionConfig:
 def random_weights() -> TreePredictionConfig:
   """The random-weights baseline: the full model at its initialisation, never trained.
 
-  Command: ``popdiff train random --data.dataset synthetic --workdir runs/random``.
+  Command: ``popdiff train random --data synthetic --workdir runs/random``.
   Result: ``benchmarks/results/diffusion_lstm.json``, row ``model == "random"``: synthetic
   ``map_prototypes`` 0.0139, ``ap_terminal`` 0.641; Twitter15 0.0289, 0.875. About 20 seconds
   (evaluation and generation only).
@@ -275,7 +301,7 @@ def diffusion_lstm_paper() -> TreePredictionConfig:
   """Diffusion-LSTM with the paper's recipe: SGD 0.2 then 0.02, up to 30 + 30 epochs, hidden
   128, dropout 0.5 (the field defaults).
 
-  Command: ``popdiff train diffusion-lstm-paper --data.dataset twitter15 --data.chunk 1024
+  Command: ``popdiff train diffusion-lstm-paper --data twitter15 --data.chunk 1024
   --workdir runs/dlstm-paper``. No result file: on a CPU it does not reach convergence within
   a budget of minutes (hours for Twitter15); on the synthetic set a few hundred SGD steps stay
   at chance (README).
@@ -285,9 +311,11 @@ def diffusion_lstm_paper() -> TreePredictionConfig:
 
 def tiny() -> TreePredictionConfig:
   """The test configuration: 320 small synthetic trees, k = 8, hidden 16, Adam, 3 + 2 epochs
-  (seconds on a CPU; ``tests/test_trees_experiment.py``)."""
+  (seconds on a CPU; ``tests/test_trees_experiment.py``). It suits small files of your own too:
+  ``popdiff train diffusion-lstm-tiny --data popdiff_jax/data/examples/trees.csv --labels
+  popdiff_jax/data/examples/tree_labels.csv --workdir runs/tiny`` (the 64 example trees)."""
   return TreePredictionConfig(
-      data=DataConfig(dataset="synthetic", synthetic=SyntheticTreesConfig(
+      data=DataConfig(source="synthetic", synthetic=SyntheticTreesConfig(
           num_users=200, num_trees=320, seed=1), num_protos=8, kmeans_iters=10, chunk=64,
                       buckets=(4, 8, 16, 32)),
       model=DiffusionLSTMConfig(hidden=16, head_hidden=16, dropout_rate=0.1),

@@ -6,10 +6,16 @@ features (an unseen user goes to the nearest centroid, Euclidean), each node's m
 prototype's feature (the centroid, i.e. the members' mean), and the training counts of the
 node targets for the class weights of Eq. 2.
 
-* ``twitter15``: the public Twitter15 trees (``data.trees.read_twitter15``, cleaning rule
+* ``twitter15``: the public Twitter15 trees (``data.trees.load_tree_dataset``, cleaning rule
   counted in ``info["cleaning"]``), with behavioural user features and root content features
   built from training trees only (``data.trees.user_features``: Twitter15 has no profiles). The
   histogram of the HI metric is over prototypes (no categories exist).
+* a path (``DataConfig.source``, any of ``data.trees.TREE_FORMATS``, e.g. the plain ``csv``):
+  prepared exactly as Twitter15 (:func:`prepare_trees`), except the content feature of trees
+  that are not in the ``twitter15`` format: their names are not tweet ids, so the root's time
+  columns are left out, and the label one-hot runs over the labels of the training trees (none
+  without a label file), leaving the early statistics (``user_features.content_features`` with
+  ``tweet_time=False``). Times are read as minutes (the early window is 10 minutes).
 * ``synthetic``: the Pinterest-like generator (``data.trees.synthetic``); users' social
   features as the paper's (4 log-count features and the category distribution / 4); the HI
   histogram is over categories (the paper's): a prototype's feature is its training members'
@@ -23,7 +29,6 @@ FC baseline memorised users on the synthetic set and fell to chance-level test m
 from __future__ import annotations
 
 import dataclasses
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -31,14 +36,12 @@ import numpy as np
 
 from popdiff_jax._errors import DataError
 from popdiff_jax.baselines.kmeans import kmeans, nearest_centroid
-from popdiff_jax.data.cascades import resolve_data_dir
-from popdiff_jax.data.trees import TreeExample, node_targets, read_twitter15, tree_stats
+from popdiff_jax.data.trees import TreeExample, TreeSet, load_tree_dataset, node_targets, tree_stats
 from popdiff_jax.data.trees import synthetic as syn
 from popdiff_jax.data.trees import user_features as uf
 from popdiff_jax.projects.diffusion_lstm.configs import DataConfig
 
-__all__ = ["PreparedTrees", "split_indices", "twitter15_folder", "prepare_twitter15",
-           "prepare_synthetic", "prepare"]
+__all__ = ["PreparedTrees", "split_indices", "prepare_trees", "prepare_synthetic", "prepare"]
 
 
 @dataclasses.dataclass
@@ -46,7 +49,7 @@ class PreparedTrees:
   """A dataset ready for the model (host NumPy).
 
   Attributes:
-    name: dataset name (``twitter15`` or ``synthetic``).
+    name: dataset name (``twitter15``, ``synthetic``, or the path the trees were read from).
     train, val, test: lists of ``data.trees.TreeExample`` (node inputs are prototype features).
     proto_x: float32 [k, D] prototype features (centroids: the members' mean feature).
     hist_feats: float32 [k, F_h] histogram feature of each prototype (rows sum to 1).
@@ -103,31 +106,28 @@ def _tree_summary(trees) -> dict:
   return {k: round(float(np.mean([s[k] for s in st])), 3) for k in ("size", "width", "depth")}
 
 
-def twitter15_folder(data_dir: str | None) -> pathlib.Path:
-  """The folder of ``twitter15_tree.tar.gz``: ``data_dir`` itself or its
-  ``twitter15_16_trees/`` (default data dir: ``data.cascades.resolve_data_dir``)."""
-  root = resolve_data_dir(data_dir)
-  if root is not None and (root / "twitter15_tree.tar.gz").exists():
-    return root
-  if root is not None and (root / "twitter15_16_trees").is_dir():
-    return root / "twitter15_16_trees"
-  raise DataError("Twitter15 trees are not shipped with the package; pass data_dir= (or set "
-                  "POPDIFF_DATA_DIR) to the folder holding twitter15_16_trees/", data_dir)
+def prepare_trees(tree_set: TreeSet, config: DataConfig) -> PreparedTrees:
+  """Trees read from files (Twitter15, or any of ``data.trees.TREE_FORMATS``), prepared as
+  Twitter15 (module docstring): behaviour features from the training trees only, k-means
+  prototypes, content features z-scored with training statistics.
 
-
-def prepare_twitter15(folder: str | pathlib.Path, config: DataConfig) -> PreparedTrees:
-  """Twitter15 trees from ``folder/twitter15_tree.tar.gz`` (labels from
-  ``folder/twitter15/label.txt`` when present)."""
-  folder = pathlib.Path(folder)
-  labels = folder / "twitter15" / "label.txt"
-  trees, report = read_twitter15(folder / "twitter15_tree.tar.gz",
-                                 label_path=labels if labels.exists() else None,
-                                 max_trees=config.max_trees)
+  Raises:
+    DataError: too few trees for a 6:1:1 split with one tree in each part, or fewer training
+      nodes than prototypes.
+  """
+  trees = tree_set.trees
   i_tr, i_va, i_te = split_indices(len(trees), config.seed)
+  if not (len(i_tr) and len(i_va) and len(i_te)):
+    raise DataError(f"{len(trees)} trees are too few to split 6:1:1 with one tree in each part "
+                    "(at least 8 are needed)", tree_set.name)
   train = [trees[i] for i in i_tr]
   table = uf.fit_behaviour(train)
   feats = [uf.behaviour_features(t, table) for t in trees]
   x_train = np.concatenate([feats[i] for i in i_tr])
+  if x_train.shape[0] < config.num_protos:
+    raise DataError(f"the {len(i_tr)} training trees have {x_train.shape[0]} nodes, fewer than "
+                    f"the num_protos={config.num_protos} prototypes (--data.num-protos)",
+                    tree_set.name)
   rng = np.random.default_rng(config.seed)
   pts = x_train if x_train.shape[0] <= config.kmeans_max_points else \
       x_train[rng.choice(x_train.shape[0], config.kmeans_max_points, replace=False)]
@@ -138,7 +138,12 @@ def prepare_twitter15(folder: str | pathlib.Path, config: DataConfig) -> Prepare
   protos = np.split(np.asarray(nearest_centroid(jnp.asarray(np.concatenate(feats)),
                                                 km.centroids)).astype(np.int32),
                     np.cumsum(sizes)[:-1])
-  content = uf.twitter_content_features(trees)
+  if tree_set.format == "twitter15":
+    label_names, tweet_time = uf.TWITTER_LABELS, True
+  else:
+    label_names = sorted({t.label for t in train if t.label is not None})
+    tweet_time = False
+  content = uf.content_features(trees, label_names, tweet_time=tweet_time)
   mu, sd = content[i_tr].mean(0), content[i_tr].std(0)
   content = (content - mu) / np.where(sd > 0, sd, 1.0)
   examples = [TreeExample(t.name, t.parent, t.depth, cents[proto].astype(np.float32), proto,
@@ -146,14 +151,15 @@ def prepare_twitter15(folder: str | pathlib.Path, config: DataConfig) -> Prepare
               for t, proto, c in zip(trees, protos, content)]
   tr_ex = [examples[i] for i in i_tr]
   pos, neg = _target_counts(tr_ex, config.num_protos)
-  info = {"cleaning": report.as_dict(), "trees": len(trees),
+  info = {"cleaning": tree_set.report.as_dict(), "trees": len(trees),
           "split": [len(i_tr), len(i_va), len(i_te)], "tree_stats": _tree_summary(trees),
           "feature_columns": list(uf.BEHAVIOUR_COLUMNS), "kmeans_points": int(pts.shape[0]),
           "kmeans_inertia": float(km.inertia),
           "test_nodes_with_user_history": float(np.mean(np.concatenate(
               [feats[i][:, 0] > 0 for i in i_te]))),
-          "histogram": "prototype histogram of non-root nodes"}
-  return PreparedTrees("twitter15", tr_ex, [examples[i] for i in i_va],
+          "histogram": "prototype histogram of non-root nodes",
+          "format": tree_set.format, "labels": list(label_names), "tweet_time": tweet_time}
+  return PreparedTrees(tree_set.name, tr_ex, [examples[i] for i in i_va],
                        [examples[i] for i in i_te], cents.astype(np.float32),
                        np.eye(config.num_protos, dtype=np.float32), pos, neg, info)
 
@@ -189,7 +195,11 @@ def prepare_synthetic(config: DataConfig) -> PreparedTrees:
 
 
 def prepare(config: DataConfig) -> PreparedTrees:
-  """The dataset of ``config`` (``config.dataset``: ``twitter15`` or ``synthetic``)."""
-  if config.dataset == "twitter15":
-    return prepare_twitter15(twitter15_folder(config.data_dir), config)
-  return prepare_synthetic(config)
+  """The dataset of ``config.source``: ``synthetic`` (generated), else the trees of the preset
+  ``twitter15`` or of a path (``data.trees.load_tree_dataset``), prepared by
+  :func:`prepare_trees`."""
+  if config.source == "synthetic":
+    return prepare_synthetic(config)
+  tree_set = load_tree_dataset(config.source, config.data_dir, format=config.format,
+                               labels=config.labels, max_trees=config.max_trees)
+  return prepare_trees(tree_set, config)

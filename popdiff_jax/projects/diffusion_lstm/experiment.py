@@ -19,6 +19,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import re
 import tempfile
 import time
 from typing import Any, Sequence
@@ -307,6 +308,12 @@ def _row(trained: Trained, prepared: PreparedTrees, name: str) -> dict:
   return row
 
 
+def _folder_name(name: str) -> str:
+  """A dataset's name as one folder name: a preset as it is, a path with its separators
+  replaced (``/data/my trees.csv`` -> ``data_my_trees.csv``), never a path outside the workdir."""
+  return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "data"
+
+
 def run(configs: TreePredictionConfig | str | Sequence[TreePredictionConfig | str], *,
         prepared: PreparedTrees | None = None, workdir: str | os.PathLike | None = None,
         progress: bool = False) -> list[dict]:
@@ -318,7 +325,8 @@ def run(configs: TreePredictionConfig | str | Sequence[TreePredictionConfig | st
   Args:
     configs: a config, a named config (``configs.CONFIGS``), or a list of them.
     prepared: an already prepared dataset to use for every config (its ``data`` is not read).
-    workdir: where checkpoints and ``metrics.jsonl`` go, under ``<dataset>/<model>``
+    workdir: where checkpoints and ``metrics.jsonl`` go, under ``<dataset>/<model>`` (a path's
+      separators replaced by ``_``)
       (default: a temporary directory, removed afterwards). The same workdir again resumes.
     progress: progress bars.
 
@@ -347,7 +355,8 @@ def run(configs: TreePredictionConfig | str | Sequence[TreePredictionConfig | st
           datasets[config.data] = prepare(config.data)
         data = datasets[config.data]
       name = row_label(config)
-      trained = train(data, config, pathlib.Path(workdir) / data.name, progress=progress)
+      trained = train(data, config, pathlib.Path(workdir) / _folder_name(data.name),
+                      progress=progress)
       rows.append(_row(trained, data, name))
   finally:
     if tmp is not None:
@@ -413,7 +422,7 @@ def reproduce_main(args: Sequence[str], progress: bool = True) -> int:
         cfg = C.get_config(name)
         if dataset == "twitter15":
           cfg = cfg.replace(**C.TWITTER15_CPU)
-        cfg = cfg.replace(data={"dataset": dataset, "data_dir": opts.data_dir},
+        cfg = cfg.replace(data={"source": dataset, "data_dir": opts.data_dir},
                           train={**train_over, "seed": seed}, eval=eval_over)
         if prepared is None:
           prepared = prepare(cfg.data)
