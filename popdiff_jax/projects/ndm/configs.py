@@ -199,7 +199,9 @@ def ndm() -> NextUserConfig:
   Command: ``popdiff train ndm --data ndm/memetracker --workdir runs/ndm``.
   Result: ``benchmarks/results/ndm_next_user.json``, rows ``model == "ndm"`` (ndm/memetracker,
   the dataset's own split: test ``hits@10`` 0.403). About 10 minutes on a 2-core CPU for
-  ndm/memetracker, a minute on a GPU.
+  ndm/memetracker, a minute on a GPU. Leak-free (``DataConfig.split``): ``popdiff train ndm
+  --split leak_free``; the table's rows ``protocol == "leak_free"`` come from ``popdiff reproduce
+  ndm --protocols leak_free --seeds 0 1 2``.
   """
   return NextUserConfig(model=NDMConfig())
 
@@ -209,6 +211,7 @@ def lstm() -> NextUserConfig:
 
   Command: ``popdiff train lstm --data ndm/memetracker --workdir runs/lstm``.
   Result: ``benchmarks/results/ndm_next_user.json``, rows ``model == "lstm"``. Minutes on a CPU.
+  Leak-free: ``popdiff train lstm --split leak_free`` (rows ``protocol == "leak_free"``).
   """
   return NextUserConfig(model=LSTMConfig())
 
@@ -218,6 +221,8 @@ def popularity() -> NextUserConfig:
 
   Command: ``popdiff train popularity --data ndm/irvine --workdir runs/pop``.
   Result: ``benchmarks/results/ndm_next_user.json``, rows ``model == "popularity"``. Seconds.
+  Leak-free: ``--split leak_free`` (counts of the training part; rows ``protocol ==
+  "leak_free"``).
   """
   return NextUserConfig(model=PopularityConfig())
 

@@ -9,6 +9,9 @@ one results row.
 The loss is NDM's Eq. 8 (``losses.next_user_nll``, or ``losses.lean_next_user_nll`` with
 ``train.loss = "lean"``), normalised per prediction or per cascade (``train.loss_per``); the
 metrics are Hits@k and MAP@k over all users with infected users masked (``metrics.ranking``).
+With the leak-free split (``DataConfig.split = "leak_free"``) the dataset's unknown id is never
+a candidate and, as a target, a miss, and :func:`run` tests the best checkpoint reloaded from
+the workdir (:func:`reload_best`).
 """
 
 from __future__ import annotations
