@@ -61,15 +61,16 @@ def log_frequency_prior(cascades: Sequence[Cascade], num_items: int) -> np.ndarr
   return np.log(counts / counts.sum()).astype(np.float32)
 
 
-def popularity_eval_step(ks=(10, 50, 100)):
+def popularity_eval_step(ks=(10, 50, 100), unknown: int | None = None):
   """The jitted ``eval_step(scores, state, batch) -> sums`` of the floor on a ``CascadeBatch``
-  (the signature of ``training.make_eval_step``'s steps; ``state`` is unused)."""
+  (the signature of ``training.make_eval_step``'s steps; ``state`` is unused; ``unknown``: the
+  id of the users unseen in training, as ``metrics.ranking.next_user_sums``)."""
   from popdiff_jax.metrics.ranking import next_user_sums
 
   @jax.jit
   def eval_step(scores, state, batch):
     del state
     return next_user_sums(popularity_logits(scores, batch.users), batch.users, batch.mask,
-                          tuple(ks))
+                          tuple(ks), unknown)
 
   return eval_step

@@ -16,7 +16,8 @@ Every reader returns plain NumPy (``Cascade``); batching into static shapes live
 ``popdiff_jax.data.batching``. Conventions (as in NDM's code): vocabulary index 0 is padding and 1
 is the virtual *Terminate* user; real users start at 2. The vocabulary is rebuilt
 deterministically from the text files (order of first appearance over the train, valid, test
-files, in that order); the ``.pickle`` vocabularies shipped with the original repositories are
+files, in that order; with the ``"leak_free"`` split, over the training part only, every other
+user mapping to :data:`UNKNOWN`); the ``.pickle`` vocabularies shipped with the original repositories are
 never read, because loading a pickle runs code. A user repeated within one cascade keeps its
 *first* infection (NDM models first infections only); later repeats are dropped and counted in
 ``report['repeats_dropped']``. Bad input raises ``DataError`` naming the file and the line
@@ -40,10 +41,20 @@ from popdiff_jax.data.cascade_readers import (RawCascade, read_csv_cascades, rea
                                               read_user_comma_time, read_user_space_time)
 from popdiff_jax.types import NUM_SPECIAL, PAD, TERMINATE
 
-__all__ = ["PAD", "TERMINATE", "NUM_SPECIAL", "Cascade", "RawCascade", "UserVocab",
+__all__ = ["PAD", "TERMINATE", "NUM_SPECIAL", "SPLITS", "UNKNOWN", "Cascade", "RawCascade", "UserVocab",
            "CascadeDataset", "CascadeFormat", "FORMATS", "DATASETS", "detect_format",
            "load_cascades", "load_dataset", "split_cascades", "warn_if_truncated",
            "dataset_folder", "embedded_root", "resolve_data_dir", "default_f_init", "read_graph"]
+
+
+#: The ways of splitting a dataset (:func:`load_cascades`).
+SPLITS = ("files", "random", "time", "leak_free")
+#: The raw id of the one vocabulary entry that, with split ``"leak_free"``, stands for every user
+#: absent from the training part: validation and test cascades keep their length, such a user
+#: enters a model's input as this id (one embedding, never trained: no training cascade holds
+#: it), it is never a candidate, and as a target it cannot be hit (a miss in Hits@k and MAP@k;
+#: left out of the NLL).
+UNKNOWN = "<unknown>"
 
 
 class Cascade(NamedTuple):
@@ -105,12 +116,16 @@ class CascadeDataset:
     vocab: the user vocabulary; ``len(vocab)`` is the size of every user softmax.
     train, valid, test: lists of ``Cascade``.
     graph: int32 [E, 2] directed edges ``(u, v)`` in vocabulary indices, or None.
-    split: how the splits were made (``"files"``, ``"random"`` or ``"time"``, plus notes).
+    split: how the splits were made (``"files"``, ``"random"``, ``"time"`` or
+      ``"leak_free"``, plus notes).
     report: counts of everything the readers changed or dropped.
     f_init: NDM's F_init for this data (Sec. 5.2: 1 on the Twitter sets, else 0), the value a
       next-user config with ``f_init=None`` takes; None when the data does not say (a file read
       by path), and then the config's value (or 0) is used.
     format: the format it was read in (``FORMATS``).
+    unknown: the vocabulary index that every user absent from the training part maps to
+      (split ``"leak_free"``: the last index, :data:`UNKNOWN`), or None when the vocabulary
+      covers every split.
   """
 
   name: str
@@ -123,6 +138,7 @@ class CascadeDataset:
   report: dict = dataclasses.field(default_factory=dict)
   f_init: int | None = None
   format: str | None = None
+  unknown: int | None = None
 
   @property
   def num_items(self) -> int:
@@ -231,17 +247,26 @@ def _read(reader: str, path: pathlib.Path, report: dict) -> list[RawCascade]:
   raise ValueError(f"unknown reader {reader!r}")
 
 
-def _index(raw: Sequence[RawCascade], vocab: UserVocab, report: dict) -> list[Cascade]:
+def _index(raw: Sequence[RawCascade], vocab: UserVocab, report: dict,
+           unknown: int | None = None) -> list[Cascade]:
+  """Cascades of vocabulary indices; new users are added to ``vocab``, or, with ``unknown``,
+  mapped to that index (counted in ``report['unknown_infections']``)."""
   out = []
   for rc in raw:
-    seen: set[int] = set()
+    seen: set[str] = set()
     users, times = [], []
     for u, t in zip(rc.users, rc.times):
-      idx = vocab.add(u)
-      if idx in seen:
+      if u in seen:  # by raw id: two different unseen users both map to ``unknown``
         report["repeats_dropped"] = report.get("repeats_dropped", 0) + 1
         continue
-      seen.add(idx)
+      seen.add(u)
+      if unknown is None:
+        idx = vocab.add(u)
+      elif u in vocab:
+        idx = vocab.index(u)
+      else:
+        idx = unknown
+        report["unknown_infections"] = report.get("unknown_infections", 0) + 1
       users.append(idx)
       times.append(t)
     out.append(Cascade(np.asarray(users, np.int32), np.asarray(times, np.float64)))
@@ -253,7 +278,7 @@ def split_cascades(cascades: Sequence[Cascade], fractions: Sequence[float], how:
   """Splits cascades into consecutive parts of the given fractions.
 
   Args:
-    cascades: the cascades to split.
+    cascades: the cascades to split (``Cascade`` or ``RawCascade``).
     fractions: e.g. ``(0.8, 0.1, 0.1)``; must sum to 1.
     how: ``"random"`` (seeded permutation) or ``"time"`` (sorted by first timestamp, so the last
       part is the latest: random splits of cascades are known to leak future behaviour).
@@ -287,7 +312,8 @@ def load_cascades(path: str | os.PathLike, format: str | None = None, *,
       the missing part is drawn (seeded) from the training file (valid: ``valid_fraction`` of
       it) or, for a single-file format, the cascades are split by ``fractions``. ``"random"``
       and ``"time"`` pool all files and re-split by ``fractions`` (``"time"``: by first
-      timestamp, latest to test).
+      timestamp, latest to test). ``"leak_free"`` is the ``"time"`` split with the vocabulary
+      built from the training part only (:data:`UNKNOWN`).
     seed: seed of every random split.
     valid_fraction: share of the training file held out for validation when there is no valid
       file.
@@ -322,15 +348,26 @@ def load_cascades(path: str | os.PathLike, format: str | None = None, *,
     raw_parts = [_read(spec.reader, path / f, report) if f and (path / f).is_file() else None
                  for f in spec.files]
   vocab = UserVocab()
-  parts = [None if r is None else _index(r, vocab, report) for r in raw_parts]
-  train, valid, test = parts
+  unknown = None
+  if split == "leak_free":
+    pooled_raw = [c for r in raw_parts if r for c in r]
+    raw_train, raw_valid, raw_test = split_cascades(pooled_raw, fractions, "time")
+    train = _index(raw_train, vocab, report)
+    unknown = vocab.add(UNKNOWN)
+    valid, test = (_index(r, vocab, report, unknown) for r in (raw_valid, raw_test))
+    parts = [train, valid, test]
+  else:
+    parts = [None if r is None else _index(r, vocab, report) for r in raw_parts]
+    train, valid, test = parts
   how = "files"
-  if split in ("random", "time"):
+  if split == "leak_free":
+    how = f"leak_free: time {fractions}, vocabulary of the training part"
+  elif split in ("random", "time"):
     pooled = [c for p in parts if p for c in p]
     train, valid, test = split_cascades(pooled, fractions, split, seed)
     how = f"{split} {fractions} (seed {seed})" if split == "random" else f"time {fractions}"
   elif split != "files":
-    raise DataError(f"split must be 'files', 'random' or 'time', got {split!r}", path)
+    raise DataError(f"split must be one of {', '.join(SPLITS)}, got {split!r}", path)
   elif test is None:
     train, valid, test = split_cascades(train, fractions, "random", seed)
     how = f"random {fractions} (seed {seed}; the dataset has one file)"
@@ -348,16 +385,18 @@ def load_cascades(path: str | os.PathLike, format: str | None = None, *,
       triples = read_csv_graph(graph_path)
       for u, v, n in triples:
         for user in (u, v):
-          if user not in vocab:
+          if user not in vocab and unknown is None:  # leak_free: users outside training
             raise DataError(f"graph user {user!r} appears in no cascade", graph_path, n)
       pairs = [(u, v) for u, v, _ in triples]
     else:
       pairs = read_graph(graph_path, spec.graph_header and graph is None)
-    kept = [(vocab.index(u), vocab.index(v)) for u, v in pairs if u in vocab and v in vocab]
+    # Edges between vocabulary users (leak_free: between training users) are kept.
+    kept = [(vocab.index(u), vocab.index(v)) for u, v in pairs
+            if u in vocab and v in vocab and UNKNOWN not in (u, v)]
     report["graph_edges_outside_cascades"] = len(pairs) - len(kept)
     edges = np.asarray(kept, np.int32).reshape(-1, 2)
   return CascadeDataset(name or str(path), vocab, train, valid, test, edges, how, report,
-                        f_init=f_init, format=format)
+                        f_init=f_init, format=format, unknown=unknown)
 
 
 # ----------------------------------------------------------------------------------------- presets

@@ -96,9 +96,10 @@ def ranking_sums(masked_logits: jax.Array, targets: jax.Array, target_mask: jax.
   return out
 
 
-def _both_conventions(greater, equal, t_score, term_score, targets, target_mask, ks):
+def _both_conventions(greater, equal, t_score, term_score, targets, target_mask, ks, miss=None):
   """Sums of both conventions from the counts with Terminate (``t_score``: the target's score,
-  ``term_score``: Terminate's score at each step, ``-inf`` where it is blocked)."""
+  ``term_score``: Terminate's score at each step, ``-inf`` where it is blocked; ``miss``: bool
+  [B, L] targets that count as misses, or None)."""
   out = {"count": target_mask.astype(jnp.float32).sum()}
   users_only = target_mask & (targets != TERMINATE)
   # Users only: Terminate is no candidate; undo its comparison with the target.
@@ -108,6 +109,8 @@ def _both_conventions(greater, equal, t_score, term_score, targets, target_mask,
     for suffix, g, e, m in (("", greater_u, equal_u, users_only),
                             ("_with_terminate", greater, equal, target_mask)):
       hits, ap = hits_and_map(g, e, k)
+      if miss is not None:
+        hits, ap = jnp.where(miss, 0.0, hits), jnp.where(miss, 0.0, ap)
       # where, not a product with the mask: a padded step never contributes, not even a NaN.
       out[f"hits@{k}{suffix}"] = jnp.where(m, hits, 0.0).sum()
       out[f"map@{k}{suffix}"] = jnp.where(m, ap, 0.0).sum()
@@ -117,36 +120,55 @@ def _both_conventions(greater, equal, t_score, term_score, targets, target_mask,
   return out
 
 
+def _unknown_nll(sums, nll_mask, unknown):
+  """Adds ``count[nll]``: with an ``unknown`` id, the NLL is the mean over the known targets."""
+  if unknown is not None:
+    sums["count[nll]"] = nll_mask.astype(jnp.float32).sum()
+  return sums
+
+
 def next_user_sums(logits: jax.Array, users: jax.Array, mask: jax.Array,
-                   ks: Sequence[int] = (10, 50, 100)) -> dict[str, jax.Array]:
+                   ks: Sequence[int] = (10, 50, 100),
+                   unknown: int | None = None) -> dict[str, jax.Array]:
   """Hits@k and MAP@k (users only, and with Terminate) and NLL sums of a batch of raw scores.
 
   Infected users and padding are masked (``nn.masking``). ``nll`` is the training objective's
   (Eq. 8, Terminate a target), averaged over ``count``; the users-only sums are averaged over
   their own ``count[hits@k]`` (``training.evaluate`` divides each sum by its count).
 
+  With ``unknown`` (the id that stands for every user unseen in training,
+  ``data.cascades.UNKNOWN``) that id is never a candidate (its score is ``-inf``), a step whose
+  target it is counts as a miss (Hits@k = AP@k = 0, still in ``count``), and the NLL is averaged
+  over the other targets (``count[nll]``).
+
   Args:
     logits: float [B, L, U] raw scores (a next-user model's output).
     users: int32 [B, L]; mask: bool [B, L] (a ``CascadeBatch``).
     ks: cut-offs.
+    unknown: the unknown user's id, or None.
 
   Returns:
     dict of float []: ``hits@k``, ``map@k``, ``hits@k_with_terminate``,
     ``map@k_with_terminate``, ``nll`` sums, ``count`` and the users-only ``count[...]``.
   """
+  if unknown is not None:
+    logits = logits.at[..., unknown].set(jnp.asarray(-jnp.inf, logits.dtype))
   targets, target_mask = shift_targets(users, mask)
   masked = mask_infected(logits, users, mask)
   greater, equal = target_rank_counts(masked, targets)
   t_score = jnp.take_along_axis(masked, targets[..., None], axis=-1)[..., 0]
+  miss = None if unknown is None else targets == unknown
   sums = _both_conventions(greater, equal, t_score, masked[..., TERMINATE], targets,
-                           target_mask, ks)
-  sums["nll"], _ = masked_nll(masked, targets, target_mask)
-  return sums
+                           target_mask, ks, miss)
+  nll_mask = target_mask if miss is None else target_mask & ~miss
+  sums["nll"], _ = masked_nll(masked, targets, nll_mask)
+  return _unknown_nll(sums, nll_mask, unknown)
 
 
 def lean_ranking_sums(features: jax.Array, w: jax.Array, bias: jax.Array | None,
                       users: jax.Array, mask: jax.Array, ks: Sequence[int] = (10, 50, 100),
-                      chunk: int = DEFAULT_CHUNK) -> dict[str, jax.Array]:
+                      chunk: int = DEFAULT_CHUNK,
+                      unknown: int | None = None) -> dict[str, jax.Array]:
   """:func:`next_user_sums` of ``features @ w + bias``, streamed over blocks of users.
 
   Args:
@@ -154,18 +176,24 @@ def lean_ranking_sums(features: jax.Array, w: jax.Array, bias: jax.Array | None,
     users: int32 [B, L]; mask: bool [B, L].
     ks: cut-offs.
     chunk: users per block (static).
+    unknown: the unknown user's id, or None (as :func:`next_user_sums`).
 
   Returns:
     dict of float []: ``hits@k``, ``map@k`` sums, ``count`` and ``nll`` (summed over targets).
   """
+  if unknown is not None:  # never a candidate: its score is -inf
+    bias = jnp.zeros((w.shape[1],), w.dtype) if bias is None else bias
+    bias = bias.at[unknown].set(jnp.asarray(-jnp.inf, bias.dtype))
   r = rank_counts(features, w, bias, users, mask, chunk)
   tm = r["target_mask"]
   # Terminate's own score at each step, -inf once it has occurred (as the dense mask has it).
   term = features @ w[:, TERMINATE] + (0.0 if bias is None else bias[TERMINATE])
   seen = jnp.cumsum(((users == TERMINATE) & mask).astype(jnp.int32), axis=1) > 0
   term = jnp.where(seen, jnp.asarray(-jnp.inf, term.dtype), term)
+  miss = None if unknown is None else r["targets"] == unknown
   out = _both_conventions(r["greater"], r["equal"], r["target_score"], term, r["targets"], tm,
-                          ks)
-  nll = jnp.where(tm, r["lse"] - r["target_score"], jnp.zeros_like(r["lse"]))
+                          ks, miss)
+  nll_mask = tm if miss is None else tm & ~miss
+  nll = jnp.where(nll_mask, r["lse"] - r["target_score"], jnp.zeros_like(r["lse"]))
   out["nll"] = nll.sum()
-  return out
+  return _unknown_nll(out, nll_mask, unknown)

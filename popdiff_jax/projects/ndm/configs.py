@@ -22,6 +22,7 @@ import tyro
 
 from popdiff_jax import _validate as v
 from popdiff_jax.baselines.popularity import PopularityConfig
+from popdiff_jax.data.cascades import SPLITS
 from popdiff_jax.models.lstm import LSTMConfig
 from popdiff_jax.models.ndm import NDMConfig
 
@@ -45,8 +46,15 @@ class DataConfig:
     graph: a social graph file for a path (``source,target`` CSV for the ``csv`` format).
     data_dir: folder holding the registered datasets' folders (default: ``$POPDIFF_DATA_DIR``,
       else ``../shared/data`` beside a checkout; embedded sets need none).
-    split: the data's own split files (``files``; a single file is split 80/10/10, seeded), or a
-      seeded random / time-ordered re-split 80/10/10.
+    split: the data's own split files (``files``; a single file is split 80/10/10, seeded), a
+      seeded random / time-ordered re-split 80/10/10 (``random``, ``time``), or ``leak_free``:
+      the leak-free protocol. All cascades are ordered by their first infection time and split
+      80/10/10 (training the earliest, test the latest); the vocabulary, the popularity
+      floor, the log-frequency bias and NDM+SN's social graph come from the training part
+      only; a user absent from it maps to one unknown id (``data.cascades.UNKNOWN``: never a
+      candidate; a target it is counts as a miss); the epoch is chosen on validation and its
+      checkpoint is reloaded for the test. Command: ``popdiff train ndm --split leak_free``;
+      the table's rows: ``popdiff reproduce ndm --protocols leak_free``.
     max_len: cascades are cut to this many users (FOREST's 200; a cut cascade gets no
       Terminate).
   """
@@ -55,12 +63,12 @@ class DataConfig:
   format: str | None = None
   graph: str | None = None
   data_dir: str | None = None
-  split: Literal["files", "random", "time"] = "files"
+  split: Literal["files", "random", "time", "leak_free"] = "files"
   max_len: int = 200
 
   def __post_init__(self):
     v.positive(self, "max_len")
-    v.one_of(self, "split", ("files", "random", "time"))
+    v.one_of(self, "split", SPLITS)
 
   def load(self):
     """The ``CascadeDataset`` this config names (``data.cascades.load_dataset``)."""
@@ -191,7 +199,9 @@ def ndm() -> NextUserConfig:
   Command: ``popdiff train ndm --data ndm/memetracker --workdir runs/ndm``.
   Result: ``benchmarks/results/ndm_next_user.json``, rows ``model == "ndm"`` (ndm/memetracker,
   the dataset's own split: test ``hits@10`` 0.403). About 10 minutes on a 2-core CPU for
-  ndm/memetracker, a minute on a GPU.
+  ndm/memetracker, a minute on a GPU. Leak-free (``DataConfig.split``): ``popdiff train ndm
+  --split leak_free``; the table's rows ``protocol == "leak_free"`` come from ``popdiff reproduce
+  ndm --protocols leak_free --seeds 0 1 2``.
   """
   return NextUserConfig(model=NDMConfig())
 
@@ -201,6 +211,7 @@ def lstm() -> NextUserConfig:
 
   Command: ``popdiff train lstm --data ndm/memetracker --workdir runs/lstm``.
   Result: ``benchmarks/results/ndm_next_user.json``, rows ``model == "lstm"``. Minutes on a CPU.
+  Leak-free: ``popdiff train lstm --split leak_free`` (rows ``protocol == "leak_free"``).
   """
   return NextUserConfig(model=LSTMConfig())
 
@@ -210,6 +221,8 @@ def popularity() -> NextUserConfig:
 
   Command: ``popdiff train popularity --data ndm/irvine --workdir runs/pop``.
   Result: ``benchmarks/results/ndm_next_user.json``, rows ``model == "popularity"``. Seconds.
+  Leak-free: ``--split leak_free`` (counts of the training part; rows ``protocol ==
+  "leak_free"``).
   """
   return NextUserConfig(model=PopularityConfig())
 
@@ -536,8 +549,9 @@ class ReproduceConfig(TableRun):
   Every data option (``--data-dir``, ``--split``, ``--max-len``, ``--format``, ``--graph``) and
   ``--train.*`` option given overrides that field in every named config (e.g.
   ``--train.num-epochs 2`` for a quick look, with ``--out`` elsewhere); the data source is taken
-  from ``datasets``. Rows: ``dataset``, ``model`` (the config's name), ``protocol`` (the split:
-  ``files``, ``random`` or ``time``), ``seeds``, Hits@k and MAP@k (users only, and
+  from ``datasets``, and the split from ``protocols`` when given. Rows: ``dataset``, ``model``
+  (the config's name), ``protocol`` (the split: ``files``, ``random``, ``time`` or
+  ``leak_free``), ``seeds``, Hits@k and MAP@k (users only, and
   ``*_with_terminate``), ``nll``, the validation metrics of the kept epoch, ``epochs``,
   ``stopped_by``; over several seeds their means, ``<metric>_std`` and ``per_seed``.
 
@@ -548,11 +562,20 @@ class ReproduceConfig(TableRun):
       infvae/christianity infvae/android --configs ndm lstm popularity ndm-prior \\
       --parallel 7 --train.max-train-seconds 240
 
+  Its leak-free rows (``DataConfig.split``), three seeds, beside the rows of the dataset's own
+  split (one GPU, ~15 minutes)::
+
+    XLA_FLAGS=--xla_gpu_autotune_level=0 popdiff reproduce ndm --data-dir .carry_data \\
+      --datasets ndm/memetracker forest/twitter --configs ndm lstm popularity \\
+      --protocols leak_free --seeds 0 1 2 --parallel 9 --train.max-train-seconds 240
+
   Attributes:
     datasets: datasets to run (default: the three NDM sets shipped with the package).
     configs: named configs to run on each (``popdiff configs`` lists them).
     seeds: each config runs once per seed (``train.seed``).
-    workdir: one subfolder per dataset, config and seed; reused = resumed.
+    protocols: the splits to run side by side, each job's ``--split`` (``files``, ``random``,
+      ``time``, ``leak_free``); empty: the ``--split`` given.
+    workdir: one subfolder per dataset, config, seed and protocol; reused = resumed.
     data: data options for every run.
     train: training options for every run.
   """
@@ -560,12 +583,15 @@ class ReproduceConfig(TableRun):
   datasets: tuple[str, ...] = ("ndm/irvine", "ndm/memetracker", "ndm/lastfm")
   configs: tuple[str, ...] = ("ndm", "lstm", "popularity")
   seeds: tuple[int, ...] = (0,)
+  protocols: tuple[Literal["files", "random", "time", "leak_free"], ...] = ()
   workdir: str | None = "runs/reproduce_ndm"
   data: Annotated[DataConfig, tyro.conf.OmitArgPrefixes] = DataConfig()
   train: TrainConfig = TrainConfig()
 
   def __post_init__(self):
     super().__post_init__()
+    for p in self.protocols:
+      v.require(self, "protocols", p in SPLITS, f"splits of {', '.join(SPLITS)}; got {p!r}")
     unknown = [c for c in self.configs if c not in CONFIGS]
     v.require(self, "configs", not unknown, f"unknown named config(s) {unknown}; choose from "
               f"{', '.join(CONFIGS)}")

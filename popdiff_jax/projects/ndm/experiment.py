@@ -9,6 +9,9 @@ one results row.
 The loss is NDM's Eq. 8 (``losses.next_user_nll``, or ``losses.lean_next_user_nll`` with
 ``train.loss = "lean"``), normalised per prediction or per cascade (``train.loss_per``); the
 metrics are Hits@k and MAP@k over all users with infected users masked (``metrics.ranking``).
+With the leak-free split (``DataConfig.split = "leak_free"``) the dataset's unknown id is never
+a candidate and, as a target, a miss, and :func:`run` tests the best checkpoint reloaded from
+the workdir (:func:`reload_best`).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from popdiff_jax.training.workdir import claim, write_config
 from popdiff_jax.types import CascadeBatch
 
 __all__ = ["Trained", "build", "make_optimizer", "loss_fn", "metric_fn", "eval_step_for",
-           "train", "load_trained", "test_metrics", "run", "result_row", "config_to_json",
+           "train", "load_trained", "reload_best", "test_metrics", "run", "result_row", "config_to_json",
            "config_from_json"]
 
 KS = (10, 50, 100)
@@ -197,15 +200,17 @@ def loss_fn(train: TrainConfig, num_items: int):
   return fn
 
 
-def metric_fn(train: TrainConfig, num_items: int, ks=KS):
-  """``(outputs, batch) -> sums`` of Hits@k, MAP@k and NLL (dense or lean, as ``train.loss``)."""
+def metric_fn(train: TrainConfig, num_items: int, ks=KS, unknown: int | None = None):
+  """``(outputs, batch) -> sums`` of Hits@k, MAP@k and NLL (dense or lean, as ``train.loss``);
+  ``unknown``: the id of the users unseen in training (``CascadeDataset.unknown``): never a
+  candidate, a miss as a target (``metrics.ranking.next_user_sums``)."""
 
   def fn(outputs, batch: CascadeBatch):
     if train.loss == "lean":
       feats, w, bias = outputs
       return lean_ranking_sums(feats, w, bias, batch.users, batch.mask, tuple(ks),
-                               _chunk(train, batch, num_items))
-    return next_user_sums(outputs, batch.users, batch.mask, tuple(ks))
+                               _chunk(train, batch, num_items), unknown)
+    return next_user_sums(outputs, batch.users, batch.mask, tuple(ks), unknown)
 
   return fn
 
@@ -214,12 +219,13 @@ def _method(train: TrainConfig) -> str:
   return "output_features" if train.loss == "lean" else "__call__"
 
 
-def eval_step_for(trained: Trained):
-  """The jitted ``eval_step(params, state, batch) -> sums`` of a trained model."""
+def eval_step_for(trained: Trained, unknown: int | None = None):
+  """The jitted ``eval_step(params, state, batch) -> sums`` of a trained model (``unknown``: as
+  :func:`metric_fn`)."""
   if trained.model is None:
-    return pop.popularity_eval_step(KS)
+    return pop.popularity_eval_step(KS, unknown)
   cfg = trained.config
-  return make_eval_step(trained.model, metric_fn(cfg.train, cfg.model.num_items),
+  return make_eval_step(trained.model, metric_fn(cfg.train, cfg.model.num_items, KS, unknown),
                         method=_method(cfg.train))
 
 
@@ -295,7 +301,8 @@ def _train(dataset, config, workdir, progress, frozen_embedding, desc, t0) -> Tr
   tc = config.train
   tx = make_optimizer(tc, config.model.dim)
   step = make_train_step(model, loss_fn(tc, num_items), tx, method=_method(tc))
-  eval_step = make_eval_step(model, metric_fn(tc, num_items), method=_method(tc))
+  eval_step = make_eval_step(model, metric_fn(tc, num_items, KS, dataset.unknown),
+                             method=_method(tc))
   state = create_train_state(variables.params, tx, extra=variables.state)
   try:
     result = _fit(state, step, eval_step, dataset, config, workdir, progress, desc)
@@ -358,12 +365,27 @@ def load_trained(workdir: str | pathlib.Path, dataset: CascadeDataset | None = N
   return dataset, Trained(config, model, Variables(restored["best_params"], extra), info)
 
 
+def reload_best(workdir: str | pathlib.Path, dataset: CascadeDataset, trained: Trained) -> Trained:
+  """The model :func:`train` kept, read back from its checkpoint in ``workdir`` (the parameters
+  of the epoch chosen on validation, not those in memory), with ``trained.info``.
+
+  The leak-free protocol tests this reloaded model; the popularity floor has no checkpoint and
+  is returned as it is.
+  """
+  if trained.model is None:
+    return trained
+  _, reloaded = load_trained(workdir, dataset)
+  return dataclasses.replace(reloaded, config=trained.config,
+                             info={**trained.info, "reloaded_best_epoch": reloaded.info[
+                                 "best_epoch"]})
+
+
 def test_metrics(dataset: CascadeDataset, trained: Trained, split: str = "test") -> dict:
   """Hits@k, MAP@k (k = 10, 50, 100) and NLL per prediction on a split."""
   batches = make_batches(getattr(dataset, split), trained.config.train.eval_batch_size,
                          max_len=trained.config.data.max_len)
-  return evaluate(eval_step_for(trained), trained.variables.params, trained.variables.state,
-                  batches)
+  return evaluate(eval_step_for(trained, dataset.unknown), trained.variables.params,
+                  trained.variables.state, batches)
 
 
 def run(dataset: CascadeDataset, config: NextUserConfig,
@@ -371,6 +393,9 @@ def run(dataset: CascadeDataset, config: NextUserConfig,
         name: str | None = None, frozen_embedding: np.ndarray | None = None,
         overwrite: bool = False, resume: bool = False) -> dict:
   """Trains ``config.model`` on ``dataset`` and returns its test metrics as one results row.
+
+  With ``config.data.split == "leak_free"`` the test scores the checkpoint of the epoch chosen
+  on validation, reloaded from ``workdir`` (:func:`reload_best`).
 
   Args:
     dataset, config, workdir, progress, frozen_embedding, overwrite, resume: as :func:`train`.
@@ -380,8 +405,12 @@ def run(dataset: CascadeDataset, config: NextUserConfig,
     ``dataset``, ``model``, ``split``, ``hits@k``, ``map@k`` (k = 10, 50, 100), ``nll``,
     ``train_seconds``, ``epochs``, ``device`` and the validation metrics of the chosen epoch.
   """
+  if workdir is None:
+    workdir = tempfile.mkdtemp(prefix="popdiff_")
   trained = train(dataset, config, workdir, progress=progress,
                   frozen_embedding=frozen_embedding, overwrite=overwrite, resume=resume)
+  if config.data.split == "leak_free":
+    trained = reload_best(workdir, dataset, trained)
   return result_row(dataset, trained, name)
 
 

@@ -6,7 +6,10 @@ the other 32 are trained. Choices where the paper is silent:
 
 * DeepWalk runs on the *whole* social graph (also users who never appear in a cascade: they
   carry paths between cascade users), undirected; a cascade user absent from the graph (many in
-  ``topolstm_twitter``), padding and Terminate get a zero fixed block.
+  ``topolstm_twitter``), padding and Terminate get a zero fixed block. With the leak-free split
+  (``CascadeDataset.unknown`` set) DeepWalk runs on ``dataset.graph`` instead: the edges
+  between users of the training cascades only, so no user or path known only from the
+  validation or test cascades shapes a vector; the unknown user gets a zero block.
 * The DeepWalk vectors are scaled by one global factor so that their root-mean-square entry over
   the users in the graph is 1, the scale of the trained block's N(0, 1) initialisation; the
   geometry (angles, relative distances) is unchanged.
@@ -64,7 +67,8 @@ def social_embedding(dataset: CascadeDataset, data_dir: str | None = None,
     ``info`` counts the graph and the vocabulary users it covers, and DeepWalk's loss.
   """
   t0 = time.perf_counter()
-  if dataset.name not in DATASETS and dataset.graph is not None:  # a dataset read by path
+  if dataset.graph is not None and (dataset.name not in DATASETS or dataset.unknown is not None):
+    # A dataset read by path, or the leak-free split (edges between training users only).
     nodes = np.unique(dataset.graph)
     edges = np.searchsorted(nodes, dataset.graph).astype(np.int32)
     names = [dataset.vocab.user(int(i)) for i in nodes]

@@ -161,7 +161,7 @@ def parse(table: Table, args: Sequence[str]) -> Any:
 
 # Options that change how a table is run, not what it measures (kept out of the parts' key).
 _RUN_FIELDS = ("out", "merge", "parallel", "budget", "tiny", "workdir", "seeds", "datasets",
-               "configs", "models")
+               "configs", "models", "protocols")
 
 
 def _options_key(opts: Any) -> str:

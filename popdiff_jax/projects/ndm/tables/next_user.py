@@ -5,7 +5,7 @@ One job per (dataset, named config, seed): ``experiment`` trains the config on t
 Rows: ``experiment.result_row`` (``dataset``, ``model`` = the config's name, ``split``,
 ``hits@k`` / ``map@k`` users only and ``*_with_terminate``, ``nll``, ``epochs``,
 ``stopped_by``, ``val_*``, ``train_seconds``, ``device``) plus ``protocol`` (the split:
-``files``, ``random``, ``time``) and ``seeds``; over several seeds the means, ``<key>_std`` and
+``files``, ``random``, ``time``, ``leak_free``) and ``seeds``; over several seeds the means, ``<key>_std`` and
 ``per_seed``. A rerun replaces the rows of the (dataset, model, protocol) it measures and keeps
 the others.
 
@@ -13,7 +13,12 @@ the others.
 
   popdiff reproduce ndm                                    # the three embedded sets, CPU: ~1 h
   popdiff reproduce ndm --datasets forest/twitter --configs ndm-casc lstm-casc --data-dir D
+  popdiff reproduce ndm --protocols files leak_free --seeds 0 1 2  # leak-free rows beside
   popdiff reproduce ndm --tiny                             # seconds once compiled
+
+``--protocols leak_free`` (``configs.DataConfig.split``) is the leak-free protocol: a split
+ordered by cascade start time, everything fitted on the training part, the epoch chosen on
+validation and its checkpoint reloaded for the test.
 """
 
 from __future__ import annotations
@@ -31,27 +36,33 @@ DATASETS = ("ndm/memetracker", "ndm/irvine", "ndm/lastfm", "forest/twitter",
             "forest/memetracker", "infvae/christianity", "infvae/android")
 
 
-def _job(dataset: str, config: str, seed: int) -> str:
-  return f"{dataset}|{config}|s{seed}"
+def _job(dataset: str, config: str, seed: int, protocol: str | None = None) -> str:
+  return f"{dataset}|{config}|s{seed}" + (f"|{protocol}" if protocol else "")
 
 
-def _parse(job: str) -> tuple[str, str, int]:
+def _parse(job: str) -> tuple[str, str, int, str | None]:
+  protocol = None
+  if not job.rsplit("|", 1)[1].startswith("s"):  # ``|<protocol>`` after the seed
+    job, protocol = job.rsplit("|", 1)
   dataset, config, seed = job.rsplit("|", 2)
-  return dataset, config, int(seed[1:])
+  return dataset, config, int(seed[1:]), protocol
 
 
 def jobs(opts: C.ReproduceConfig) -> list[str]:
-  return [_job(d, c, s) for d in opts.datasets for c in opts.configs for s in opts.seeds]
+  return [_job(d, c, s, p) for d in opts.datasets for p in (opts.protocols or (None,))
+          for c in opts.configs for s in opts.seeds]
 
 
 def run_job(opts: C.ReproduceConfig, job: str, ctx: common.Context) -> None:
-  name, config_name, seed = _parse(job)
-  data = dataclasses.replace(opts.data, source=name)
+  name, config_name, seed, protocol = _parse(job)
+  data = dataclasses.replace(opts.data, source=name, split=protocol or opts.data.split)
   dataset = common.load_data(data)
   cfg = common.job_config(config_name, data, opts.train, seed)
   cfg = cfg.replace(train={"max_train_seconds": ctx.train_budget(cfg.train.max_train_seconds)})
   folder = common.run_dir(common.workdir_of(TABLE, opts), name, config_name, seed, data.split)
   trained = common.train_or_resume(dataset, cfg, folder, progress=ctx.progress)
+  if data.split == "leak_free":  # the test scores the chosen epoch's checkpoint, read back
+    trained = experiment.reload_best(folder, dataset, trained)
   row = experiment.result_row(dataset, trained, config_name)
   ctx.save([{**row, "seed": seed, "protocol": data.split}], done=True)
 
