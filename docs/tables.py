@@ -349,10 +349,9 @@ def _norm(key: str) -> Col:
 
 def _smp_paper(r: dict) -> str:
   """Meghawat et al. report SMP-T1's random split only."""
-  paper = r.get("paper_reported")
-  if r.get("split") != "random" or not paper:
+  if r.get("split") != "random" or r.get("paper_srcc") is None:
     return MISSING
-  return " / ".join(format(paper[k], ".2f") for k in ("srcc", "mae", "mse"))
+  return " / ".join(format(r[f"paper_{k}"], ".2f") for k in ("srcc", "mae", "mse"))
 
 
 NEXT_USER_DATASETS = _order("ndm/memetracker", "ndm/irvine", "ndm/lastfm", "forest/twitter",
@@ -562,18 +561,20 @@ TABLES: dict[str, Table] = {
     # Popularity (three papers on instagram_likes): mean ± std over seeds, the paper's numbers.
     "popularity_dual_attention": Table(
         "popularity.json",
-        (Col("model", "model", labels=DUAL_ATTENTION),
+        (Col("model", "model", labels=DUAL_ATTENTION), Col("split", "split"),
          *(Col(h, k, ".2f", std=f"{k}_std") for h, k in (("precision", "precision"),
                                                           ("recall", "recall"), ("F1", "f1"),
                                                           ("accuracy", "accuracy"))),
-         Col("paper P / R / F / Acc", tuple(f"paper_reported.{k}" for k in
+         Col("paper P / R / F / Acc", tuple(f"paper_{k}" for k in
                                             ("precision", "recall", "f1", "accuracy")), ".2f")),
-        where={"paper": "dual_attention"}),
+        where={"paper": "dual_attention"},
+        sort=lambda r: (_order("random", "time", "user")(r["split"]),
+                        _order(*DUAL_ATTENTION)(r["model"]))),
     "popularity_fusion_dnn": Table(
         "popularity.json",
         (Col("split / features", lambda r: FUSION.get((r["model"], r["split"]), r["model"])),
          *REGRESSION,
-         Col("paper MAE / MSE / SRCC", tuple(f"paper_reported.{k}" for k in ("mae", "mse", "srcc")),
+         Col("paper MAE / MSE / SRCC", tuple(f"paper_{k}" for k in ("mae", "mse", "srcc")),
              ".3f")),
         where={"paper": "fusion_dnn"}, sort=lambda r: _order(*FUSION)((r["model"], r["split"]))),
     "popularity_multimodal_smp": Table(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-__all__ = ["DataError", "ConfigError"]
+__all__ = ["DataError", "ConfigError", "MissingExtraError", "require_extra"]
+
+#: The extras of pyproject.toml that commands need, with the modules each provides.
+EXTRAS = {"popularity": (("sklearn", "scikit-learn"), ("vaderSentiment", "vaderSentiment"))}
 
 
 class DataError(ValueError):
@@ -37,3 +40,35 @@ class ConfigError(ValueError):
     self.field = field
     self.value = value
     super().__init__(f"{config}.{field} = {value!r}: {allowed}")
+
+
+class MissingExtraError(ImportError):
+  """An optional dependency is not installed; the message names the extra that installs it.
+
+  Attributes:
+    extra: the ``pyproject.toml`` extra (``pip install "popdiff_jax[<extra>]"``).
+  """
+
+  def __init__(self, what: str, packages: list[str], extra: str):
+    self.extra = extra
+    super().__init__(f"{what} need(s) {', '.join(packages)}, which is not installed: "
+                     f'pip install "popdiff_jax[{extra}]"')
+
+
+def require_extra(extra: str, what: str) -> None:
+  """Raises :class:`MissingExtraError` unless every module of ``EXTRAS[extra]`` imports.
+
+  Args:
+    extra: a key of ``EXTRAS`` (``popularity``: scikit-learn and VADER).
+    what: what needs them, for the message (``"the popularity models"``).
+  """
+  import importlib
+
+  missing = []
+  for module, package in EXTRAS[extra]:
+    try:
+      importlib.import_module(module)
+    except ImportError:
+      missing.append(package)
+  if missing:
+    raise MissingExtraError(what, missing, extra)

@@ -34,8 +34,8 @@ from importlib import metadata
 from typing import Any, Iterable, Mapping, Sequence
 
 __all__ = ["PACKAGES", "append_row", "git_commit", "merge_results", "merge_runs",
-           "package_versions", "read_results", "run_metadata", "summary_path", "to_json",
-           "write_results"]
+           "package_versions", "read_results", "results_dir", "run_metadata", "summary_path",
+           "to_json", "write_results"]
 
 # The versions every run records (plus the ones a script names).
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "chex")
@@ -55,6 +55,13 @@ def git_commit(root: str | os.PathLike | None = None) -> str | None:
   except (OSError, subprocess.SubprocessError):
     return None
   return (out.stdout.strip() or None) if out.returncode == 0 else None
+
+
+def results_dir() -> pathlib.Path:
+  """``benchmarks/results`` of the checkout this package runs from, else of the working
+  directory (an installed package)."""
+  checkout = _ROOT / "benchmarks" / "results"
+  return checkout if checkout.is_dir() else pathlib.Path("benchmarks") / "results"
 
 
 def package_versions(packages: Iterable[str] = ()) -> dict[str, str]:

@@ -2,6 +2,7 @@
 configs; bad input is one line, exit 2; the same seed gives the same metrics bit for bit."""
 
 import json
+import pathlib
 
 import pytest
 
@@ -138,13 +139,14 @@ def test_a_hand_written_csv_trains_evaluates_and_shows_in_the_summary(tmp_path, 
 
 def test_reproduce_popularity_on_synthetic_posts(tmp_path, capsys):
   out = tmp_path / "rows.json"
-  assert main(["reproduce", "popularity", "--synthetic", "--quick", "--papers", "fusion_dnn",
-               "--no-studies", "--workdir", str(tmp_path / "w"), "--out", str(out),
-               "--no-progress"]) == 0
+  assert main(["reproduce", "popularity", "--data", "synthetic", "--quick", "--papers",
+               "fusion_dnn", "--splits", "random", "--fusion.studies", "--workdir",
+               str(tmp_path / "w"), "--out", str(out), "--no-progress"]) == 0
   table = capsys.readouterr().out
-  assert "fusion_dnn" in table and "srcc" in table and "synthetic posts" in table
-  (row,) = json.loads(out.read_text())
+  assert "fusion_dnn" in table and "srcc" in table and "synthetic" in table
+  (row,) = json.loads(out.read_text())["rows"]
   assert row["model"] == "fusion_dnn" and row["srcc"] > 0.3  # the planted signal is learnt
+  assert row["seeds"] == [0] and row["srcc_std"] == 0.0 and row["paper_srcc"] == 0.712
 
 
 def test_train_a_popularity_config(tmp_path, capsys):
@@ -172,3 +174,12 @@ def test_your_own_trees_show_in_the_summary_and_train_diffusion_lstm(tmp_path, c
   (row,) = json.loads((tmp_path / "w" / "results.json").read_text())
   assert row["dataset"] == trees and row["epochs"] >= 1
   assert 0.0 <= row["ap_terminal"] <= 1.0 and 0.0 <= row["map_prototypes"] <= 1.0
+
+
+def test_train_a_popularity_config_on_the_example_posts_csv(tmp_path, capsys):
+  example = pathlib.Path(__file__).resolve().parents[1] / "popdiff_jax/data/examples/posts.csv"
+  assert main(["train", "smp-tiny", "--data", str(example), "--format", "csv", "--split", "user",
+               "--workdir", str(tmp_path / "w"), "--no-progress"]) == 0
+  (row,) = json.loads((tmp_path / "w" / "results.json").read_text())
+  assert row["paper"] == "multimodal_smp" and row["split"] == "user"
+  assert "srcc" in capsys.readouterr().out

@@ -62,9 +62,10 @@ def _table(tmp_path, seed=0, n_users=30):
   return ig.load_instagram(d)[0]
 
 
-def test_leakage_test_posts_leave_fits_unchanged(tmp_path):
+@pytest.mark.parametrize("kind", ["random", "time", "user"])
+def test_leakage_test_posts_leave_fits_unchanged(tmp_path, kind):
   table = _table(tmp_path)
-  split = ig.make_split(table, "random", seed=0)
+  split = ig.make_split(table, kind, seed=0)
   kw = dict(n_topics=4, lda_iter=2, lsa_dim=8, max_len=16, seed=0)
   f1, s1 = build_features(table, split.train, **kw)
   # Rewrite every non-training post: new captions, alt-texts, likes and comments.
@@ -72,13 +73,17 @@ def test_leakage_test_posts_leave_fits_unchanged(tmp_path):
   held = np.setdiff1d(np.arange(table.num_posts), split.train)
   caption, alt = list(table.caption), list(table.alt_text)
   likes, comments = table.likes.copy(), table.comments.copy()
+  followers, following = table.followers.copy(), table.following.copy()
   for i in held:
     caption[i] = "#leak totally different words 🚀 " + str(rng.integers(1e6))
     alt[i] = "Image may contain: leakconcept"
     likes[i] = int(rng.integers(0, 10**7))
     comments[i] = int(rng.integers(0, 10**5))
+    followers[i] = int(rng.integers(0, 10**9))  # the author's counts, as a CSV row gives them
+    following[i] = int(rng.integers(0, 10**4))
   changed = table._replace(caption=tuple(caption), alt_text=tuple(alt), likes=likes,
-                           comments=comments, score=np.log1p(likes.astype(np.float64)).astype(np.float32))
+                           comments=comments, followers=followers, following=following,
+                           score=np.log1p(likes.astype(np.float64)).astype(np.float32))
   f2, s2 = build_features(changed, split.train, **kw)
   assert s1.fingerprint() == s2.fingerprint()
   assert "#leak" not in s2.vocab and "leakconcept" not in s2.concepts
@@ -89,6 +94,29 @@ def test_leakage_test_posts_leave_fits_unchanged(tmp_path):
     np.testing.assert_allclose(a[tr], b[tr], rtol=1e-5, atol=1e-5, err_msg=name)
   # Sanity: the held-out rows did change, so the test would see a leak.
   assert not np.allclose(f1.smp[held], f2.smp[held])
+
+
+@pytest.mark.parametrize("kind", ["time", "user"])
+def test_user_statistics_of_held_out_posts_use_training_posts_only(tmp_path, kind):
+  # The user's mean popularity (SMP's avgview) and environment (dual attention) of a validation
+  # or test post come from its author's training posts: never from that post's own likes or
+  # from the author's other held-out posts; a user with no training post gets the training mean.
+  table = _table(tmp_path, seed=5)
+  split = ig.make_split(table, kind, seed=1)
+  f, st = build_features(table, split.train, n_topics=3, lda_iter=2, lsa_dim=8, max_len=16)
+  raw = f.smp[:, 6].astype(np.float64) * st.smp_std[6] + st.smp_mean[6]
+  held = np.setdiff1d(np.arange(table.num_posts), split.train)
+  train_users = set(table.user[split.train].tolist())
+  if kind == "user":
+    assert not train_users & set(table.user[held].tolist())  # user-disjoint
+  score = table.score.astype(np.float64)
+  for i in held:
+    mates = split.train[table.user[split.train] == table.user[i]]
+    want = score[mates].mean() if len(mates) else st.global_mean_score
+    assert raw[i] == pytest.approx(want, rel=1e-4, abs=1e-4)
+    env = f.image[mates].mean(0) if len(mates) else f.image[split.train].mean(0)
+    np.testing.assert_allclose(f.env_image[i], env, rtol=1e-4, atol=1e-4)
+  assert st.global_mean_score == pytest.approx(score[split.train].mean(), rel=1e-5)
 
 
 def test_user_mean_is_leave_one_out_and_unseen_users_get_global_mean(tmp_path):

@@ -22,7 +22,7 @@ from popdiff_jax.projects.multimodal_smp import experiment as smp
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
   d = tmp_path_factory.mktemp("synthetic")
-  posts = load_posts(PostsConfig(synthetic=True, synthetic_users=120, n_topics=6, lda_iter=2,
+  posts = load_posts(PostsConfig(source="synthetic", synthetic_users=120, n_topics=6, lda_iter=2,
                                  lsa_dim=8, max_len=20), seed=0, workdir=d)
   return posts, d
 

@@ -24,7 +24,7 @@ import sys
 import warnings
 from typing import Any
 
-from popdiff_jax._errors import ConfigError, DataError
+from popdiff_jax._errors import ConfigError, DataError, MissingExtraError
 
 COMMON_HELP = ("common options: --workdir W (checkpoints, metrics.jsonl, results.json; rerun = "
                "resume), --overwrite / --resume (W holds another config's run), --no-progress, "
@@ -288,7 +288,7 @@ def _one_line(e: BaseException) -> str:
   """The error as one line: the library's own errors as they are, others with their type."""
   if isinstance(e, KeyError) and e.args:
     msg = str(e.args[0])
-  elif isinstance(e, (DataError, ValueError, OSError)) or type(e).__name__ in (
+  elif isinstance(e, (DataError, ValueError, OSError, MissingExtraError)) or type(e).__name__ in (
       "CheckpointError", "WorkdirError", "TrainingDiverged"):
     msg = str(e)
   else:
@@ -320,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
   except Exception as e:  # noqa: BLE001 - the CLI's contract: one line unless --debug
     if a.debug:
       raise
-    hint = "" if isinstance(e, (DataError, ConfigError, FileNotFoundError)) else \
+    hint = "" if isinstance(e, (DataError, ConfigError, FileNotFoundError,
+                                MissingExtraError)) else \
         " (--debug shows the traceback)"
     print(f"popdiff: error: {_one_line(e)}{hint}", file=sys.stderr)
     return 2

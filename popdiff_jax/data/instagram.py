@@ -5,7 +5,9 @@ The data (see ../shared/data/README.md, section 8) is one tar.gz, ``UserData.tar
 12 latest posts (caption, likes, comments, time, type, location and Instagram's automatic image
 description, the *alt-text*). It has no licence, so this module reads it in place with ``tarfile``
 from a data directory: the ``data_dir`` argument, else ``$POPDIFF_DATA_DIR/instagram_likes``, else
-``../shared/data/instagram_likes``. Nothing is extracted to disk.
+``../shared/data/instagram_likes``. Nothing is extracted to disk. The same reader takes any posts
+in this layout (:func:`load_instagram`): the ``.tar.gz`` itself, a folder holding
+``UserData.tar.gz``, or a folder of ``<username>.json`` files (or one holding ``UserData/``).
 
 Skip rules (each skip is counted in :class:`LoaderReport.skipped` under the key given here):
 
@@ -80,6 +82,10 @@ class PostTable(NamedTuple):
     following: int64 [N] the author's followings (``edge_follow``).
     media_count: int64 [N] the author's total number of posts (``edge_owner_to_timeline_media``).
     score: float32 [N] popularity score log(1 + likes).
+    image_features: float32 [N, Di] precomputed image vectors (a CSV's ``image_columns``), or
+      None: the features then use the alt-text concept vector.
+    text_features: float32 [N, Dt] precomputed caption vectors (a CSV's ``text_columns``), or
+      None: the features then use LSA of the caption.
   """
   user: np.ndarray
   usernames: tuple
@@ -95,6 +101,8 @@ class PostTable(NamedTuple):
   following: np.ndarray
   media_count: np.ndarray
   score: np.ndarray
+  image_features: np.ndarray | None = None
+  text_features: np.ndarray | None = None
 
   @property
   def num_posts(self) -> int:
@@ -111,7 +119,7 @@ class PostTable(NamedTuple):
     idx = np.asarray(idx)
     out = {}
     for name, col in self._asdict().items():
-      if name == "usernames":
+      if name == "usernames" or col is None:
         out[name] = col
       elif isinstance(col, tuple):
         out[name] = tuple(col[i] for i in idx)
@@ -255,13 +263,41 @@ def _decode(raw: bytes, name: str) -> Any:
     raise DataError(f"file is not JSON: {e.msg}", path=name, line=e.lineno) from e
 
 
+def _iter_folder_files(folder: pathlib.Path) -> Iterable[tuple[str, bytes]]:
+  """(path, raw bytes) of every ``*.json`` file of a folder (not recursive), sorted by name."""
+  for path in sorted(folder.glob("*.json")):
+    try:
+      yield str(path), path.read_bytes()
+    except OSError as e:
+      raise DataError(f"cannot read file: {e.strerror}", path=str(path)) from e
+
+
+def _user_files(path: pathlib.Path) -> Iterable[tuple[str, bytes]]:
+  """The user files of an instagram layout at ``path`` (see :func:`load_instagram`)."""
+  if path.is_file():
+    return _iter_user_files(path)
+  if (path / ARCHIVE_NAME).is_file():
+    return _iter_user_files(path / ARCHIVE_NAME)
+  folder = path / "UserData" if (path / "UserData").is_dir() else path
+  if path.is_dir() and any(folder.glob("*.json")):
+    return _iter_folder_files(folder)
+  if path.is_dir():
+    raise DataError(f"no {ARCHIVE_NAME}, UserData/ folder or *.json user files here",
+                    path=str(path))
+  raise DataError(f"not found: expected a folder holding {ARCHIVE_NAME} or <username>.json "
+                  "files, or a .tar.gz of them (instagram_likes: --data-dir or POPDIFF_DATA_DIR)",
+                  path=str(path))
+
+
 def load_instagram(data_dir: str | os.PathLike | None = None, *, min_posts: int = 4,
                    include_videos: bool = False, max_users: int | None = None,
                    ) -> tuple[PostTable, LoaderReport]:
-  """Reads every user of ``<data_dir>/UserData.tar.gz`` in place (no extraction).
+  """Reads every user file of an instagram layout in place (no extraction).
 
   Args:
-    data_dir: folder holding ``UserData.tar.gz`` (see :func:`default_data_dir`).
+    data_dir: a folder holding ``UserData.tar.gz`` (default: :func:`default_data_dir`), the
+      ``.tar.gz`` file itself, or a folder of ``<username>.json`` user files (or one holding
+      them in ``UserData/``). User files are read in name order.
     min_posts: users with fewer kept posts are skipped (``user_few_posts``).
     include_videos: keep ``GraphVideo`` posts (default False: skipped as ``video``).
     max_users: read only the first this many user files (by name): fast subsamples for tests.
@@ -270,16 +306,12 @@ def load_instagram(data_dir: str | os.PathLike | None = None, *, min_posts: int 
     (table, report): the kept posts and the loader report.
 
   Raises:
-    DataError: the archive is missing or unreadable, or a user file is not UTF-8 JSON with a
-      ``posts`` list (the message names the file inside the archive).
+    DataError: the archive or folder is missing or unreadable, or a user file is not UTF-8
+      JSON with a ``posts`` list (the message names the file, inside the archive if it is one).
   """
-  archive = default_data_dir(data_dir) / ARCHIVE_NAME
-  if not archive.is_file():
-    raise DataError("instagram_likes archive not found (set data_dir or POPDIFF_DATA_DIR)",
-                    path=str(archive))
   report = LoaderReport()
   users = []
-  for i, (name, raw) in enumerate(_iter_user_files(archive)):
+  for i, (name, raw) in enumerate(_user_files(default_data_dir(data_dir))):
     if max_users is not None and i >= max_users:
       break
     report.files_read += 1
@@ -289,9 +321,14 @@ def load_instagram(data_dir: str | os.PathLike | None = None, *, min_posts: int 
 
 def build_table(users: list[dict], report: LoaderReport, *, min_posts: int = 4) -> PostTable:
   """Assembles parsed users (see :func:`parse_user`) into a :class:`PostTable`, applying
-  the duplicate and ``min_posts`` rules."""
+  the duplicate and ``min_posts`` rules. A post dict may carry its own ``followers``,
+  ``following`` and ``media_count`` (the author's counts when that post was made); otherwise
+  it gets its user's. Posts carrying ``image_features`` / ``text_features`` (lists of floats,
+  one width for all) fill the table's columns of those names."""
   seen: set[str] = set()
-  rows: dict[str, list] = {k: [] for k in PostTable._fields if k not in ("usernames", "score")}
+  rows: dict[str, list] = {k: [] for k in PostTable._fields
+                           if k not in ("usernames", "score", "image_features", "text_features")}
+  dense: dict[str, list] = {"image_features": [], "text_features": []}
   usernames = []
   for u in users:
     posts = []
@@ -317,9 +354,11 @@ def build_table(users: list[dict], report: LoaderReport, *, min_posts: int = 4) 
       rows["timestamp"].append(p["timestamp"])
       rows["post_type"].append(p["post_type"])
       rows["has_location"].append(p["has_location"])
-      rows["followers"].append(u["followers"])
-      rows["following"].append(u["following"])
-      rows["media_count"].append(u["media_count"])
+      for k in ("followers", "following", "media_count"):
+        rows[k].append(p.get(k, u[k]))
+      for k, col in dense.items():
+        if k in p:
+          col.append(p[k])
   likes = np.asarray(rows["likes"], np.int64)
   table = PostTable(
       user=np.asarray(rows["user"], np.int32), usernames=tuple(usernames),
@@ -332,7 +371,8 @@ def build_table(users: list[dict], report: LoaderReport, *, min_posts: int = 4) 
       followers=np.asarray(rows["followers"], np.int64),
       following=np.asarray(rows["following"], np.int64),
       media_count=np.asarray(rows["media_count"], np.int64),
-      score=np.log1p(likes.astype(np.float64)).astype(np.float32))
+      score=np.log1p(likes.astype(np.float64)).astype(np.float32),
+      **{k: np.asarray(col, np.float32).reshape(len(col), -1) for k, col in dense.items() if col})
   report.users_kept = len(usernames)
   report.posts_kept = table.num_posts
   return table

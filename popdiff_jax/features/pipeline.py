@@ -182,7 +182,14 @@ def build_features(table: PostTable, train_idx: np.ndarray, *, max_len: int = 48
 
   Returns:
     (features, fitted statistics).
+
+  Raises:
+    MissingExtraError: scikit-learn or VADER is not installed (``pip install
+      "popdiff_jax[popularity]"``).
   """
+  from popdiff_jax._errors import require_extra
+
+  require_extra("popularity", "the popularity features (LDA, LSA, ridge, sentiment)")
   from sklearn.linear_model import Ridge
   from sklearn.model_selection import KFold
 

@@ -293,14 +293,16 @@ def run_diffusion_lstm() -> dict:
 
 
 def run_popularity() -> dict:
-  """``projects.popularity_table.reproduce_popularity(synthetic=True, quick=True, seed=0)``:
-  every row of the three papers (random forest, gradient boosting, image model, Conv1d with and
-  without the image score, fusion DNN and its five feature studies, the four dual-attention
-  variants) on 120 generated users x 12 posts."""
-  from popdiff_jax.projects.popularity_table import reproduce_popularity
+  """``projects.popularity_table.run_seed`` of ``popdiff reproduce popularity --data synthetic
+  --quick`` on the random split, seed 0: every row of the three papers (random forest, gradient
+  boosting, image model, Conv1d with and without the image score, fusion DNN and its five
+  feature studies, the four dual-attention variants) on 120 generated users x 12 posts."""
+  from popdiff_jax.data.posts import PostsSource
+  from popdiff_jax.projects.popularity_table import QUICK, run_seed
 
+  config = dataclasses.replace(QUICK, data=PostsSource(source="synthetic"), splits=("random",))
   with tempfile.TemporaryDirectory() as tmp:
-    rows = reproduce_popularity(synthetic=True, quick=True, seed=0, workdir=tmp, progress=False)
+    rows = run_seed(config, 0, "random", workdir=tmp, progress=False)
   return {"runs": {f"{r['paper']}/{r['model']}": _clean(r) for r in rows}}
 
 

@@ -4,7 +4,8 @@ An :class:`ExperimentConfig` is ``data`` (which posts, split and features:
 ``data.posts.PostsConfig``), ``model`` (``models.dual_attention.DualAttentionConfig``: the
 variant and its widths; the input widths are taken from the data) and ``train`` (the
 optimisation). Every field is meant as an option of ``popdiff train <name>``
-(``--model.variant textual``, ``--train.seed 1``, ``--data.synthetic``).
+(``--model.variant textual``, ``--train.seed 1``, ``--data synthetic``,
+``--data my_posts.csv --format csv``; the data options have no prefix).
 
 The named configs (:data:`CONFIGS`) are the variants of Zhang et al.'s Tables I and II that
 ``benchmarks/results/popularity.json`` reports (rows ``paper == "dual_attention"``, ``split ==
@@ -18,7 +19,9 @@ validation accuracy, 400 LDA topics. Times are those of the H100 run that wrote 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Annotated, Callable
+
+import tyro
 
 from popdiff_jax import _validate as v
 from popdiff_jax.data.posts import PostsConfig
@@ -72,7 +75,7 @@ class ExperimentConfig:
     train: the optimisation.
   """
 
-  data: PostsConfig = PostsConfig()
+  data: Annotated[PostsConfig, tyro.conf.OmitArgPrefixes] = PostsConfig()
   model: DualAttentionConfig = DualAttentionConfig()
   train: TrainConfig = TrainConfig()
 
@@ -92,8 +95,8 @@ def dual_attention() -> ExperimentConfig:
   """The full model (Table I, last row): explicit attention over caption words and implicit
   attention over the user environment.
 
-  Command: ``popdiff train dual-attention --data.data-dir ../shared/data
-  --train.seed 0 --workdir runs/dual-attention`` (``--data.synthetic`` for generated posts).
+  Command: ``popdiff train dual-attention --data-dir ../shared/data
+  --train.seed 0 --workdir runs/dual-attention`` (``--data synthetic`` for generated posts).
   Result: ``benchmarks/results/popularity.json``, row ``paper == "dual_attention"``,
   ``model == "dual_attention"``, ``split == "random"`` (accuracy 55.66 %, F1 60.68 %).
   About 12 s of training per seed on an H100 after the features.
@@ -104,7 +107,7 @@ def dual_attention() -> ExperimentConfig:
 def visual() -> ExperimentConfig:
   """Baseline (Table I): the image alone, V̂ -> O1 -> O2.
 
-  Command: ``popdiff train dual-attention-visual --data.data-dir ../shared/data
+  Command: ``popdiff train dual-attention-visual --data-dir ../shared/data
   --train.seed 0 --workdir runs/dual-attention-visual``.
   Result: ``benchmarks/results/popularity.json``, row ``paper == "dual_attention"``,
   ``model == "visual"``, ``split == "random"`` (accuracy 55.07 %, F1 51.16 %).
@@ -116,7 +119,7 @@ def visual() -> ExperimentConfig:
 def textual() -> ExperimentConfig:
   """Baseline (Table I): the caption alone, the LSTM's last state q_T -> O1 -> O2.
 
-  Command: ``popdiff train dual-attention-textual --data.data-dir ../shared/data
+  Command: ``popdiff train dual-attention-textual --data-dir ../shared/data
   --train.seed 0 --workdir runs/dual-attention-textual``.
   Result: ``benchmarks/results/popularity.json``, row ``paper == "dual_attention"``,
   ``model == "textual"``, ``split == "random"`` (accuracy 52.98 %, F1 52.79 %).
@@ -128,7 +131,7 @@ def textual() -> ExperimentConfig:
 def early_fusion() -> ExperimentConfig:
   """Baseline (Table I): the concatenation [V̂, q_T] -> O1 -> O2.
 
-  Command: ``popdiff train dual-attention-early-fusion --data.data-dir ../shared/data
+  Command: ``popdiff train dual-attention-early-fusion --data-dir ../shared/data
   --train.seed 0 --workdir runs/dual-attention-early-fusion``.
   Result: ``benchmarks/results/popularity.json``, row ``paper == "dual_attention"``,
   ``model == "early_fusion"``, ``split == "random"`` (accuracy 54.46 %, F1 54.43 %).
@@ -140,7 +143,7 @@ def early_fusion() -> ExperimentConfig:
 def late_fusion() -> ExperimentConfig:
   """Baseline (Table I): the mean of a visual and a textual tower's probabilities.
 
-  Command: ``popdiff train dual-attention-late-fusion --data.data-dir ../shared/data
+  Command: ``popdiff train dual-attention-late-fusion --data-dir ../shared/data
   --train.seed 0 --workdir runs/dual-attention-late-fusion``.
   Result: ``benchmarks/results/popularity.json``, row ``paper == "dual_attention"``,
   ``model == "late_fusion"``, ``split == "random"`` (accuracy 55.02 %, F1 59.07 %).
@@ -153,7 +156,7 @@ def ccr() -> ExperimentConfig:
   """Baseline (Table I, CCR after You et al. 2016): visual, textual and fused heads, each
   with BCE, plus 0.5 x the KL divergence from the fused head to each of the others.
 
-  Command: ``popdiff train dual-attention-ccr --data.data-dir ../shared/data
+  Command: ``popdiff train dual-attention-ccr --data-dir ../shared/data
   --train.seed 0 --workdir runs/dual-attention-ccr``.
   Result: ``benchmarks/results/popularity.json``, row ``paper == "dual_attention"``,
   ``model == "ccr"``, ``split == "random"`` (accuracy 56.05 %, F1 63.70 %).
@@ -166,7 +169,7 @@ def similarity() -> ExperimentConfig:
   """Baseline (Table I, after Fang et al. 2015): the element-wise product of the
   L2-normalised V̂ and q_T -> O1 -> O2.
 
-  Command: ``popdiff train dual-attention-similarity --data.data-dir ../shared/data
+  Command: ``popdiff train dual-attention-similarity --data-dir ../shared/data
   --train.seed 0 --workdir runs/dual-attention-similarity``.
   Result: ``benchmarks/results/popularity.json``, row ``paper == "dual_attention"``,
   ``model == "similarity"``, ``split == "random"`` (accuracy 55.16 %, F1 56.90 %).
@@ -178,7 +181,7 @@ def similarity() -> ExperimentConfig:
 def e_attn() -> ExperimentConfig:
   """Ablation (Table II, E-attn): explicit attention alone, h_w = V̂ + Q̂ -> O1 -> O2.
 
-  Command: ``popdiff train dual-attention-e-attn --data.data-dir ../shared/data
+  Command: ``popdiff train dual-attention-e-attn --data-dir ../shared/data
   --train.seed 0 --workdir runs/dual-attention-e-attn``.
   Result: ``benchmarks/results/popularity.json``, row ``paper == "dual_attention"``,
   ``model == "e_attn"``, ``split == "random"`` (accuracy 55.55 %, F1 57.23 %).
@@ -190,7 +193,7 @@ def e_attn() -> ExperimentConfig:
 def env() -> ExperimentConfig:
   """Ablation (Table II, Env): [V̂, q_T] and the environment through one FC layer.
 
-  Command: ``popdiff train dual-attention-env --data.data-dir ../shared/data
+  Command: ``popdiff train dual-attention-env --data-dir ../shared/data
   --train.seed 0 --workdir runs/dual-attention-env``.
   Result: ``benchmarks/results/popularity.json``, row ``paper == "dual_attention"``,
   ``model == "env"``, ``split == "random"`` (accuracy 55.18 %, F1 57.79 %).
@@ -203,7 +206,7 @@ def env_iattn() -> ExperimentConfig:
   """Ablation (Table II, Env + I-attn): [V̂, q_T] and the implicit-attention
   environment e_w.
 
-  Command: ``popdiff train dual-attention-env-iattn --data.data-dir ../shared/data
+  Command: ``popdiff train dual-attention-env-iattn --data-dir ../shared/data
   --train.seed 0 --workdir runs/dual-attention-env-iattn``.
   Result: ``benchmarks/results/popularity.json``, row ``paper == "dual_attention"``,
   ``model == "env_iattn"``, ``split == "random"`` (accuracy 54.40 %, F1 57.35 %).
@@ -216,7 +219,7 @@ def e_attn_env() -> ExperimentConfig:
   """Ablation (Table II, E-attn + Env): h_w = V̂ + Q̂ and the environment through one
   FC layer.
 
-  Command: ``popdiff train dual-attention-e-attn-env --data.data-dir ../shared/data
+  Command: ``popdiff train dual-attention-e-attn-env --data-dir ../shared/data
   --train.seed 0 --workdir runs/dual-attention-e-attn-env``.
   Result: ``benchmarks/results/popularity.json``, row ``paper == "dual_attention"``,
   ``model == "e_attn_env"``, ``split == "random"`` (accuracy 55.80 %, F1 56.30 %).
@@ -228,12 +231,12 @@ def e_attn_env() -> ExperimentConfig:
 def tiny() -> ExperimentConfig:
   """The test configuration: 120 synthetic users, 6 LDA topics, 16-D widths, 4 epochs.
 
-  The dual-attention part of ``popdiff reproduce popularity --synthetic --quick``.
+  The dual-attention part of ``popdiff reproduce popularity --data synthetic --quick``.
   Command: ``popdiff train dual-attention-tiny --workdir runs/da-tiny``. No result file (the
   tests check it learns the planted words). Seconds on a CPU after the features (about 10 s).
   """
   return ExperimentConfig(
-      data=PostsConfig(synthetic=True, synthetic_users=120, n_topics=6, lda_iter=2, lsa_dim=8,
+      data=PostsConfig(source="synthetic", synthetic_users=120, n_topics=6, lda_iter=2, lsa_dim=8,
                        max_len=20),
       model=DualAttentionConfig(embed_dim=16, hidden_dim=16, attn_dim=8, out_dim=16),
       train=TrainConfig(batch_size=32, num_epochs=4, patience=4, lr_high=3e-3, high_epochs=4))

@@ -8,8 +8,8 @@ is trained on the labelled training posts with the masked binary cross-entropy o
 epoch with the best validation accuracy is kept, and the test row holds accuracy, precision,
 recall and F1 (``metrics.popularity.classification_metrics``, fractions in [0, 1]).
 
-* :func:`train_and_test` runs it on prepared features (what ``projects.popularity_table`` and
-  ``benchmarks/popularity.py`` call, features built once for many runs).
+* :func:`train_and_test` runs it on prepared features (what ``popdiff reproduce popularity``,
+  ``projects.popularity_table``, calls: features built once for many runs).
 * :func:`run` loads the posts of ``config.data`` first and returns one results row.
 """
 

@@ -4,7 +4,8 @@ An :class:`ExperimentConfig` is ``data`` (which posts, split and features, and w
 group is kept alone or zeroed: :class:`DataConfig`), ``model``
 (``models.fusion_dnn.FusionDNNConfig``; the input widths are taken from the data) and ``train``
 (the optimisation). Every field is meant as an option of ``popdiff train <name>``
-(``--data.split time``, ``--data.only user``, ``--train.seed 1``).
+(``--split time``, ``--only user``, ``--data my_posts.csv --format csv``, ``--train.seed 1``;
+the data options have no prefix).
 
 The named configs (:data:`CONFIGS`) are the rows of Ding et al.'s Tables 1-3 that
 ``benchmarks/results/popularity.json`` reports (rows ``paper == "fusion_dnn"``; mean over seeds
@@ -18,7 +19,9 @@ that wrote the file: 15 runs of one seed took about 180 s there (about 12 s each
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Annotated, Callable
+
+import tyro
 
 from popdiff_jax import _validate as v
 from popdiff_jax.data.posts import PostsConfig
@@ -96,7 +99,7 @@ class ExperimentConfig:
     train: the optimisation.
   """
 
-  data: DataConfig = DataConfig()
+  data: Annotated[DataConfig, tyro.conf.OmitArgPrefixes] = DataConfig()
   model: FusionDNNConfig = FusionDNNConfig()
   train: TrainConfig = TrainConfig()
 
@@ -107,9 +110,9 @@ class ExperimentConfig:
 def fusion_dnn() -> ExperimentConfig:
   """The full model on every feature (Table 1).
 
-  Command: ``popdiff train fusion-dnn --data.data-dir ../shared/data --data.split time
-  --train.seed 0 --workdir runs/fusion-dnn`` (``--data.split`` ``time`` = Set-I, ``user`` =
-  Set-II, ``random`` = Set-III; ``--data.synthetic`` for generated posts).
+  Command: ``popdiff train fusion-dnn --data-dir ../shared/data --split time
+  --train.seed 0 --workdir runs/fusion-dnn`` (``--split`` ``time`` = Set-I, ``user`` =
+  Set-II, ``random`` = Set-III; ``--data synthetic`` for generated posts).
   Result: ``benchmarks/results/popularity.json``, rows ``paper == "fusion_dnn"``,
   ``model == "fusion_dnn"``, one per ``split`` (time: MAE 1.137, SRCC 0.778). About 12 s per
   seed on an H100 after the features.
@@ -128,7 +131,7 @@ def _drop(group: str) -> ExperimentConfig:
 def only_user() -> ExperimentConfig:
   """Univariate study (Table 2): user information alone (log followers, followings, posts).
 
-  Command: ``popdiff train fusion-dnn-only-user --data.data-dir ../shared/data --train.seed 0
+  Command: ``popdiff train fusion-dnn-only-user --data-dir ../shared/data --train.seed 0
   --workdir runs/fusion-only-user``.
   Result: ``benchmarks/results/popularity.json``, row ``paper == "fusion_dnn"``,
   ``model == "only_user"``, ``split == "time"`` (SRCC 0.875). About 12 s per seed on an H100.
@@ -139,7 +142,7 @@ def only_user() -> ExperimentConfig:
 def only_visual() -> ExperimentConfig:
   """Univariate study (Table 2): the deep image feature and the post type alone.
 
-  Command: ``popdiff train fusion-dnn-only-visual --data.data-dir ../shared/data --train.seed 0
+  Command: ``popdiff train fusion-dnn-only-visual --data-dir ../shared/data --train.seed 0
   --workdir runs/fusion-only-visual``.
   Result: ``benchmarks/results/popularity.json``, row ``model == "only_visual"``,
   ``split == "time"`` (SRCC 0.354). About 12 s per seed on an H100.
@@ -150,7 +153,7 @@ def only_visual() -> ExperimentConfig:
 def only_text() -> ExperimentConfig:
   """Univariate study (Table 2): the deep text feature, tag count and caption length alone.
 
-  Command: ``popdiff train fusion-dnn-only-text --data.data-dir ../shared/data --train.seed 0
+  Command: ``popdiff train fusion-dnn-only-text --data-dir ../shared/data --train.seed 0
   --workdir runs/fusion-only-text``.
   Result: ``benchmarks/results/popularity.json``, row ``model == "only_text"``,
   ``split == "time"`` (SRCC 0.346). About 12 s per seed on an H100.
@@ -161,7 +164,7 @@ def only_text() -> ExperimentConfig:
 def only_time_location() -> ExperimentConfig:
   """Univariate study (Table 2): post age, hour, weekday and has-location alone.
 
-  Command: ``popdiff train fusion-dnn-only-time-location --data.data-dir ../shared/data
+  Command: ``popdiff train fusion-dnn-only-time-location --data-dir ../shared/data
   --train.seed 0 --workdir runs/fusion-only-time-location``.
   Result: ``benchmarks/results/popularity.json``, row ``model == "only_time_location"``,
   ``split == "time"`` (SRCC 0.090). About 12 s per seed on an H100.
@@ -172,7 +175,7 @@ def only_time_location() -> ExperimentConfig:
 def only_deep_image() -> ExperimentConfig:
   """Univariate study (Table 2): the deep image feature alone.
 
-  Command: ``popdiff train fusion-dnn-only-deep-image --data.data-dir ../shared/data
+  Command: ``popdiff train fusion-dnn-only-deep-image --data-dir ../shared/data
   --train.seed 0 --workdir runs/fusion-only-deep-image``.
   Result: ``benchmarks/results/popularity.json``, row ``model == "only_deep_image"``,
   ``split == "time"`` (SRCC 0.348). About 12 s per seed on an H100.
@@ -183,7 +186,7 @@ def only_deep_image() -> ExperimentConfig:
 def only_deep_text() -> ExperimentConfig:
   """Univariate study (Table 2): the deep text feature alone.
 
-  Command: ``popdiff train fusion-dnn-only-deep-text --data.data-dir ../shared/data
+  Command: ``popdiff train fusion-dnn-only-deep-text --data-dir ../shared/data
   --train.seed 0 --workdir runs/fusion-only-deep-text``.
   Result: ``benchmarks/results/popularity.json``, row ``model == "only_deep_text"``,
   ``split == "time"`` (SRCC 0.304). About 12 s per seed on an H100.
@@ -194,7 +197,7 @@ def only_deep_text() -> ExperimentConfig:
 def only_tags_count() -> ExperimentConfig:
   """Univariate study (Table 2): the tag count alone.
 
-  Command: ``popdiff train fusion-dnn-only-tags-count --data.data-dir ../shared/data
+  Command: ``popdiff train fusion-dnn-only-tags-count --data-dir ../shared/data
   --train.seed 0 --workdir runs/fusion-only-tags-count``.
   Result: ``benchmarks/results/popularity.json``, row ``model == "only_tags_count"``,
   ``split == "time"`` (SRCC 0.244). About 12 s per seed on an H100.
@@ -205,7 +208,7 @@ def only_tags_count() -> ExperimentConfig:
 def only_caption_length() -> ExperimentConfig:
   """Univariate study (Table 2): the caption length alone.
 
-  Command: ``popdiff train fusion-dnn-only-caption-length --data.data-dir ../shared/data
+  Command: ``popdiff train fusion-dnn-only-caption-length --data-dir ../shared/data
   --train.seed 0 --workdir runs/fusion-only-caption-length``.
   Result: ``benchmarks/results/popularity.json``, row ``model == "only_caption_length"``,
   ``split == "time"`` (SRCC 0.274). About 12 s per seed on an H100.
@@ -216,7 +219,7 @@ def only_caption_length() -> ExperimentConfig:
 def drop_user() -> ExperimentConfig:
   """Ablation (Table 3): every feature but the user information.
 
-  Command: ``popdiff train fusion-dnn-drop-user --data.data-dir ../shared/data --train.seed 0
+  Command: ``popdiff train fusion-dnn-drop-user --data-dir ../shared/data --train.seed 0
   --workdir runs/fusion-drop-user``.
   Result: ``benchmarks/results/popularity.json``, row ``model == "drop_user"``,
   ``split == "time"`` (SRCC 0.434). About 12 s per seed on an H100.
@@ -227,7 +230,7 @@ def drop_user() -> ExperimentConfig:
 def drop_deep_text() -> ExperimentConfig:
   """Ablation (Table 3): every feature but the deep text feature.
 
-  Command: ``popdiff train fusion-dnn-drop-deep-text --data.data-dir ../shared/data
+  Command: ``popdiff train fusion-dnn-drop-deep-text --data-dir ../shared/data
   --train.seed 0 --workdir runs/fusion-drop-deep-text``.
   Result: ``benchmarks/results/popularity.json``, row ``model == "drop_deep_text"``,
   ``split == "time"`` (SRCC 0.844). About 12 s per seed on an H100.
@@ -238,7 +241,7 @@ def drop_deep_text() -> ExperimentConfig:
 def drop_deep_image() -> ExperimentConfig:
   """Ablation (Table 3): every feature but the deep image feature.
 
-  Command: ``popdiff train fusion-dnn-drop-deep-image --data.data-dir ../shared/data
+  Command: ``popdiff train fusion-dnn-drop-deep-image --data-dir ../shared/data
   --train.seed 0 --workdir runs/fusion-drop-deep-image``.
   Result: ``benchmarks/results/popularity.json``, row ``model == "drop_deep_image"``,
   ``split == "time"`` (SRCC 0.786). About 12 s per seed on an H100.
@@ -249,7 +252,7 @@ def drop_deep_image() -> ExperimentConfig:
 def drop_tags_count() -> ExperimentConfig:
   """Ablation (Table 3): every feature but the tag count.
 
-  Command: ``popdiff train fusion-dnn-drop-tags-count --data.data-dir ../shared/data
+  Command: ``popdiff train fusion-dnn-drop-tags-count --data-dir ../shared/data
   --train.seed 0 --workdir runs/fusion-drop-tags-count``.
   Result: ``benchmarks/results/popularity.json``, row ``model == "drop_tags_count"``,
   ``split == "time"`` (SRCC 0.777). About 12 s per seed on an H100.
@@ -260,12 +263,12 @@ def drop_tags_count() -> ExperimentConfig:
 def tiny() -> ExperimentConfig:
   """The test configuration: 120 synthetic users, widths 32-16, 4 epochs at 1e-3.
 
-  The fusion-DNN part of ``popdiff reproduce popularity --synthetic --quick``.
+  The fusion-DNN part of ``popdiff reproduce popularity --data synthetic --quick``.
   Command: ``popdiff train fusion-dnn-tiny --workdir runs/fusion-tiny``. No result file.
   Seconds on a CPU after the features (about 5 s).
   """
   return ExperimentConfig(
-      data=DataConfig(synthetic=True, synthetic_users=120, lda_iter=2, lsa_dim=8, max_len=20),
+      data=DataConfig(source="synthetic", synthetic_users=120, lda_iter=2, lsa_dim=8, max_len=20),
       model=FusionDNNConfig(hidden=(32, 16)),
       train=TrainConfig(batch_size=32, num_epochs=4, learning_rate=1e-3))
 

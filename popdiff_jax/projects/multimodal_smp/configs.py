@@ -5,7 +5,8 @@ tabular inputs the model reads: :class:`DataConfig`), ``model`` (the Conv1d netw
 ``models.smp.SMPConv1dConfig``, the paper's random forest :class:`RandomForestConfig`, or the
 floors of ``baselines.regressors``: the image model and gradient boosting) and ``train`` (the
 Conv1d's optimisation and the scikit-learn workers). Every field is meant as an option of
-``popdiff train <name>`` (``--data.image-score``, ``--train.seed 1``).
+``popdiff train <name>`` (``--image-score``, ``--data my_posts.csv --format csv``,
+``--train.seed 1``; the data options have no prefix).
 
 The named configs (:data:`CONFIGS`) are the rows of Meghawat et al.'s Table 3 (and our two extra
 rows) that ``benchmarks/results/popularity.json`` reports (rows ``paper == "multimodal_smp"``,
@@ -19,7 +20,9 @@ it the features (so about 50 s for the six models of one split).
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, ClassVar
+from typing import Annotated, Callable, ClassVar
+
+import tyro
 
 from popdiff_jax import _validate as v
 from popdiff_jax.baselines.regressors import GradientBoostingConfig, ImageModelConfig
@@ -112,7 +115,7 @@ class ExperimentConfig:
     train: the Conv1d's optimisation and the scikit-learn workers.
   """
 
-  data: DataConfig = DataConfig()
+  data: Annotated[DataConfig, tyro.conf.OmitArgPrefixes] = DataConfig()
   model: SMPConv1dConfig | RandomForestConfig | ImageModelConfig | GradientBoostingConfig = (
       SMPConv1dConfig())
   train: TrainConfig = TrainConfig()
@@ -126,8 +129,8 @@ _TABLE_TRAIN = TrainConfig(num_epochs=20, patience=4)
 def conv1d() -> ExperimentConfig:
   """The Conv1d network (Fig. 1) on the 14 CON-SOC features.
 
-  Command: ``popdiff train smp-conv1d --data.data-dir ../shared/data --data.split random
-  --train.seed 0 --workdir runs/smp-conv1d`` (``--data.synthetic`` for generated posts).
+  Command: ``popdiff train smp-conv1d --data-dir ../shared/data --split random
+  --train.seed 0 --workdir runs/smp-conv1d`` (``--data synthetic`` for generated posts).
   Result: ``benchmarks/results/popularity.json``, rows ``paper == "multimodal_smp"``,
   ``model == "conv1d"``, one per ``split`` (random: SRCC 0.974). Part of the ~50 s the six
   models of one split took on the H100 machine.
@@ -138,8 +141,8 @@ def conv1d() -> ExperimentConfig:
 def conv1d_multimodal() -> ExperimentConfig:
   """The Conv1d network on the 14 features and the image model's score (the paper's best).
 
-  Command: ``popdiff train smp-conv1d-multimodal --data.data-dir ../shared/data
-  --data.split random --train.seed 0 --workdir runs/smp-conv1d-multimodal``.
+  Command: ``popdiff train smp-conv1d-multimodal --data-dir ../shared/data
+  --split random --train.seed 0 --workdir runs/smp-conv1d-multimodal``.
   Result: ``benchmarks/results/popularity.json``, rows ``model == "conv1d_multimodal"``
   (random: SRCC 0.973). Part of the ~50 s the six models of one split took on the H100
   machine.
@@ -150,7 +153,7 @@ def conv1d_multimodal() -> ExperimentConfig:
 def random_forest() -> ExperimentConfig:
   """The random forest on the 14 CON-SOC features (Sec. 3.1).
 
-  Command: ``popdiff train smp-random-forest --data.data-dir ../shared/data --data.split random
+  Command: ``popdiff train smp-random-forest --data-dir ../shared/data --split random
   --train.seed 0 --workdir runs/smp-rf``.
   Result: ``benchmarks/results/popularity.json``, rows ``model == "random_forest"`` (random:
   SRCC 0.980). Part of the ~50 s the six models of one split took on the H100 machine
@@ -163,8 +166,8 @@ def random_forest_no_comments() -> ExperimentConfig:
   """The random forest without the comment count (13 features; not in the paper): what a
   forecaster before posting could use.
 
-  Command: ``popdiff train smp-random-forest-no-comments --data.data-dir ../shared/data
-  --data.split user --train.seed 0 --workdir runs/smp-rf-nc``.
+  Command: ``popdiff train smp-random-forest-no-comments --data-dir ../shared/data
+  --split user --train.seed 0 --workdir runs/smp-rf-nc``.
   Result: ``benchmarks/results/popularity.json``, rows ``model == "random_forest_no_comments"``
   (user: SRCC 0.354). Part of the ~50 s the six models of one split took on the H100 machine.
   """
@@ -176,7 +179,7 @@ def image_model() -> ExperimentConfig:
   """The image model alone (Sec. 3.3's role; here the ridge on the alt-text image input that the
   features fit, ``baselines.regressors.image_model``).
 
-  Command: ``popdiff train smp-image-model --data.data-dir ../shared/data --data.split random
+  Command: ``popdiff train smp-image-model --data-dir ../shared/data --split random
   --train.seed 0 --workdir runs/smp-image``.
   Result: ``benchmarks/results/popularity.json``, rows ``model == "image_model"`` (random:
   SRCC 0.426). Only the features' time (about 10-20 s there).
@@ -187,8 +190,8 @@ def image_model() -> ExperimentConfig:
 def gradient_boosting() -> ExperimentConfig:
   """Gradient boosting on the 15 features (our baseline, ``baselines.regressors``).
 
-  Command: ``popdiff train smp-gradient-boosting --data.data-dir ../shared/data
-  --data.split random --train.seed 0 --workdir runs/smp-gb``.
+  Command: ``popdiff train smp-gradient-boosting --data-dir ../shared/data
+  --split random --train.seed 0 --workdir runs/smp-gb``.
   Result: ``benchmarks/results/popularity.json``, rows ``model == "gradient_boosting"`` (random:
   SRCC 0.980). Part of the ~50 s the six models of one split took on the H100 machine.
   """
@@ -199,13 +202,13 @@ def gradient_boosting() -> ExperimentConfig:
 def tiny() -> ExperimentConfig:
   """The test configuration: the Conv1d on 120 synthetic users, batch 32, 4 epochs.
 
-  The Conv1d part of ``popdiff reproduce popularity --synthetic --quick`` (which runs the
+  The Conv1d part of ``popdiff reproduce popularity --data synthetic --quick`` (which runs the
   forest with 20 trees and boosting with 50 iterations beside it).
   Command: ``popdiff train smp-tiny --workdir runs/smp-tiny``. No result file. Seconds on a CPU
   after the features (about 5 s).
   """
   return ExperimentConfig(
-      data=DataConfig(synthetic=True, synthetic_users=120, lda_iter=2, lsa_dim=8, max_len=20),
+      data=DataConfig(source="synthetic", synthetic_users=120, lda_iter=2, lsa_dim=8, max_len=20),
       train=TrainConfig(batch_size=32, num_epochs=4))
 
 
