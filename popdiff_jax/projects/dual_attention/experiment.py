@@ -113,7 +113,7 @@ def train(feats, split, config: ExperimentConfig, *, workdir: str | pathlib.Path
   """
   config = resolve(config, feats)
   tc = config.train
-  # Every run starts from its seed: a checkpoint left by an earlier run would be resumed.
+  # Every run starts from its seed: a checkpoint another run left in the folder would be resumed.
   shutil.rmtree(pathlib.Path(workdir) / "checkpoints", ignore_errors=True)
   train_rows, val_rows, _ = labelled_rows(feats, split)
   if arrays is None:

@@ -159,7 +159,7 @@ def train(feats, split, config: ExperimentConfig, *, workdir: str | pathlib.Path
   if arrays is None:
     keep = column_keep(feats, only=config.data.only, drop=config.data.drop)
     arrays = make_arrays(feats, use=INPUTS, target=target, column_keep=keep)
-  # Every run starts from its seed: a checkpoint left by an earlier run would be resumed.
+  # Every run starts from its seed: a checkpoint another run left in the folder would be resumed.
   shutil.rmtree(pathlib.Path(workdir) / "checkpoints", ignore_errors=True)
   model, variables = models.init(config.model, tc.seed)
   tx = make_optimizer(tc, max(split.train.size // tc.batch_size, 1))

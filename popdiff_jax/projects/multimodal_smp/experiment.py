@@ -149,7 +149,7 @@ def train_conv1d(feats, split, config: ExperimentConfig, *, workdir: str | pathl
                          target=target)
   config = dataclasses.replace(config, model=dataclasses.replace(
       config.model, num_features=int(arrays.features.shape[1])))
-  # Every run starts from its seed: a checkpoint left by an earlier run would be resumed.
+  # Every run starts from its seed: a checkpoint another run left in the folder would be resumed.
   shutil.rmtree(pathlib.Path(workdir) / "checkpoints", ignore_errors=True)
   model, variables = models.init(config.model, tc.seed)
   tx = optax.adam(tc.learning_rate)
