@@ -87,6 +87,7 @@ def claim(workdir: str | pathlib.Path, config: dict, *, overwrite: bool = False,
   """
   if overwrite and resume:
     raise ValueError("give overwrite or resume, not both")
+  config = json.loads(json.dumps(config))  # as config.json will hold it (tuples become lists)
   workdir = pathlib.Path(workdir)
   existed = workdir.exists()
   had_lock = (workdir / ".lock").exists()
