@@ -581,7 +581,7 @@ def run_fit(args, precision: str, device: str, torch, log) -> list[dict]:
   dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
   params, logits_fn = make_torch_model(jax.device_get(variables.params),
                                        rcfg.model.dropout_rate, torch, dev)
-  wp, wn = (torch.as_tensor(np.asarray(a), device=dev)
+  wp, wn = (torch.as_tensor(np.array(a), device=dev)
             for a in losses.class_weights(prepared.pos_counts, prepared.neg_counts))
   opt = (torch.optim.Adam(params.values(), lr=cfg.train.learning_rate)
          if cfg.train.optimizer == "adam" else
