@@ -78,6 +78,11 @@ class TreeBatch(NamedTuple):
   features and targets and ``node_mask == False``; padding tree slots have zero content and
   ``tree_mask == False``.
 
+  The slots of the nodes that have children (the *parents*) are listed again in ``S`` chunks of
+  ``W``, the sequential steps of ``nn.tree_lstm.tree_lstm_by_parents``: each listed parent's own
+  parent is a virtual root or listed in an earlier chunk; unused entries hold ``N``. ``S`` is
+  one of a few bucket sizes as well.
+
   Attributes:
     x: float32 [N, D] node inputs (the node user's social feature).
     parent: int32 [N] row of the parent's state in the ``(B + N)``-row state buffer.
@@ -90,6 +95,7 @@ class TreeBatch(NamedTuple):
     content: float32 [B, F] content feature of each tree (the paper's image feature).
     tree_mask: bool [B] True for real trees.
     chunk_depth: int32 [K] depth of each chunk (``C = N // K``).
+    parent_chunks: int32 [S, W] node slots of the parents, chunk by chunk (``N``: unused).
   """
 
   x: np.ndarray
@@ -102,6 +108,7 @@ class TreeBatch(NamedTuple):
   content: np.ndarray
   tree_mask: np.ndarray
   chunk_depth: np.ndarray
+  parent_chunks: np.ndarray
 
   @property
   def num_chunks(self) -> int:
@@ -171,9 +178,10 @@ def check_tree_batch(batch: TreeBatch) -> None:
   chex.assert_shape([batch.parent, batch.tree, batch.depth, batch.proto, batch.node_mask], (n,))
   chex.assert_shape(batch.tree_mask, (b,))
   chex.assert_rank(batch.chunk_depth, 1)
+  chex.assert_rank(batch.parent_chunks, 2)
   if n % max(batch.num_chunks, 1):
     raise AssertionError(f"N = {n} node slots is not a multiple of K = {batch.num_chunks}")
-  for name in ("parent", "tree", "depth", "proto", "chunk_depth"):
+  for name in ("parent", "tree", "depth", "proto", "chunk_depth", "parent_chunks"):
     _dtype_kind(getattr(batch, name), "int", name)
   for name in ("node_mask", "tree_mask"):
     _dtype_kind(getattr(batch, name), "bool", name)

@@ -170,6 +170,58 @@ def test_batch_layout_is_level_wise_and_parents_precede():
     T.make_tree_batch(exs, num_protos=3, chunk=chunk, num_chunks=k - 1, batch_trees=5)
 
 
+@pytest.mark.parametrize("width", [1, 2, 5, 64])
+def test_parent_chunks_list_every_parent_after_its_own_parent(width):
+  """TreeBatch.parent_chunks: exactly the slots with children, each once; a listed parent's own
+  parent is a virtual root or in an earlier chunk; unused entries hold N; chunks fill in slot
+  order and a chunk may mix depths (a deep tree beside a wide one); S is bucketed."""
+  rng = np.random.default_rng(3)
+  pars = [[-1] + [0] * 9, [-1, 0, 1, 2, 3, 4, 5], [-1],
+          [-1] + [int(rng.integers(0, i)) for i in range(1, 30)]]
+  exs = []
+  for j, par in enumerate(pars):
+    t = T.tree_from_parents(par, name=str(j))
+    exs.append(T.TreeExample(t.name, t.parent, t.depth, np.ones((t.size, 1), np.float32),
+                             np.zeros(t.size, np.int32), np.ones(1, np.float32)))
+  k = T.num_chunks_needed([e.depth for e in exs], 4)
+  b = T.make_tree_batch(exs, num_protos=1, chunk=4, num_chunks=k, batch_trees=4,
+                        parent_chunk=width)
+  n = b.x.shape[0]
+  pc = b.parent_chunks
+  assert pc.shape[1] == width and pc.dtype == np.int32
+  listed = pc[pc < n]
+  has_child = np.zeros(n, bool)
+  real = np.flatnonzero(b.node_mask & (b.depth > 0))
+  has_child[b.parent[real] - 4] = True
+  assert sorted(listed.tolist()) == np.flatnonzero(has_child).tolist()
+  assert np.all(np.diff(listed) > 0)  # slot order
+  chunk_of = {int(slot): s for s, row in enumerate(pc) for slot in row if slot < n}
+  for slot, s in chunk_of.items():
+    own = int(b.parent[slot])
+    assert own < 4 or chunk_of[own - 4] < s
+  # Unused entries only at the end of a chunk.
+  for row in pc:
+    used = row < n
+    assert np.all(used[:used.sum()])
+  s_need = pc.shape[0]
+  assert s_need >= 1 + max(int(e.depth[np.bincount(e.parent[1:], minlength=e.parent.size) > 0]
+                               .max(initial=0)) for e in exs)
+  b2 = T.make_tree_batch(exs, num_protos=1, chunk=4, num_chunks=k, batch_trees=4,
+                         parent_chunk=width, parent_buckets=(s_need + 3,))
+  assert b2.parent_chunks.shape == (s_need + 3, width)
+  np.testing.assert_array_equal(b2.parent_chunks[:s_need], pc)
+  assert np.all(b2.parent_chunks[s_need:] == n)
+  b3 = T.make_tree_batch(exs, num_protos=1, chunk=4, num_chunks=k, batch_trees=4,
+                         parent_chunk=width, parent_buckets=(1,))
+  assert b3.parent_chunks.shape[0] == s_need  # beyond the largest bucket: a multiple of it
+  empty = T.make_tree_batch([], num_protos=1, chunk=4, num_chunks=2, batch_trees=2,
+                            parent_chunk=width)
+  assert empty.parent_chunks.shape == (1, width) and np.all(empty.parent_chunks == 8)
+  if width == 5:  # a chunk mixes depths: the chain's deep parents beside the random tree's
+    depths = [{int(b.depth[s]) for s in row if s < n} for row in pc]
+    assert any(len(d) > 1 for d in depths)
+
+
 def test_node_targets_and_truncation():
   t = T.tree_from_parents([-1, 0, 0, 1, 1, 1], name="t")
   proto = np.array([0, 1, 2, 2, 2, 0])

@@ -65,7 +65,8 @@ def test_forward_matches_numpy_and_the_node_by_node_baseline(chunk):
     np.testing.assert_allclose(node, want, rtol=1e-10, atol=1e-10)
 
 
-KERNELS = [("levelwise_tree_lstm", "vjp"), ("levelwise_tree_lstm", "scan"),
+KERNELS = [("tree_lstm_by_parents", "vjp"), ("tree_lstm_by_parents", "scan"),
+           ("levelwise_tree_lstm", "vjp"), ("levelwise_tree_lstm", "scan"),
            ("levelwise_tree_lstm_inputs", "vjp"), ("levelwise_tree_lstm_inputs", "scan"),
            ("levelwise_tree_lstm_by_level", None), ("levelwise_tree_lstm_inputs_by_level", None)]
 
@@ -78,8 +79,10 @@ def test_values_and_gradients_match_the_node_by_node_baseline():
   hid = 4
   pars = [random_parents(rng, n) for n in (1, 5, 9, 14)]
   exs = make_examples(rng, pars)
-  batch = T.make_tree_batch(exs, num_protos=4, chunk=4, num_chunks=24, batch_trees=5)
+  batch = T.make_tree_batch(exs, num_protos=4, chunk=4, num_chunks=24, batch_trees=5,
+                            parent_chunk=2, parent_buckets=(16,))
   runs = L.chunk_runs(batch.chunk_depth)
+  parent_chunks = jnp.asarray(batch.parent_chunks)
   with jax.enable_x64(True):
     params = dict(w=jnp.asarray(rng.normal(size=(5, 4 * hid)) * 0.5),
                   u=jnp.asarray(rng.normal(size=(hid, 4 * hid)) * 0.5),
@@ -99,7 +102,10 @@ def test_values_and_gradients_match_the_node_by_node_baseline():
     def loss_level(p, x, fn, impl):
       c_root = cont64 @ p["wc"]
       h0 = jnp.zeros_like(c_root)
-      if fn == "levelwise_tree_lstm":
+      if fn == "tree_lstm_by_parents":
+        h, c = L.tree_lstm_by_parents(x @ p["w"] + p["b"][None, :], parent, parent_chunks, h0,
+                                      c_root, p["u"], impl=impl)
+      elif fn == "levelwise_tree_lstm":
         h, c = L.levelwise_tree_lstm(x @ p["w"] + p["b"][None, :], parent, h0, c_root, p["u"],
                                      batch.num_chunks, impl=impl)
       elif fn == "levelwise_tree_lstm_inputs":
@@ -192,6 +198,57 @@ def test_levelwise_impls_and_unroll_agree():
     L.levelwise_tree_lstm(xw, parent, h0, c0, u, kk, impl="nope")
   with pytest.raises(ValueError, match="multiple"):
     L.levelwise_tree_lstm(xw[:-1], parent[:-1], h0, c0, u, kk)
+
+
+@pytest.mark.parametrize("width", [1, 3, 16])
+def test_by_parents_impls_and_unroll_agree_with_the_chunk_scan(width):
+  """tree_lstm_by_parents equals levelwise_tree_lstm in values and gradients (w.r.t. xw, the
+  root states and U, float32) for both impls, unroll 1, 3 and full: a star (many children on one
+  parent row: duplicate scatter indices), a chain, a single node, unused parent chunks and
+  padding slots, with a cotangent on c as well as h."""
+  rng = np.random.default_rng(9)
+  hid = 4
+  exs = make_examples(rng, [[-1] + [0] * 11, random_parents(rng, 13), [-1, 0, 1, 2, 3], [-1]])
+  k = T.num_chunks_needed([e.depth for e in exs], 3)
+  batch = T.make_tree_batch(exs, num_protos=4, chunk=3, num_chunks=k + 2, batch_trees=5,
+                            parent_chunk=width, parent_buckets=(20,))
+  assert batch.parent_chunks.shape == (20, width)
+  n = batch.x.shape[0]
+  xw = jnp.asarray(rng.normal(size=(n, 4 * hid)), jnp.float32)
+  h0 = jnp.asarray(rng.normal(size=(5, hid)), jnp.float32)
+  c0 = jnp.asarray(rng.normal(size=(5, hid)), jnp.float32)
+  u = jnp.asarray(rng.normal(size=(hid, 4 * hid)) * 0.5, jnp.float32)
+  r = jnp.asarray(rng.normal(size=(n, 2 * hid)), jnp.float32)
+  mask = jnp.asarray(batch.node_mask)[:, None]
+  parent = jnp.asarray(batch.parent)
+  pc = jnp.asarray(batch.parent_chunks)
+
+  def run(fn):
+    def loss(xw, h0, c0, u):
+      h, c = fn(xw, h0, c0, u)
+      h = jnp.where(mask, h, jnp.zeros((), h.dtype))
+      c = jnp.where(mask, c, jnp.zeros((), c.dtype))
+      return jnp.sum(h * r[:, :hid]) + jnp.sum(jnp.tanh(c) * r[:, hid:]), (h, c)
+    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3), has_aux=True))(xw, h0, c0, u)
+
+  want = run(lambda *a: L.levelwise_tree_lstm(a[0], parent, *a[1:], k + 2, impl="scan"))
+  for impl in L.LEVELWISE_IMPLS:
+    for unroll in (1, 3, True):
+      got = run(lambda *a: L.tree_lstm_by_parents(a[0], parent, pc, *a[1:], impl=impl,
+                                                  unroll=unroll))
+      chex.assert_trees_all_close(got, want, rtol=2e-5, atol=2e-6)
+      # Padding slots get no gradient.
+      assert np.all(np.asarray(got[1][0])[~batch.node_mask] == 0)
+  # Forward-mode AD through impl="scan".
+  tangent = jax.jvp(lambda xw: L.tree_lstm_by_parents(xw, parent, pc, h0, c0, u, impl="scan"),
+                    (xw,), (jnp.ones_like(xw),))[1][0]
+  chex.assert_tree_all_finite(tangent)
+  with pytest.raises(ValueError, match="impl"):
+    L.tree_lstm_by_parents(xw, parent, pc, h0, c0, u, impl="nope")
+  with pytest.raises(ValueError, match="shapes"):
+    L.tree_lstm_by_parents(xw, parent[:-1], pc, h0, c0, u)
+  with pytest.raises(ValueError, match="disagree"):
+    L.tree_lstm_by_parents(xw[:, 1:], parent, pc, h0, c0, u)
 
 
 def test_by_level_equals_scan_with_padding_runs():

@@ -43,6 +43,8 @@ def test_config_checks_and_data_fields():
     DiffusionLSTMConfig(dropout_rate=1.0)
   with pytest.raises(ConfigError, match="scan_impl"):
     DiffusionLSTMConfig(scan_impl="loop")
+  with pytest.raises(ConfigError, match="kernel"):
+    DiffusionLSTMConfig(kernel="nodes")
   with pytest.raises(ConfigError, match="num_protos.*set from the data"):
     models.init(DiffusionLSTMConfig(input_dim=5, content_dim=3), jax.random.key(0))
   assert models.config_class("diffusion_lstm") is DiffusionLSTMConfig
@@ -120,13 +122,30 @@ def test_weighted_bce_matches_numpy_and_all_padding_is_finite():
   chex.assert_tree_all_finite(grads)
 
 
+@pytest.mark.parametrize("variant", ["full", "content"])
+def test_kernels_give_the_same_logits_and_gradients(variant):
+  """kernel="parents" (the default) and kernel="chunks" (with and without the fused input)
+  give the same logits and parameter gradients."""
+  _, params, batch, _ = _model_and_batch(variant, n_trees=4)
+  wp, wn = losses.class_weights(np.ones(5) * 3, np.ones(5) * 7)
+  outs = []
+  for kw in ({}, {"kernel": "chunks"}, {"kernel": "chunks", "scan_fuse_input": True}):
+    model, _ = models.init(DiffusionLSTMConfig(variant=variant, **SMALL, **kw), jax.random.key(0))
+    outs.append(jax.jit(lambda p, model=model: (model.apply(p, batch),
+                                                jax.grad(_loss(model, batch, wp, wn))(p)))(params))
+  for got in outs[1:]:
+    chex.assert_trees_all_close(got, outs[0], rtol=2e-5, atol=2e-6)
+
+
 def test_one_compile_per_bucket():
   rng = np.random.default_rng(4)
   pars = [random_parents(rng, int(n)) for n in rng.integers(1, 40, 24)]
   exs = make_examples(rng, pars)
-  batches = T.bucket_tree_batches(exs, num_protos=4, batch_trees=3, chunk=8, buckets=(4, 8, 16))
-  ks = {b.num_chunks for b in batches}
-  assert ks <= {4, 8, 16} and len(batches) >= len(ks)
+  batches = T.bucket_tree_batches(exs, num_protos=4, batch_trees=3, chunk=8, buckets=(4, 8, 16),
+                                  parent_chunk=3, parent_buckets=(8, 32))
+  ks = {(b.num_chunks, b.parent_chunks.shape) for b in batches}
+  assert {k for k, _ in ks} <= {4, 8, 16} and {s for _, s in ks} <= {(8, 3), (32, 3)}
+  assert len(batches) > len(ks)
   assert sum(int(b.node_mask.sum()) for b in batches) == sum(e.parent.shape[0] for e in exs)
   model, variables = models.init(DiffusionLSTMConfig(**SMALL), jax.random.key(0))
 

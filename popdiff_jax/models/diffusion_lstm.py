@@ -6,8 +6,9 @@ A node's children are predicted from the node's state: its prototype users (mult
 * Eq. 1, the cell, for a child ``ch`` of parent ``p`` with input ``x_ch`` (the child's social
   feature): the LSTM cell (``nn.lstm_cell``, gate blocks ``(i, f, g, o)``) on
   ``W x_ch + U h_p + b`` with the parent's memory ``c_p``. A parent's ``(h, c)`` goes to every
-  child. The level-wise computation over many trees is ``nn.tree_lstm`` (one scan step per
-  chunk of same-depth nodes, a hand-written backward pass).
+  child. The computation over many trees is ``nn.tree_lstm.tree_lstm_by_parents``: the nodes
+  with children in sequence (one scan step per chunk of them, ``U h`` once per parent), then all
+  nodes at once; a hand-written backward pass.
 * Sec. 3.4, the root: its virtual parent has ``h = 0`` and ``c = FC(content feature)`` ("we
   project the image features into the initial root parent memory through an FC layer").
 * The head: dropout → FC → ReLU → dropout → FC → sigmoid over ``k + 1`` classes (``k``
@@ -45,12 +46,14 @@ from popdiff_jax._errors import ConfigError
 from popdiff_jax.nn.dropout import dropout
 from popdiff_jax.nn.lstm import lstm_cell
 from popdiff_jax.nn.tree_lstm import (LEVELWISE_IMPLS, levelwise_tree_lstm,
-                                      levelwise_tree_lstm_inputs)
+                                      levelwise_tree_lstm_inputs, tree_lstm_by_parents)
 from popdiff_jax.types import TreeBatch
 
-__all__ = ["VARIANTS", "DiffusionLSTMConfig", "DiffusionLSTM", "GeneratedTrees"]
+__all__ = ["VARIANTS", "KERNELS", "DiffusionLSTMConfig", "DiffusionLSTM", "GeneratedTrees"]
 
 VARIANTS = ("full", "social", "content", "fc")
+#: The tree-LSTM kernels of ``DiffusionLSTMConfig.kernel`` (``nn.tree_lstm``).
+KERNELS = ("parents", "chunks")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,12 +69,14 @@ class DiffusionLSTMConfig:
     head_hidden: width of the head's hidden FC layer (unstated; 128).
     dropout_rate: rate of both dropout layers of the head (unstated; 0.5).
     variant: ``"full"``, ``"social"``, ``"content"`` or ``"fc"`` (see the module docstring).
-    scan_unroll: ``lax.scan`` unroll factor of the level-wise pass
-      (``nn.tree_lstm.levelwise_tree_lstm``); same function.
+    kernel: ``"parents"`` (``nn.tree_lstm.tree_lstm_by_parents``: the parents in sequence,
+      one step per chunk of ``TreeBatch.parent_chunks``, then all nodes at once) or
+      ``"chunks"`` (``levelwise_tree_lstm``: one step per chunk of all nodes). Same function.
+    scan_unroll: ``lax.scan`` unroll factor of the kernel's sequential part; same function.
     scan_impl: ``"vjp"`` (the hand-written backward pass) or ``"scan"`` (autodiff through the
       scan; needed for forward-mode differentiation, which a custom VJP does not support).
-    scan_fuse_input: compute ``W x + b`` chunk by chunk inside the scan
-      (``levelwise_tree_lstm_inputs``) instead of one ``[N, 4H]`` product before it. Same math.
+    scan_fuse_input: with ``kernel="chunks"``, compute ``W x + b`` chunk by chunk inside the
+      scan (``levelwise_tree_lstm_inputs``) instead of one ``[N, 4H]`` product before it.
   """
 
   name: ClassVar[str] = "diffusion_lstm"
@@ -82,6 +87,7 @@ class DiffusionLSTMConfig:
   head_hidden: int = 128
   dropout_rate: float = 0.5
   variant: str = "full"
+  kernel: str = "parents"
   scan_unroll: int = 1
   scan_impl: str = "vjp"
   scan_fuse_input: bool = False
@@ -91,6 +97,7 @@ class DiffusionLSTMConfig:
     v.positive(self, "hidden", "head_hidden", "scan_unroll")
     v.probability(self, "dropout_rate")
     v.one_of(self, "variant", VARIANTS)
+    v.one_of(self, "kernel", KERNELS)
     v.one_of(self, "scan_impl", LEVELWISE_IMPLS)
     v.one_of(self, "scan_fuse_input", (False, True))
 
@@ -201,7 +208,7 @@ class DiffusionLSTM(nnx.Module):
 
   def states(self, batch: TreeBatch, *, key: jax.Array | None = None,
              train: bool = False) -> tuple[jax.Array, jax.Array]:
-    """``(h, c)``: float [N, H] states of every node slot (the level-wise scan of Eq. 1).
+    """``(h, c)``: float [N, H] states of every node slot (Eq. 1 over the batch's trees).
 
     ``key`` and ``train`` are unused (the tree LSTM has no dropout); they make ``states`` a
     batch method like ``__call__`` (``Model.apply(..., method="states")``).
@@ -212,6 +219,9 @@ class DiffusionLSTM(nnx.Module):
     x_in = self.node_input(batch.x, content_rows)
     h0, c0 = self.root_state(batch.content)
     kw = dict(unroll=cfg.scan_unroll, impl=cfg.scan_impl)
+    if cfg.kernel == "parents":
+      return tree_lstm_by_parents(self.input_term(x_in), batch.parent, batch.parent_chunks, h0,
+                                  c0, self.u[...], **kw)
     num_chunks = batch.chunk_depth.shape[0]
     if cfg.scan_fuse_input:
       return levelwise_tree_lstm_inputs(x_in, self.w[...], self.b[...], batch.parent, h0, c0,

@@ -12,14 +12,23 @@ sum over its children. The roots' parents are virtual rows whose states the call
 **Layout** (``popdiff_jax.types.TreeBatch``): the ``N`` node slots of a batch are ordered depth
 by depth in ``K`` chunks of ``C`` same-depth slots, each chunk's parents in earlier chunks; the
 states live in buffers of ``B + N`` rows (rows ``< B``: the virtual root parents, row ``B + j``:
-slot ``j``). The functions here compute the same states in four ways:
+slot ``j``). Besides, ``parent_chunks`` lists the slots that have children (the *parents*) in
+``S`` chunks of ``W``, each parent's own parent in an earlier chunk. The functions here compute
+the same states in five ways:
 
-* :func:`levelwise_tree_lstm`: a ``lax.scan`` with one step per chunk; ``W x + b`` of all nodes
-  is given (one ``(N, D)·(D, 4H)`` product before the scan), a step gathers its parents' rows,
-  applies the cell to its ``C`` nodes and writes them back in place. ``impl="vjp"`` (default)
-  has a hand-written backward pass (``jax.custom_vjp``): a reverse scan whose steps scatter-add
-  each chunk's ``(dh_p, dc_p)`` into its parents' rows of one cotangent buffer, ``O(C·H)`` per
-  step; ``impl="scan"`` is autodiff through the scan, whose transpose copies the ``(B + N, H)``
+* :func:`tree_lstm_by_parents` (the model's): only the parents are computed in sequence, one
+  ``lax.scan`` step per chunk of ``W`` parents, each step giving its parents' ``U h`` (one
+  ``(W, H)·(H, 4H)`` product) and ``c``; then every node slot at once, from its parent's ``U h``
+  and ``c``. Leaves (nine in ten nodes of a Twitter15 tree) never enter the sequential part,
+  and ``U h`` is computed once per parent instead of once per child. A hand-written backward pass
+  (``jax.custom_vjp``) mirrors it: all node slots at once, then a reverse scan over the parent
+  chunks, ``O(W·H)`` per step.
+* :func:`levelwise_tree_lstm`: a ``lax.scan`` with one step per chunk of all nodes; ``W x + b``
+  of all nodes is given (one ``(N, D)·(D, 4H)`` product before the scan), a step gathers its
+  parents' rows, applies the cell to its ``C`` nodes and writes them back in place. ``impl="vjp"``
+  (default) has a hand-written backward pass: a reverse scan whose steps scatter-add each chunk's
+  ``(dh_p, dc_p)`` into its parents' rows of one cotangent buffer, ``O(C·H)`` per step;
+  ``impl="scan"`` is autodiff through the scan, whose transpose copies the ``(B + N, H)``
   cotangent buffers in every step on CPU (``O(N·H)``; ``benchmarks/tree_lstm_scaling.py``) but
   supports forward-mode differentiation.
 * :func:`levelwise_tree_lstm_inputs`: the same given ``x``, ``W``, ``b`` (``W x + b`` chunk by
@@ -28,8 +37,8 @@ slot ``j``). The functions here compute the same states in four ways:
   step per level of static width (no scan), the level boundaries from :func:`chunk_runs`; one
   compile per level profile, for fixed batches.
 
-All four agree with the node-by-node recursion (``popdiff_jax.baselines.tree_lstm``) in values
-and gradients (``tests/test_trees_model.py``).
+All agree with the node-by-node recursion (``popdiff_jax.baselines.tree_lstm``) in values and
+gradients (``tests/test_trees_lstm.py``).
 """
 
 from __future__ import annotations
@@ -42,10 +51,12 @@ import numpy as np
 
 from popdiff_jax.nn.lstm import lstm_cell
 
-__all__ = ["LEVELWISE_IMPLS", "levelwise_tree_lstm", "levelwise_tree_lstm_inputs",
-           "levelwise_tree_lstm_by_level", "levelwise_tree_lstm_inputs_by_level", "chunk_runs"]
+__all__ = ["LEVELWISE_IMPLS", "tree_lstm_by_parents", "parent_rows", "levelwise_tree_lstm",
+           "levelwise_tree_lstm_inputs", "levelwise_tree_lstm_by_level",
+           "levelwise_tree_lstm_inputs_by_level", "chunk_runs"]
 
-#: The implementations of the scan's backward pass (``impl=`` of the scan functions).
+#: The implementations of the backward pass (``impl=`` of the scan functions): ``"vjp"`` the
+#: hand-written one, ``"scan"`` autodiff through the scan.
 LEVELWISE_IMPLS = ("vjp", "scan")
 
 
@@ -370,3 +381,190 @@ def levelwise_tree_lstm_inputs_by_level(x: jax.Array, w: jax.Array, b: jax.Array
     return jnp.concatenate([x[start:start + rows], h_par], axis=-1) @ wu + b[None, :]
 
   return _by_level(input_term, parent, h_root, c_root, level_chunks, x.shape[0] // k)
+
+
+# -- the recursion over parents only ------------------------------------------------------------
+
+
+def _cell_backward(z, c_prev, dh, dc):
+  """Back-propagates ``(h, c) = lstm_cell(z, c_prev)``, its gates recomputed: ``(dz, dc_prev)``."""
+  zi, zf, zg, zo = jnp.split(z, 4, axis=-1)
+  i, f, tg, o = jax.nn.sigmoid(zi), jax.nn.sigmoid(zf), jnp.tanh(zg), jax.nn.sigmoid(zo)
+  c = f * c_prev + i * tg
+  tc = jnp.tanh(c)
+  dc = dc + dh * o * (1.0 - tc * tc)
+  dz = jnp.concatenate([dc * tg * i * (1.0 - i), dc * c_prev * f * (1.0 - f),
+                        dc * i * (1.0 - tg * tg), dh * tc * o * (1.0 - o)], axis=-1)
+  return dz, dc * f
+
+
+def parent_rows(parent: jax.Array, parent_chunks: jax.Array, num_roots: int) -> jax.Array:
+  """Row of each node slot's parent in the ``(B + S·W)``-row state buffer of the parents.
+
+  Rows ``< B`` are the virtual root parents (as in ``parent``), row ``B + s·W + i`` the parent in
+  entry ``i`` of chunk ``s`` of ``parent_chunks``.
+
+  Args:
+    parent: int32 [N] row of each slot's parent in the ``(B + N)``-row buffer (``TreeBatch``).
+    parent_chunks: int32 [S, W] node slots of the parents (``N`` = unused entry).
+    num_roots: B.
+
+  Returns:
+    int32 [N]; a slot whose parent is not listed in ``parent_chunks`` gets row ``B`` (junk).
+  """
+  n = parent.shape[0]
+  s, w = parent_chunks.shape
+  row_of_slot = jnp.zeros((n,), jnp.int32).at[parent_chunks.reshape(-1)].set(
+      num_roots + jnp.arange(s * w, dtype=jnp.int32), mode="drop")
+  return jnp.where(parent < num_roots, parent,
+                   row_of_slot[jnp.clip(parent - num_roots, 0, n - 1)])
+
+
+def _by_parents(xw, parent, parent_chunks, h_root, c_root, u, unroll):
+  """The forward pass of :func:`tree_lstm_by_parents`: ``(h, c)`` and the residuals of the
+  hand-written backward pass (arrays the forward pass makes anyway; the gates are recomputed).
+
+  The sequential part is one scan step per chunk of parents; it fills buffers of ``B + S·W``
+  rows with ``U h`` [.., 4H] and ``c`` [.., H] of the virtual roots and the parents. Then every
+  node slot at once.
+  """
+  n, g = xw.shape
+  s, w = parent_chunks.shape
+  b, hid = h_root.shape
+  rows = parent_rows(parent, parent_chunks, b)
+  flat = parent_chunks.reshape(-1)
+  # Unused entries (slot N) read zeros and the first virtual root: finite junk, never read.
+  xw_p = jnp.take(xw, flat, axis=0, mode="fill", fill_value=0).reshape(s, w, g)
+  par_p = jnp.take(rows, flat, mode="fill", fill_value=0).reshape(s, w)
+  hu_buf = jnp.concatenate([h_root @ u, jnp.zeros((s * w, g), xw.dtype)], axis=0)
+  c_buf = jnp.concatenate([c_root, jnp.zeros((s * w, hid), c_root.dtype)], axis=0)
+
+  def step(carry, xs):
+    hu_buf, c_buf = carry
+    k, xw_k, par_k = xs
+    # The chunk's own parents sit in earlier chunks (or are virtual roots): already final.
+    h, c = lstm_cell(xw_k + hu_buf[par_k], c_buf[par_k])
+    start = b + k * w
+    hu_buf = jax.lax.dynamic_update_slice_in_dim(hu_buf, h @ u, start, axis=0)
+    c_buf = jax.lax.dynamic_update_slice_in_dim(c_buf, c, start, axis=0)
+    return (hu_buf, c_buf), h
+
+  ks = jnp.arange(s, dtype=jnp.int32)
+  (hu_buf, c_buf), h_p = jax.lax.scan(step, (hu_buf, c_buf), (ks, xw_p, par_p), unroll=unroll)
+  # Every node slot at once (the parents again, with the same inputs: the same states).
+  h, c = lstm_cell(xw + hu_buf[rows], c_buf[rows])
+  return (h, c), (xw, rows, xw_p, par_p, hu_buf, c_buf, h_p, h_root, u, parent_chunks)
+
+
+def _by_parents_backward(res, g_h, g_c, unroll):
+  """The backward pass: all node slots at once, then a reverse scan over the parent chunks.
+
+  The cotangents of the parents' ``U h`` and ``c`` rows, ``(B + S·W, 4H)`` and ``(B + S·W, H)``,
+  start as the sums over each parent's children of ``dz`` and ``dc·f`` (one scatter-add over
+  all slots); chunk ``s`` (last to first) reads its rows, complete since its children are node
+  slots or later chunks, turns ``d(U h)`` into ``dh = d(U h) Uᵀ``, back-propagates the cell and
+  scatter-adds into its own parents' rows. ``dU = Σ hᵀ d(U h)`` over the roots and the parents is
+  one product after the scan; a parent's ``xw`` gets both its passes' ``dz``.
+
+  Returns:
+    ``(dxw, dh_root, dc_root, du)``.
+  """
+  xw, rows, xw_p, par_p, hu_buf, c_buf, h_p, h_root, u, parent_chunks = res
+  s, w = par_p.shape
+  b, hid = h_root.shape
+  g = 4 * hid
+  dz, dc_par = _cell_backward(xw + hu_buf[rows], c_buf[rows], g_h, g_c)
+  d_hu = jnp.zeros((b + s * w, g), dz.dtype).at[rows].add(dz)
+  d_c = jnp.zeros((b + s * w, hid), dz.dtype).at[rows].add(dc_par)
+  u_t = u.T
+
+  def step(carry, xs):
+    d_hu, d_c = carry
+    k, xw_k, par_k = xs
+    start = b + k * w
+    d_hu_k = jax.lax.dynamic_slice_in_dim(d_hu, start, w, axis=0)
+    d_c_k = jax.lax.dynamic_slice_in_dim(d_c, start, w, axis=0)
+    dz_k, dc_par_k = _cell_backward(xw_k + hu_buf[par_k], c_buf[par_k], d_hu_k @ u_t, d_c_k)
+    d_hu = d_hu.at[par_k].add(dz_k)
+    d_c = d_c.at[par_k].add(dc_par_k)
+    return (d_hu, d_c), dz_k
+
+  ks = jnp.arange(s, dtype=jnp.int32)
+  (d_hu, d_c), dz_p = jax.lax.scan(step, (d_hu, d_c), (ks, xw_p, par_p), reverse=True,
+                                   unroll=unroll)
+  # A chunk's rows are final once it is visited (only earlier rows are added to afterwards), so
+  # the final buffer holds every row's d(U h).
+  d_hu_root = d_hu[:b]
+  du = jnp.concatenate([h_root, h_p.reshape(s * w, hid)], axis=0).T @ d_hu
+  dxw = dz.at[parent_chunks.reshape(-1)].add(dz_p.reshape(s * w, g), mode="drop")
+  return dxw, d_hu_root @ u_t, d_c[:b], du
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7))
+def _by_parents_vjp(xw, parent, parent_chunks, h_root, c_root, u, unroll, precision):
+  return _by_parents(xw, parent, parent_chunks, h_root, c_root, u, unroll)[0]
+
+
+def _by_parents_vjp_fwd(xw, parent, parent_chunks, h_root, c_root, u, unroll, precision):
+  return _by_parents(xw, parent, parent_chunks, h_root, c_root, u, unroll)
+
+
+def _by_parents_vjp_bwd(unroll, precision, res, cts):
+  # The products run at the matmul precision in force when the forward pass was traced.
+  with jax.default_matmul_precision(precision):
+    dxw, dh0, dc0, du = _by_parents_backward(res, *cts, unroll)
+  rows, parent_chunks = res[1], res[-1]
+  return (dxw, _float0_like(rows), _float0_like(parent_chunks), dh0, dc0, du)
+
+
+_by_parents_vjp.defvjp(_by_parents_vjp_fwd, _by_parents_vjp_bwd)
+
+
+def tree_lstm_by_parents(xw: jax.Array, parent: jax.Array, parent_chunks: jax.Array,
+                         h_root: jax.Array, c_root: jax.Array, u: jax.Array, *,
+                         unroll: int | bool = 1, impl: str = "vjp"
+                         ) -> tuple[jax.Array, jax.Array]:
+  """Runs Eq. 1 over a batch of trees: the parents in sequence, then every node at once.
+
+  Only a node with children has states that other nodes read, and it gives every child the same
+  ``U h`` and ``c``. So the sequential part runs over the parents alone: one ``lax.scan`` step
+  per chunk of ``W`` parents (``parent_chunks``, each parent's own parent in an earlier chunk or
+  a virtual root) computes their states and stores ``U h`` (one ``(W, H)·(H, 4H)`` product per
+  step) and ``c`` in buffers of ``B + S·W`` rows. Then all ``N`` node slots (parents again,
+  leaves, padding) get ``lstm_cell(xw + (U h)_parent, c_parent)`` in one parallel pass. The
+  product ``U h`` is done once per parent rather than once per child (a tenth of the nodes of a
+  Twitter15 tree are parents), and the number of sequential steps is ``S``, about the depth,
+  not the number of chunks of all nodes.
+
+  Args:
+    xw: float [N, 4H] ``W x + b`` per node slot (gate blocks ``(i, f, g, o)``).
+    parent: int32 [N] row of each slot's parent in the ``(B + N)``-row buffer of a
+      ``TreeBatch`` (rows < B: the roots' virtual parents; padding slots: row 0).
+    parent_chunks: int32 [S, W] the node slots of every node with children (``TreeBatch``),
+      unused entries ``N``; every listed slot's parent is a virtual root or listed in an
+      earlier chunk, and every slot whose parent is a node has its parent listed.
+    h_root: float [B, H] hidden state of each root's virtual parent (zeros in the paper).
+    c_root: float [B, H] memory of each root's virtual parent (the content embedding).
+    u: float [H, 4H] recurrent weights.
+    unroll: ``lax.scan`` unroll factor of the sequential part (static; True: no loop).
+    impl: ``"vjp"`` (default): the hand-written backward pass (all slots at once, then a reverse
+      scan over the parent chunks, cotangents scatter-added into the parents' rows, the gates
+      recomputed); ``"scan"``: JAX autodiff (supports forward-mode AD). Same values and
+      gradients.
+
+  Returns:
+    ``(h, c)``: float [N, H] states of every node slot (padding slots hold finite junk).
+  """
+  n, g = xw.shape
+  if g % 4 or u.shape != (g // 4, g):
+    raise ValueError(f"xw (N, 4H) and u (H, 4H) disagree: {xw.shape}, {u.shape}")
+  if (parent.shape != (n,) or parent_chunks.ndim != 2 or min(parent_chunks.shape) < 1
+      or h_root.shape != c_root.shape or h_root.shape[1:] != (g // 4,)):
+    raise ValueError(f"bad shapes: parent {parent.shape}, parent_chunks {parent_chunks.shape}, "
+                     f"h_root {h_root.shape}, c_root {c_root.shape} for N = {n}, H = {g // 4}")
+  if impl == "scan":
+    return _by_parents(xw, parent, parent_chunks, h_root, c_root, u, unroll)[0]
+  if impl != "vjp":
+    raise ValueError(f"impl must be one of {LEVELWISE_IMPLS}, got {impl!r}")
+  precision = jax.config.jax_default_matmul_precision
+  return _by_parents_vjp(xw, parent, parent_chunks, h_root, c_root, u, unroll, precision)

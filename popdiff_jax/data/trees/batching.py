@@ -7,6 +7,13 @@ nodes of a single depth whose parents all sit in earlier chunks; with ``C`` at l
 level, this is exactly one step per depth. The work is ``K * C <= num_nodes + depth * C`` node
 updates, proportional to the number of nodes, not nodes times depth. Batches are bucketed to a few
 static numbers of chunks ``K`` (one compile per bucket).
+
+The nodes with children (the *parents*) are listed once more, in ``S`` chunks of a static width
+``W`` (``TreeBatch.parent_chunks``): the sequential steps of the model's tree LSTM
+(``nn.tree_lstm.tree_lstm_by_parents``), which computes the parents in order and then every node
+at once. A parent goes to the first chunk after its own parent's that has room (in slot order),
+so a chunk may hold parents of several depths and ``S`` is about the depth of the deepest parent
+when ``W`` is at least the widest level of parents. ``S`` is bucketed too (``parent_buckets``).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from popdiff_jax.data.trees.tree import tree_from_parents
 from popdiff_jax.types import TreeBatch
 
 __all__ = ["TreeExample", "node_targets", "num_chunks_needed", "make_tree_batch", "tree_batch",
-           "bucket_tree_batches"]
+           "bucket_tree_batches", "schedule_parents"]
 
 
 class TreeExample(NamedTuple):
@@ -75,8 +82,44 @@ def num_chunks_needed(depths: Iterable[np.ndarray], chunk: int) -> int:
   return sum(math.ceil(c / chunk) for c in counts.values() if c)
 
 
+def schedule_parents(own_parent: Sequence[int], width: int) -> np.ndarray:
+  """Host-side: the chunk of each parent in the sequential steps of the tree LSTM.
+
+  The parents are given in slot order (depth by depth, so a parent's own parent comes first);
+  each goes to the current chunk if that chunk lies after its own parent's and has room, else to
+  the next chunk that does (a chunk is never revisited).
+
+  Args:
+    own_parent: for each parent, the index in this list of its own parent (-1: a root).
+    width: W, parents per chunk.
+
+  Returns:
+    int64 [P] chunk of each parent; chunk numbers increase along the list.
+  """
+  chunk = [0] * len(own_parent)
+  cur = fill = 0
+  for i, q in enumerate(own_parent):
+    earliest = 0 if q < 0 else chunk[q] + 1
+    if earliest > cur:
+      cur, fill = earliest, 0
+    elif fill == width:
+      cur, fill = cur + 1, 0
+    chunk[i] = cur
+    fill += 1
+  return np.asarray(chunk, np.int64)
+
+
+def _bucket(need: int, buckets: Sequence[int] | None) -> int:
+  """The smallest bucket >= need (None: need itself; beyond the largest: a multiple of it)."""
+  if not buckets:
+    return need
+  fits = [b for b in sorted(buckets) if b >= need]
+  return fits[0] if fits else -(-need // max(buckets)) * max(buckets)
+
+
 def make_tree_batch(examples: Sequence[TreeExample], *, num_protos: int, chunk: int,
-                    num_chunks: int, batch_trees: int) -> TreeBatch:
+                    num_chunks: int, batch_trees: int, parent_chunk: int | None = None,
+                    parent_buckets: Sequence[int] | None = None) -> TreeBatch:
   """Lays out trees level by level into one padded :class:`TreeBatch`.
 
   Args:
@@ -85,6 +128,9 @@ def make_tree_batch(examples: Sequence[TreeExample], *, num_protos: int, chunk: 
     chunk: C, static chunk width.
     num_chunks: K, static number of chunks (a bucket size); must be >= num_chunks_needed.
     batch_trees: B, static number of tree slots.
+    parent_chunk: W, parents per sequential step (default: C).
+    parent_buckets: allowed numbers S of parent chunks: the smallest that fits (beyond the
+      largest, a multiple of it); None: exactly the number needed.
 
   Raises:
     ValueError: the trees do not fit the static shape.
@@ -107,6 +153,11 @@ def make_tree_batch(examples: Sequence[TreeExample], *, num_protos: int, chunk: 
   content = np.zeros((batch_trees, fdim), np.float32)
   tree_mask = np.zeros(batch_trees, bool)
   chunk_depth = np.zeros(num_chunks, np.int32)
+  width = chunk if parent_chunk is None else parent_chunk
+  if width < 1:
+    raise ValueError(f"parent_chunk must be >= 1, got {width}")
+  par_slots = np.zeros(0, np.int64)
+  par_chunk = np.zeros(0, np.int64)
   if examples:
     sizes = np.asarray([e.parent.shape[0] for e in examples])
     offs = np.concatenate([[0], np.cumsum(sizes)])
@@ -139,12 +190,29 @@ def make_tree_batch(examples: Sequence[TreeExample], *, num_protos: int, chunk: 
     tree_mask[:len(examples)] = True
     for lvl, (start, nc) in enumerate(zip(level_start // chunk, nchunks)):
       chunk_depth[start:start + nc] = lvl
+    # The parents in slot order, each with the index of its own parent in that list.
+    is_par = np.zeros(offs[-1], bool)
+    is_par[glob_parent[glob_parent >= 0]] = True
+    par_glob = np.flatnonzero(is_par)
+    par_glob = par_glob[np.argsort(slot[par_glob], kind="stable")]
+    index_of = np.full(offs[-1], -1, np.int64)
+    index_of[par_glob] = np.arange(par_glob.size)
+    own = glob_parent[par_glob]
+    own_idx = np.where(own >= 0, index_of[np.maximum(own, 0)], -1)
+    par_slots = slot[par_glob]
+    par_chunk = schedule_parents(own_idx.tolist(), width)
+  s_need = int(par_chunk[-1]) + 1 if par_chunk.size else 1
+  parent_chunks = np.full((_bucket(s_need, parent_buckets), width), n_slots, np.int32)
+  if par_chunk.size:
+    first = np.searchsorted(par_chunk, par_chunk, side="left")
+    parent_chunks[par_chunk, np.arange(par_chunk.size) - first] = par_slots
   return TreeBatch(x, parent, tree, depth, proto, targets, node_mask, content, tree_mask,
-                   chunk_depth)
+                   chunk_depth, parent_chunks)
 
 
 def bucket_tree_batches(examples: Sequence[TreeExample], *, num_protos: int, batch_trees: int,
-                        chunk: int, buckets: Sequence[int]) -> list[TreeBatch]:
+                        chunk: int, buckets: Sequence[int], parent_chunk: int | None = None,
+                        parent_buckets: Sequence[int] | None = None) -> list[TreeBatch]:
   """Packs trees greedily, in the given order, into batches of static bucketed shapes.
 
   A batch takes trees until ``batch_trees`` or until the next tree would need more chunks than
@@ -157,11 +225,15 @@ def bucket_tree_batches(examples: Sequence[TreeExample], *, num_protos: int, bat
     batch_trees: B.
     chunk: C.
     buckets: allowed numbers of chunks K, e.g. (8, 16, 32, 64).
+    parent_chunk: W, parents per sequential step of the tree LSTM (default: C).
+    parent_buckets: allowed numbers S of parent chunks (``make_tree_batch``; default:
+      ``buckets``); they do not change which trees go together.
 
   Returns:
     The batches; every batch's K is one of ``buckets``.
   """
   buckets = sorted(buckets)
+  parent_buckets = buckets if parent_buckets is None else sorted(parent_buckets)
   out, cur, cur_levels = [], [], collections.Counter()
 
   def need(levels):
@@ -172,7 +244,8 @@ def bucket_tree_batches(examples: Sequence[TreeExample], *, num_protos: int, bat
       k = need(cur_levels)
       nk = next(b for b in buckets if b >= k)
       out.append(make_tree_batch(cur, num_protos=num_protos, chunk=chunk, num_chunks=nk,
-                                 batch_trees=batch_trees))
+                                 batch_trees=batch_trees, parent_chunk=parent_chunk,
+                                 parent_buckets=parent_buckets))
 
   for e in examples:
     lv = collections.Counter(dict(enumerate(np.bincount(e.depth).tolist())))
@@ -192,7 +265,8 @@ def bucket_tree_batches(examples: Sequence[TreeExample], *, num_protos: int, bat
 
 def tree_batch(parents: Sequence[Sequence[int]], *, node_features: Sequence[Any] | None = None,
                content: Sequence[Any] | None = None, protos: Sequence[Sequence[int]] | None = None,
-               num_protos: int = 1, chunk: int | None = None) -> TreeBatch:
+               num_protos: int = 1, chunk: int | None = None,
+               parent_chunk: int | None = None) -> TreeBatch:
   """A level-wise :class:`TreeBatch` from plain parent arrays.
 
   Args:
@@ -202,6 +276,8 @@ def tree_batch(parents: Sequence[Sequence[int]], *, node_features: Sequence[Any]
     protos: per tree, int [n] prototype ids in [0, num_protos) (default: zeros).
     num_protos: k; targets get k + 1 columns (the last is terminal).
     chunk: chunk width C (default: the widest level, i.e. one scan step per depth).
+    parent_chunk: W, parents per sequential step (default: the widest level of parents, i.e.
+      one step per depth of parents).
 
   Returns:
     The ``TreeBatch`` (nodes in breadth-first order, so features are reordered with the nodes).
@@ -235,6 +311,13 @@ def tree_batch(parents: Sequence[Sequence[int]], *, node_features: Sequence[Any]
     raise DataError("no trees")
   if chunk is None:
     chunk = max(int(np.bincount(e.depth).max()) for e in examples)
+  if parent_chunk is None:
+    widths = collections.Counter()
+    for e in examples:
+      has_child = np.zeros(e.parent.shape[0], bool)
+      has_child[e.parent[e.parent >= 0]] = True
+      widths.update(e.depth[has_child].tolist())
+    parent_chunk = max(widths.values(), default=1)
   k = num_chunks_needed([e.depth for e in examples], chunk)
   return make_tree_batch(examples, num_protos=num_protos, chunk=chunk, num_chunks=k,
-                         batch_trees=len(examples))
+                         batch_trees=len(examples), parent_chunk=parent_chunk)

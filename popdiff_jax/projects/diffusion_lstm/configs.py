@@ -18,7 +18,7 @@ the CPU budget that produced the file (Adam instead of SGD, hidden 64, a few epo
 add the overrides :data:`TWITTER15_CPU`::
 
   popdiff train <name> --data twitter15 --data.chunk 1024 --data.buckets 8 16 32 64 \\
-      --train.epochs-high 3 --train.epochs-low 1 --eval.batch-trees 32
+      --data.parent-chunk 128 --train.epochs-high 3 --train.epochs-low 1 --eval.batch-trees 32
 """
 
 from __future__ import annotations
@@ -66,8 +66,13 @@ class DataConfig:
     kmeans_iters: Lloyd iterations of k-means.
     kmeans_max_points: k-means runs on at most this many training nodes (a seeded sample).
     seed: the 6:1:1 split, the k-means seeding and its sample.
-    chunk: C, node slots per scan step of a level-wise batch (``data.trees.batching``).
-    buckets: the allowed numbers of chunks K per batch (one compile each).
+    chunk: C, node slots per chunk of a level-wise batch (``data.trees.batching``); each level
+      is padded to a multiple of it.
+    buckets: the allowed numbers of chunks K per batch.
+    parent_chunk: W, nodes with children per sequential step of the tree LSTM
+      (``TreeBatch.parent_chunks``, ``nn.tree_lstm.tree_lstm_by_parents``).
+    parent_buckets: the allowed numbers of sequential steps S per batch. Each (K, S) pair of
+      a run compiles once; neither changes which trees go together.
   """
 
   source: Annotated[str, tyro.conf.arg(name="data", prefix_name=False)] = "synthetic"
@@ -82,6 +87,8 @@ class DataConfig:
   seed: int = 0
   chunk: int = 512
   buckets: tuple[int, ...] = (8, 16, 32, 64)
+  parent_chunk: int = 64
+  parent_buckets: tuple[int, ...] = (8, 16, 32, 64)
 
   def __post_init__(self):
     v.require(self, "source", isinstance(self.source, str) and bool(self.source.strip()),
@@ -94,11 +101,12 @@ class DataConfig:
     v.require(self, "labels", self.labels is None or self.source not in DATASETS,
               "is a label file for a path; the presets bring their own")
     v.positive(self, "max_trees", allow_none=True)
-    v.positive(self, "num_protos", "kmeans_iters", "kmeans_max_points", "chunk")
+    v.positive(self, "num_protos", "kmeans_iters", "kmeans_max_points", "chunk", "parent_chunk")
     v.non_negative(self, "seed")
-    v.require(self, "buckets", len(self.buckets) > 0 and all(
-        isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in self.buckets),
-              "must be one or more positive integers")
+    for name in ("buckets", "parent_buckets"):
+      v.require(self, name, len(getattr(self, name)) > 0 and all(
+          isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in getattr(self, name)),
+                "must be one or more positive integers")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,9 +230,10 @@ def row_label(config: TreePredictionConfig) -> str:
 # ----------------------------------------------------------------------------- named configs
 
 #: The overrides of the Twitter15 rows of the results file: its trees are large (402 nodes and
-#: a widest level of 310 on average), so wider chunks; fewer epochs (an epoch takes about 40 s
-#: on a 2-core CPU); smaller evaluation batches.
-TWITTER15_CPU = {"data": {"source": "twitter15", "chunk": 1024, "buckets": (8, 16, 32, 64)},
+#: a widest level of 310 on average, one node in ten with children), so wider chunks; fewer
+#: epochs; smaller evaluation batches.
+TWITTER15_CPU = {"data": {"source": "twitter15", "chunk": 1024, "buckets": (8, 16, 32, 64),
+                          "parent_chunk": 128},
                  "train": {"epochs_high": 3, "epochs_low": 1},
                  "eval": {"batch_trees": 32}}
 
@@ -232,7 +241,7 @@ TWITTER15_CPU = {"data": {"source": "twitter15", "chunk": 1024, "buckets": (8, 1
 def _cpu(variant: str, random_weights: bool = False) -> TreePredictionConfig:
   """The CPU budget of the results file on the synthetic set (README: deviations)."""
   return TreePredictionConfig(
-      data=DataConfig(source="synthetic", chunk=64, buckets=(4, 8, 16, 32)),
+      data=DataConfig(source="synthetic", chunk=64, buckets=(4, 8, 16, 32), parent_chunk=16),
       model=DiffusionLSTMConfig(variant=variant, hidden=64, head_hidden=64, dropout_rate=0.3),
       train=TrainConfig(optimizer="adam", learning_rate=1e-3, learning_rate_low=1e-4,
                         epochs_high=8, epochs_low=3, patience=2, batch_trees=16,
@@ -317,7 +326,7 @@ def tiny() -> TreePredictionConfig:
   return TreePredictionConfig(
       data=DataConfig(source="synthetic", synthetic=SyntheticTreesConfig(
           num_users=200, num_trees=320, seed=1), num_protos=8, kmeans_iters=10, chunk=64,
-                      buckets=(4, 8, 16, 32)),
+                      buckets=(4, 8, 16, 32), parent_chunk=16),
       model=DiffusionLSTMConfig(hidden=16, head_hidden=16, dropout_rate=0.1),
       train=TrainConfig(optimizer="adam", learning_rate=1e-2, learning_rate_low=1e-3,
                         epochs_high=3, epochs_low=2, patience=2, batch_trees=32),

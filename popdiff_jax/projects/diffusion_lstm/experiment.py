@@ -124,7 +124,9 @@ def batches(examples: Sequence, config: TreePredictionConfig, *, batch_trees: in
   """Level-wise batches of ``examples`` (in ``order`` if given) with the config's layout."""
   ex = list(examples) if order is None else [examples[i] for i in order]
   return bucket_tree_batches(ex, num_protos=config.data.num_protos, batch_trees=batch_trees,
-                             chunk=config.data.chunk, buckets=config.data.buckets)
+                             chunk=config.data.chunk, buckets=config.data.buckets,
+                             parent_chunk=config.data.parent_chunk,
+                             parent_buckets=config.data.parent_buckets)
 
 
 def train(prepared: PreparedTrees, config: TreePredictionConfig,
