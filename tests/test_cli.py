@@ -167,7 +167,8 @@ def test_your_own_trees_show_in_the_summary_and_train_diffusion_lstm(tmp_path, c
   assert main(["data", "summary", "--data", trees, "--format", "weibo"]) == 2
   assert "is a tree format: add --kind trees" in capsys.readouterr().err
   args = ["train", "diffusion-lstm-tiny", "--data", trees, "--format", "csv", "--labels", labels,
-          "--workdir", str(tmp_path / "w"), "--no-progress"]
+          "--workdir", str(tmp_path / "w"), "--no-progress", "--train.epochs-high", "1",
+          "--train.epochs-low", "1"]
   assert main(args) == 0
   out = capsys.readouterr().out
   assert "map_prototypes" in out and "Diffusion-LSTM" in out and trees in out
