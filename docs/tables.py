@@ -481,8 +481,10 @@ TABLES: dict[str, Table] = {
     # NDM's Monte Carlo protocol (Tables 2-3): ours beside the paper's NDM numbers.
     "ndm_paper_protocol": Table(
         "ndm_paper_protocol.json",
-        (Col("dataset", "dataset"), Col("model", "model"), *PROTOCOL, Col("msle", "msle", ".3f"),
-         Col("epochs", "epochs"))),
+        (Col("dataset", "dataset"), Col("model", "model"),
+         Col("protocol", lambda r: r.get("protocol") or "project"), *PROTOCOL,
+         Col("msle", "msle", ".3f"), Col("epochs", "epochs"),
+         Col("seeds", lambda r: len(r["seeds"]) if isinstance(r.get("seeds"), list) else 1))),
     "ndm_sn": Table(
         "ndm_sn.json",
         (Col("dataset", "dataset"), Col("model", "model"),
@@ -559,7 +561,8 @@ TABLES: dict[str, Table] = {
          Col("fwd x node-by-node", "ratio_fwd_vs_node_by_node", ",.0f"),
          Col("fastest fwd+bwd", "fwd_bwd_impl"),
          Col("f+b x torch level-wise", "ratio_fwd_bwd_vs_torch_levelwise", ".2f"),
-         Col("f+b x node-by-node", "ratio_fwd_bwd_vs_node_by_node", ",.0f")),
+         Col("f+b x node-by-node", "ratio_fwd_bwd_vs_node_by_node", ",.0f"),
+         Col("compile s", "compile_s", ".1f")),
         where={"kind": "best"}, sort=lambda r: (r["trees"], r.get("precision", "fp32"))),
     # Popularity (three papers on instagram_likes): mean ± std over seeds, the paper's numbers.
     "popularity_dual_attention": Table(
