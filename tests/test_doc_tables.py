@@ -111,7 +111,7 @@ def test_cells_missing_values_bold_and_nested_keys(tables):
 def test_cli_check_and_print(tables, capsys):
   assert tables.main(["--check"]) == 0
   assert tables.main(["--print", "ndm_paper_protocol"]) == 0
-  assert "| dataset | model | macro_f1 |" in capsys.readouterr().out
+  assert "| dataset | model | protocol | macro_f1 |" in capsys.readouterr().out
   assert tables.main(["--print", "nope"]) == 2
 
 
