@@ -2,6 +2,8 @@
 sampling; runs 100 or 1000), on a tiny example worked out by hand; Terminate's weight in the
 loss; the authors' recipe as a named config."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -54,6 +56,22 @@ def test_paper_protocol_by_hand():
     protocol.protocol_settings("mine")
 
 
+def test_size_is_scored_only_for_a_model_that_learned_to_end():
+  trained = _deterministic_ndm()
+  vocab = UserVocab(str(u) for u in range(U - 2))
+  long = Cascade(np.array([2, 3, 4, 5, 6, 7], np.int32), np.arange(6.0))  # size 6, prefix 5
+  data = CascadeDataset("toy", vocab, [long], [long], [long])
+  # Terminate has the largest score: every run ends at once, predicted size 5 against 6.
+  got = protocol.evaluate_protocol(data, trained, runs=4, progress=False)
+  np.testing.assert_allclose(got["msle"], (np.log(6.0) - np.log(5.0)) ** 2, rtol=1e-5)
+  assert "msle_note" not in got
+  # Trained with Terminate's weight 0 (the authors' recipe) the model has no end to sample.
+  no_end = trained.config.replace(train={"terminate_weight": 0.0})
+  got = protocol.evaluate_protocol(data, dataclasses.replace(trained, config=no_end), runs=4, progress=False)
+  assert np.isnan(got["msle"]) and "weight 0" in got["msle_note"]
+  assert 0.0 <= got["macro_f1"] <= 1.0
+
+
 def test_terminate_weight_zero_drops_terminate_targets_from_the_loss():
   rng = np.random.default_rng(0)
   users = jnp.asarray([[4, 7, 2, TERMINATE, 0], [5, TERMINATE, 0, 0, 0]], jnp.int32)
@@ -82,8 +100,6 @@ def test_paper_recipe_is_the_authors_training():
 
 
 def test_last_epoch_is_kept_without_early_stopping(tmp_path):
-  import dataclasses
-
   from popdiff_jax.data.cascades import load_dataset
   from popdiff_jax.projects.ndm import experiment
 

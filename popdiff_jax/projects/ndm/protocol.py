@@ -85,12 +85,14 @@ def evaluate_protocol(dataset: CascadeDataset, trained: Trained, *, runs: int | 
     progress: progress bars.
     protocol: ``"project"`` or ``"paper"`` (:data:`PROTOCOLS`).
     terminate: ``"allowed"`` or ``"masked"`` while sampling the F1 runs; None takes the
-      protocol's (the size prediction always allows it: a size needs an end).
+      protocol's (the size prediction always allows it: a size needs an end). A model trained
+      with Terminate's weight 0 (``paper-recipe``) has no learned end: its ``msle`` is NaN and
+      ``msle_note`` says why.
 
   Returns:
     A results row: ``macro_f1``, ``micro_f1``, ``macro_f1_first5``, ``micro_f1_first5``, ``msle``,
     ``runs_per_cascade``, ``size_runs_per_cascade``, ``protocol``, ``terminate``,
-    ``simulate_seconds``.
+    ``simulate_seconds`` (and ``msle_note`` where the size is not scored).
   """
   runs, terminate = protocol_settings(protocol, runs, terminate)
   if trained.model is None:
@@ -108,17 +110,24 @@ def evaluate_protocol(dataset: CascadeDataset, trained: Trained, *, runs: int | 
                    jax.random.fold_in(key, 1), progress, f"{name} F1 first five", terminate)
   sized = [c for c in cut if len(c.users) >= 5]
   size_runs = runs if size_runs is None else size_runs
-  _, mean_new = simulate_dataset(trained.model, trained.variables, sized, num_given=5,
-                                 budgets=[max_len - 5] * len(sized), num_runs=size_runs,
-                                 key=jax.random.fold_in(key, 2), num_items=num_items,
-                                 progress=progress, desc=f"{name} size")
-  true_sizes = np.array([len(c.users) for c in sized], np.float32)
-  size_error = float(msle(true_sizes, 5.0 + mean_new)) if sized else float("nan")
+  size_error, size_note = float("nan"), None
+  if trained.config.train.terminate_weight == 0.0:
+    # Trained without Terminate as a target (the authors' recipe), the model has no learned
+    # end: every run would go on to max_len, so the size has no prediction to score.
+    size_note = "not scored: Terminate had weight 0 in training (the model never ends a run)"
+  elif sized:
+    _, mean_new = simulate_dataset(trained.model, trained.variables, sized, num_given=5,
+                                   budgets=[max_len - 5] * len(sized), num_runs=size_runs,
+                                   key=jax.random.fold_in(key, 2), num_items=num_items,
+                                   progress=progress, desc=f"{name} size")
+    true_sizes = np.array([len(c.users) for c in sized], np.float32)
+    size_error = float(msle(true_sizes, 5.0 + mean_new))
   return {"macro_f1": full["macro_f1"], "micro_f1": full["micro_f1"],
           "macro_f1_first5": first5["macro_f1"], "micro_f1_first5": first5["micro_f1"],
           "msle": size_error, "scored_cascades": full["scored_cascades"],
           "size_cascades": len(sized), "runs_per_cascade": runs,
           "size_runs_per_cascade": size_runs, "protocol": protocol, "terminate": terminate,
+          **({"msle_note": size_note} if size_note else {}),
           "simulate_seconds": round(time.perf_counter() - t0, 1)}
 
 
