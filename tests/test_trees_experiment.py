@@ -171,3 +171,26 @@ def test_too_few_trees_or_nodes_are_one_error(tmp_path):
     D.prepare(C.DataConfig(source=str(path), num_protos=8))
   with pytest.raises(DataError, match="not a registered name"):
     D.prepare(C.DataConfig(source=str(tmp_path / "absent.csv")))
+
+
+def test_reproduce_converges_every_model_and_averages_seeds(tmp_path, monkeypatch):
+  from popdiff_jax.results import read_results
+
+  seen = []
+
+  def fake_run(cfg, prepared, workdir, progress):
+    seen.append((cfg.train.epochs_high, cfg.train.epochs_low, cfg.train.patience,
+                 cfg.train.seed))
+    m = 0.1 + 0.2 * cfg.train.seed
+    return [{"dataset": prepared.name, "model": "Diffusion-LSTM", "map_all": m, "ap_terminal": m,
+             "map_prototypes": m, "depth_mae": 2.0, "hist_intersection": m, "test_loss": 1.0}]
+
+  monkeypatch.setattr(E, "run", fake_run)
+  out = tmp_path / "diffusion_lstm.json"
+  assert E.reproduce_main(["--datasets", "synthetic", "--configs", "diffusion-lstm",
+                           "--seeds", "0", "1", "--converge", "--workdir", str(tmp_path),
+                           "--out", str(out)], progress=False) == 0
+  assert seen == [(30, 30, 3, 0), (30, 30, 3, 1)]  # not the CPU budget of the named config
+  _, (row,) = read_results(out)
+  assert row["seeds"] == [0, 1] and row["map_all"] == pytest.approx(0.2)
+  assert row["map_all_std"] == pytest.approx(0.1) and row["depth_mae_std"] == 0.0

@@ -34,7 +34,7 @@ from popdiff_jax.data.trees.synthetic import SyntheticTreesConfig
 from popdiff_jax.models.diffusion_lstm import DiffusionLSTMConfig
 
 __all__ = ["DataConfig", "TrainConfig", "EvalConfig", "TreePredictionConfig", "DATASETS",
-           "TWITTER15_CPU", "CONFIGS", "get_config", "row_label"]
+           "TWITTER15_CPU", "CONVERGE", "CONFIGS", "get_config", "row_label"]
 
 #: The presets of ``DataConfig.source``, with the format each is in (synthetic: generated).
 DATASETS = ("synthetic", "twitter15")
@@ -238,6 +238,12 @@ TWITTER15_CPU = {"data": {"source": "twitter15", "chunk": 1024, "buckets": (8, 1
                  "eval": {"batch_trees": 32}}
 
 
+#: ``popdiff reproduce diffusion-lstm --converge``: every model trained until its validation loss
+#: stops falling, within the paper's budget (30 + 30 epochs; each phase stops after 3 epochs
+#: without a lower validation loss, and the best validation checkpoint is kept).
+CONVERGE = {"epochs_high": 30, "epochs_low": 30, "patience": 3}
+
+
 def _cpu(variant: str, random_weights: bool = False) -> TreePredictionConfig:
   """The CPU budget of the results file on the synthetic set (README: deviations)."""
   return TreePredictionConfig(
@@ -362,6 +368,9 @@ class ReproduceConfig:
     seeds: training seeds (the data's split and prototypes keep ``data.seed``).
     data_dir: folder holding ``twitter15_16_trees/`` (default: ``$POPDIFF_DATA_DIR``).
     workdir: checkpoints, one subfolder per dataset and model; reused = resumed.
+    converge: train every model to convergence on validation (:data:`CONVERGE`: up to 30 + 30
+      epochs, patience 3) instead of the named configs' CPU budgets (a few epochs); the GPU
+      tables use it. ``--train.*`` options still apply on top.
     out: the result file to write (e.g. ``benchmarks/results/diffusion_lstm.json``); rows of
       the datasets not run are kept from it.
     train: training options for every run.
@@ -373,6 +382,7 @@ class ReproduceConfig:
   seeds: tuple[int, ...] = (0,)
   data_dir: str | None = None
   workdir: str = "runs/reproduce_diffusion_lstm"
+  converge: bool = False
   out: str | None = None
   train: TrainConfig = TrainConfig()
   eval: EvalConfig = EvalConfig()

@@ -415,6 +415,11 @@ def reproduce_main(args: Sequence[str], progress: bool = True) -> int:
                       paper_table1_full_model={"ap_terminal": 0.932, "map_prototypes": 0.214,
                                                "map_all": 0.221},
                       paper_table2_full_model={"depth_mae": 1.85, "hist_intersection": 0.708})
+  out = pathlib.Path(opts.out) if opts.out else None
+  kept = []
+  if out is not None and out.exists():
+    _, old = read_results(out)
+    kept = [r for r in old if r["dataset"] not in opts.datasets]
   rows = []
   for dataset in opts.datasets:
     prepared = None
@@ -424,6 +429,8 @@ def reproduce_main(args: Sequence[str], progress: bool = True) -> int:
         cfg = C.get_config(name)
         if dataset == "twitter15":
           cfg = cfg.replace(**C.TWITTER15_CPU)
+        if opts.converge:
+          cfg = cfg.replace(train=C.CONVERGE)
         cfg = cfg.replace(data={"source": dataset, "data_dir": opts.data_dir},
                           train={**train_over, "seed": seed}, eval=eval_over)
         if prepared is None:
@@ -433,13 +440,8 @@ def reproduce_main(args: Sequence[str], progress: bool = True) -> int:
         per_seed.append(row)
       rows.append(seed_mean(per_seed, opts.seeds))
       print(format_table(rows[-1:], TABLE_COLUMNS), flush=True)
-  if opts.out:
-    out = pathlib.Path(opts.out)
-    kept = []
-    if out.exists():
-      _, old = read_results(out)
-      kept = [r for r in old if r["dataset"] not in opts.datasets]
-    write_results(out, kept + rows, meta)
+      if out is not None:  # after every row: a run cut short keeps the rows it finished
+        write_results(out, kept + rows, meta)
   print("\nDiffusion-LSTM (test trees; AP teacher-forced, generation from the test roots)")
   print(format_table(rows, TABLE_COLUMNS))
   return 0
