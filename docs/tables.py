@@ -360,7 +360,15 @@ F1 = (Col("Macro-F1", "macro_f1", ".3f"), Col("Micro-F1", "micro_f1", ".3f"),
       Col("Macro-F1 (first 5)", "macro_f1_first5", ".3f"),
       Col("Micro-F1 (first 5)", "micro_f1_first5", ".3f"))
 PROTOCOL = tuple(c for k in ("macro_f1", "micro_f1", "macro_f1_first5", "micro_f1_first5")
-                 for c in (Col(k, k, ".3f"), Col(f"paper_{k}", f"paper_{k}", ".3f")))
+                 for c in (Col(k, k, ".3f", std=f"{k}_std"),
+                           Col(f"paper_{k}", f"paper_{k}", ".3f")))
+
+
+def _number(fmt: str) -> Callable[[Any], str]:
+  """``fmt`` for a number, – for NaN (a metric a row does not score, e.g. ``msle_note``)."""
+  return lambda v: MISSING if isinstance(v, float) and v != v else format(v, fmt)
+
+
 IC_GRAPH = Col("graph (nodes/edges)", lambda r: f"{r['nodes'] // 1000}k/{r['edges'] // 1000}k")
 IC = (IC_GRAPH, Col("p", "p"), Col("impl", "impl"), Col("S", "sims", ","),
       Col("sims/s", "sims_per_s", ",.0f"), Col("mean spread", "mean_spread", ".1f"))
@@ -408,7 +416,8 @@ HEADLINE = (Col("paper", "paper_name"), Col("data (the paper's)", "data"),
 TABLES: dict[str, Table] = {
     # README: one headline number per paper, ours beside the paper's.
     "readme_papers": Table("", HEADLINE, picks=(
-        Pick("ndm_paper_protocol.json", {"dataset": "ndm/memetracker", "model": "NDM"},
+        Pick("ndm_paper_protocol.json",
+             {"dataset": "ndm/memetracker", "recipe": "paper-recipe", "protocol": "paper"},
              "macro_f1", "paper_macro_f1",
              {"paper_name": "NDM (Yang et al.)", "data": "ndm/memetracker",
               "metric": "Macro-F1 (Table 2)", "command": "popdiff reproduce ndm-protocol"}),
@@ -483,7 +492,7 @@ TABLES: dict[str, Table] = {
         "ndm_paper_protocol.json",
         (Col("dataset", "dataset"), Col("model", "model"),
          Col("protocol", lambda r: r.get("protocol") or "project"), *PROTOCOL,
-         Col("msle", "msle", ".3f"), Col("epochs", "epochs"),
+         Col("msle", "msle", _number(".3f")), Col("epochs", "epochs", _number(".3g")),
          Col("seeds", lambda r: len(r["seeds"]) if isinstance(r.get("seeds"), list) else 1))),
     "ndm_sn": Table(
         "ndm_sn.json",

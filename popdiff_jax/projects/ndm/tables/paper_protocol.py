@@ -7,8 +7,8 @@ identification F1 from ``u_0`` (``runs`` simulations per test cascade, budget ``
 early-stage F1 (the first five users) and the size MSLE given the first five users
 (``size_runs`` simulations). One row per (dataset, model) in ``ndm_paper_protocol.json``:
 ``macro_f1``, ``micro_f1``, ``macro_f1_first5``, ``micro_f1_first5``, ``msle``,
-``runs_per_cascade``, ``epochs``, ``model_source``, the paper's NDM numbers (``paper_*``, NDM
-rows), ``protocol`` and ``seeds``.
+``runs_per_cascade``, ``epochs``, ``model_source``, the paper's NDM numbers (``paper_*``, on the
+rows of every NDM recipe: ``ndm``, ``paper-recipe``, ...), ``protocol`` and ``seeds``.
 
 ::
 
@@ -128,7 +128,7 @@ def run_job(opts: ProtocolConfig, job: str, ctx: common.Context) -> None:
   row.update(evaluate_protocol(dataset, trained, runs=runs, size_runs=min(opts.size_runs, runs),
                                seed=seed, progress=ctx.progress, protocol=opts.protocol,
                                terminate=terminate))
-  if model == "ndm":
+  if isinstance(cfg.model, C.NDMConfig):  # every NDM recipe stands beside the paper's NDM
     row.update({f"paper_{k}": x for k, x in PAPER_TABLES.get(name, {}).items()})
   ctx.save([row], done=True)
 
