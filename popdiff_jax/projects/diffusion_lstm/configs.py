@@ -11,11 +11,13 @@ checked when the config is built.
 
 The fields default to the paper's protocol where the paper gives it (k = 100 prototypes, SGD 0.2
 then 0.02, up to 30 + 30 epochs, terminal threshold 0.5, caps 10 / 100 / 150) and to our choices
-where it does not. The named configs (:data:`CONFIGS`) are the rows of the results table
-(``benchmarks/results/diffusion_lstm.json``): the five models of the paper's Tables 1 and 2 under
-the CPU budget that produced the file (Adam instead of SGD, hidden 64, a few epochs: see
-``README.md``). Each docstring gives the command, the result and the time. The Twitter15 rows
-add the overrides :data:`TWITTER15_CPU`::
+where it does not. The named configs (:data:`CONFIGS`) are the five models of the paper's
+Tables 1 and 2 under a CPU budget (Adam instead of SGD, hidden 64, a few epochs: see
+``README.md``); each docstring gives the command, what that budget measured (one seed) and the
+time. The results table (``benchmarks/results/diffusion_lstm.json``) trains the same five
+configs to convergence on a GPU, up to 30 + 30 epochs with patience 3 (:data:`CONVERGE`,
+``popdiff reproduce diffusion-lstm --converge --seeds 0 1 2``). On Twitter15
+the CPU budget adds the overrides :data:`TWITTER15_CPU`::
 
   popdiff train <name> --data twitter15 --data.chunk 1024 --data.buckets 8 16 32 64 \\
       --data.parent-chunk 128 --train.epochs-high 3 --train.epochs-low 1 --eval.batch-trees 32
@@ -260,7 +262,7 @@ def diffusion_lstm() -> TreePredictionConfig:
 
   Command: ``popdiff train diffusion-lstm --data synthetic --workdir runs/dlstm``
   (Twitter15: add the overrides of :data:`TWITTER15_CPU`, module docstring).
-  Result: ``benchmarks/results/diffusion_lstm.json``, row ``model == "Diffusion-LSTM"``:
+  On this CPU budget (one seed):
   synthetic ``map_prototypes`` 0.0368, ``ap_terminal`` 0.816; Twitter15 ``map_prototypes``
   0.3585, ``ap_terminal`` 0.921. About 2.5 minutes (synthetic) and 3 minutes plus 4 minutes of
   data preparation (Twitter15) on a 2-core CPU.
@@ -272,7 +274,7 @@ def social_only() -> TreePredictionConfig:
   """The social-only baseline (c0 = 0, no content), CPU budget.
 
   Command: ``popdiff train social-only --data synthetic --workdir runs/social``.
-  Result: ``benchmarks/results/diffusion_lstm.json``, row ``model == "social-only"``:
+  On this CPU budget (one seed):
   synthetic ``map_prototypes`` 0.0295; Twitter15 0.2771. About 1.5 minutes (synthetic) and
   3 minutes (Twitter15) on a 2-core CPU.
   """
@@ -283,7 +285,7 @@ def content_only() -> TreePredictionConfig:
   """The content-only baseline (the content feature is every node's input, c0 = 0), CPU budget.
 
   Command: ``popdiff train content-only --data synthetic --workdir runs/content``.
-  Result: ``benchmarks/results/diffusion_lstm.json``, row ``model == "content-only"``:
+  On this CPU budget (one seed):
   synthetic ``map_prototypes`` 0.0331; Twitter15 0.3180. About 1.5 minutes (synthetic) and
   4 minutes (Twitter15) on a 2-core CPU.
   """
@@ -294,7 +296,7 @@ def fc() -> TreePredictionConfig:
   """The FC baseline (three FC layers on [node, content], no memory), CPU budget.
 
   Command: ``popdiff train fc --data synthetic --workdir runs/fc``.
-  Result: ``benchmarks/results/diffusion_lstm.json``, row ``model == "FC"``: synthetic
+  On this CPU budget (one seed): synthetic
   ``map_prototypes`` 0.0154; Twitter15 0.2249. About 1 minute (synthetic) and 2.5 minutes
   (Twitter15) on a 2-core CPU.
   """
@@ -305,7 +307,7 @@ def random_weights() -> TreePredictionConfig:
   """The random-weights baseline: the full model at its initialisation, never trained.
 
   Command: ``popdiff train random --data synthetic --workdir runs/random``.
-  Result: ``benchmarks/results/diffusion_lstm.json``, row ``model == "random"``: synthetic
+  On this CPU budget (one seed): synthetic
   ``map_prototypes`` 0.0139, ``ap_terminal`` 0.641; Twitter15 0.0289, 0.875. About 20 seconds
   (evaluation and generation only).
   """
