@@ -26,7 +26,8 @@ import numpy as np
 
 from popdiff_jax.data.trees.tree import tree_from_parents
 
-__all__ = ["SyntheticTreesConfig", "SyntheticTrees", "make_synthetic_trees"]
+__all__ = ["SyntheticTreesConfig", "SyntheticTrees", "make_synthetic_trees", "child_rate",
+           "grow_tree"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +59,8 @@ class SyntheticTrees:
     category_dist: (U, M) float32 category distribution of each user.
     content: (T, content_dim) float32 z-scored image features.
     image_category: (T,) int.
+    influence: (U,) float64 each user's influence (mean 1): a non-root node's expected number
+      of children is ``base_rate * influence`` times the boosts (:func:`child_rate`).
   """
   trees: list
   social: np.ndarray
@@ -65,6 +68,50 @@ class SyntheticTrees:
   category_dist: np.ndarray
   content: np.ndarray
   image_category: np.ndarray
+  influence: np.ndarray
+
+
+def child_rate(node_category, community, image_category, influence, cfg: SyntheticTreesConfig):
+  """The expected number of children of a non-root node (Poisson): ``base_rate * influence``,
+  times ``community_boost`` when its category is the community, ``image_boost`` when it is the
+  image's. Broadcasts over NumPy arrays; ``exp(-rate)`` is the node's probability of being a
+  leaf."""
+  rate = cfg.base_rate * np.asarray(influence, np.float64)
+  rate = rate * np.where(np.asarray(node_category) == community, cfg.community_boost, 1.0)
+  return rate * np.where(np.asarray(node_category) == image_category, cfg.image_boost, 1.0)
+
+
+def grow_tree(rng: np.random.Generator, root: int, image_category: int, user_category: np.ndarray,
+              influence: np.ndarray, cfg: SyntheticTreesConfig
+              ) -> tuple[list[int], list[int], list[int]]:
+  """Grows one re-share tree from ``root`` by the generator's rule (breadth first).
+
+  Returns ``(users, parents, depths)``, one entry per node, the root first (parent -1). The same
+  root and image with another ``rng`` draw another tree of the same distribution.
+  """
+  community = user_category[root]
+  by_cat = [np.flatnonzero(user_category == c) for c in range(cfg.num_categories)]
+  users, parents, depth = [root], [-1], [0]
+  head = 0
+  while head < len(users) and len(users) < cfg.max_size:
+    node, d = users[head], depth[head]
+    if d >= cfg.max_depth:
+      head += 1
+      continue
+    if d == 0:
+      n_child = 1 + rng.poisson(rng.gamma(0.7, (cfg.root_children_mean - 1) / 0.7))
+    else:
+      n_child = rng.poisson(float(child_rate(user_category[node], community, image_category,
+                                             influence[node], cfg)))
+    for _ in range(int(min(n_child, cfg.max_size - len(users)))):
+      r = rng.random()
+      c = community if r < cfg.p_root else (user_category[node] if r < cfg.p_root + cfg.p_parent
+                                            else image_category)
+      users.append(int(rng.choice(by_cat[c])))
+      parents.append(head)
+      depth.append(d + 1)
+    head += 1
+  return users, parents, depth
 
 
 def make_synthetic_trees(cfg: SyntheticTreesConfig = SyntheticTreesConfig()) -> SyntheticTrees:
@@ -84,7 +131,6 @@ def make_synthetic_trees(cfg: SyntheticTreesConfig = SyntheticTreesConfig()) -> 
   social = np.concatenate([logc / logc.max(0), cat / 4.0], axis=1).astype(np.float32)
   influence = np.exp(0.5 * activity)
   influence /= influence.mean()
-  by_cat = [np.flatnonzero(dom == c) for c in range(m)]
   proj = rng.normal(size=(m, cfg.content_dim))
   img_cat = rng.integers(0, m, cfg.num_trees)
   content = proj[img_cat] + 0.5 * rng.normal(size=(cfg.num_trees, cfg.content_dim))
@@ -93,29 +139,7 @@ def make_synthetic_trees(cfg: SyntheticTreesConfig = SyntheticTreesConfig()) -> 
   trees = []
   for t in range(cfg.num_trees):
     root = int(rng.integers(0, u))
-    community = dom[root]
-    users, parents, depth = [root], [-1], [0]
-    head = 0
-    while head < len(users) and len(users) < cfg.max_size:
-      node, d = users[head], depth[head]
-      if d >= cfg.max_depth:
-        head += 1
-        continue
-      if d == 0:
-        n_child = 1 + rng.poisson(rng.gamma(0.7, (cfg.root_children_mean - 1) / 0.7))
-      else:
-        rate = cfg.base_rate * influence[node]
-        rate *= cfg.community_boost if dom[node] == community else 1.0
-        rate *= cfg.image_boost if dom[node] == img_cat[t] else 1.0
-        n_child = rng.poisson(rate)
-      for _ in range(int(min(n_child, cfg.max_size - len(users)))):
-        r = rng.random()
-        c = community if r < cfg.p_root else (dom[node] if r < cfg.p_root + cfg.p_parent
-                                              else img_cat[t])
-        users.append(int(rng.choice(by_cat[c])))
-        parents.append(head)
-        depth.append(d + 1)
-      head += 1
+    users, parents, depth = grow_tree(rng, root, int(img_cat[t]), dom, influence, cfg)
     trees.append(tree_from_parents(parents, name=f"syn{t}", user=[str(x) for x in users],
                                    delay=np.asarray(depth, np.float32)))
-  return SyntheticTrees(trees, social, dom, cat, content, img_cat)
+  return SyntheticTrees(trees, social, dom, cat, content, img_cat, influence)
