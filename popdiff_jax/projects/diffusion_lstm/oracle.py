@@ -126,6 +126,8 @@ def generation_floor(config: DataConfig = DataConfig(), draws: int = 10, seed: i
 
 
 def main(argv: list[str] | None = None) -> int:
+  """``python -m popdiff_jax.projects.diffusion_lstm.oracle [--draws N] [--out FILE]``: writes
+  :func:`generation_floor` as one row of a result file and prints it; returns the exit status."""
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--draws", type=int, default=10, help="redraws of every test tree")
   parser.add_argument("--out", default=None, help="result file (default: "
