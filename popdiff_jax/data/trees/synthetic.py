@@ -82,15 +82,19 @@ def child_rate(node_category, community, image_category, influence, cfg: Synthet
 
 
 def grow_tree(rng: np.random.Generator, root: int, image_category: int, user_category: np.ndarray,
-              influence: np.ndarray, cfg: SyntheticTreesConfig
-              ) -> tuple[list[int], list[int], list[int]]:
+              influence: np.ndarray, cfg: SyntheticTreesConfig,
+              by_cat: list[np.ndarray] | None = None) -> tuple[list[int], list[int], list[int]]:
   """Grows one re-share tree from ``root`` by the generator's rule (breadth first).
+
+  ``by_cat``: the users of each category (``np.flatnonzero(user_category == c)``), computed here
+  when not given; a caller growing many trees passes it once.
 
   Returns ``(users, parents, depths)``, one entry per node, the root first (parent -1). The same
   root and image with another ``rng`` draw another tree of the same distribution.
   """
   community = user_category[root]
-  by_cat = [np.flatnonzero(user_category == c) for c in range(cfg.num_categories)]
+  if by_cat is None:
+    by_cat = [np.flatnonzero(user_category == c) for c in range(cfg.num_categories)]
   users, parents, depth = [root], [-1], [0]
   head = 0
   while head < len(users) and len(users) < cfg.max_size:
@@ -131,6 +135,7 @@ def make_synthetic_trees(cfg: SyntheticTreesConfig = SyntheticTreesConfig()) -> 
   social = np.concatenate([logc / logc.max(0), cat / 4.0], axis=1).astype(np.float32)
   influence = np.exp(0.5 * activity)
   influence /= influence.mean()
+  by_cat = [np.flatnonzero(dom == c) for c in range(m)]
   proj = rng.normal(size=(m, cfg.content_dim))
   img_cat = rng.integers(0, m, cfg.num_trees)
   content = proj[img_cat] + 0.5 * rng.normal(size=(cfg.num_trees, cfg.content_dim))
@@ -139,7 +144,7 @@ def make_synthetic_trees(cfg: SyntheticTreesConfig = SyntheticTreesConfig()) -> 
   trees = []
   for t in range(cfg.num_trees):
     root = int(rng.integers(0, u))
-    users, parents, depth = grow_tree(rng, root, int(img_cat[t]), dom, influence, cfg)
+    users, parents, depth = grow_tree(rng, root, int(img_cat[t]), dom, influence, cfg, by_cat)
     trees.append(tree_from_parents(parents, name=f"syn{t}", user=[str(x) for x in users],
                                    delay=np.asarray(depth, np.float32)))
   return SyntheticTrees(trees, social, dom, cat, content, img_cat, influence)

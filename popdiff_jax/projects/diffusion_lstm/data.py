@@ -164,10 +164,10 @@ def prepare_trees(tree_set: TreeSet, config: DataConfig) -> PreparedTrees:
                        np.eye(config.num_protos, dtype=np.float32), pos, neg, info)
 
 
-def prepare_synthetic(config: DataConfig) -> PreparedTrees:
-  """The synthetic Pinterest-like set of ``config.synthetic``; prototypes from k-means over
-  the users seen in training."""
-  data = syn.make_synthetic_trees(config.synthetic)
+def prepare_synthetic(config: DataConfig, data: syn.SyntheticTrees | None = None) -> PreparedTrees:
+  """The synthetic Pinterest-like set of ``config.synthetic`` (or ``data``, already generated
+  from it); prototypes from k-means over the users seen in training."""
+  data = syn.make_synthetic_trees(config.synthetic) if data is None else data
   trees = data.trees
   i_tr, i_va, i_te = split_indices(len(trees), config.seed)
   seen = np.unique(np.concatenate([trees[i].user.astype(np.int64) for i in i_tr]))

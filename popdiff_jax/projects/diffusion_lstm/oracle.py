@@ -31,10 +31,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from popdiff_jax import results
+from popdiff_jax.baselines.kmeans import nearest_centroid
 from popdiff_jax.data.trees import synthetic as syn
 from popdiff_jax.metrics import trees as tm
 from popdiff_jax.projects.diffusion_lstm.configs import DataConfig
-from popdiff_jax.baselines.kmeans import nearest_centroid
 from popdiff_jax.projects.diffusion_lstm.data import prepare_synthetic, split_indices
 
 __all__ = ["generation_floor", "main"]
@@ -79,7 +79,7 @@ def generation_floor(config: DataConfig = DataConfig(), draws: int = 10, seed: i
   true_depth = np.array([int(t.depth.max()) for t in trees])
   # HI in two spaces: each user's own category distribution (the paper's definition) and the
   # users' prototypes with the prototypes' histogram, as the experiment scores models.
-  prepared = prepare_synthetic(config)
+  prepared = prepare_synthetic(config, data)
   user_proto = np.asarray(nearest_centroid(jnp.asarray(data.social), jnp.asarray(prepared.proto_x)))
   spaces = {"users": (np.arange(len(data.social)), data.category_dist.astype(np.float64)),
             "prototypes": (user_proto, prepared.hist_feats.astype(np.float64))}
@@ -92,9 +92,10 @@ def generation_floor(config: DataConfig = DataConfig(), draws: int = 10, seed: i
   leaf = np.concatenate(leaf)
 
   rng = np.random.default_rng(seed)
+  by_cat = [np.flatnonzero(data.user_category == c) for c in range(cfg.num_categories)]
 
   def redraw(c):
-    return [syn.grow_tree(rng, int(u[0]), int(img), data.user_category, data.influence, c)
+    return [syn.grow_tree(rng, int(u[0]), int(img), data.user_category, data.influence, c, by_cat)
             for u, img in zip(users, data.image_category[test])]
 
   maes, his = [], []
