@@ -526,7 +526,7 @@ def run_fit(args, precision: str, device: str, torch, log) -> list[dict]:
     cfg = cfg.replace(**C.TWITTER15_CPU).replace(
         data={"data_dir": str(pathlib.Path(args.tar).parent), "max_trees": args.fit_max_trees})
   else:
-    cfg = cfg.replace(data={"dataset": "synthetic"})
+    cfg = cfg.replace(data={"source": "synthetic"})
   if args.fit_chunk:
     cfg = cfg.replace(data={"chunk": args.fit_chunk})
   cfg = cfg.replace(train={"epochs_high": args.fit_epochs, "epochs_low": 0,
@@ -535,7 +535,7 @@ def run_fit(args, precision: str, device: str, torch, log) -> list[dict]:
   if key not in _PREPARED:
     t0 = time.perf_counter()
     _PREPARED[key] = D.prepare(cfg.data)
-    log(f"fit data {cfg.data.dataset}: {time.perf_counter() - t0:.1f} s")
+    log(f"fit data {cfg.data.source}: {time.perf_counter() - t0:.1f} s")
   prepared = _PREPARED[key]
   n_train = len(prepared.train)
   nodes_train = sum(e.parent.shape[0] for e in prepared.train)
