@@ -371,6 +371,38 @@ def test_shuffling_is_deterministic_in_seed_and_epoch():
   assert a != plain and sorted(a) == sorted(plain)
 
 
+def _packed_per_batch(cascades, batch_size, max_len, shuffle, seed, epoch):
+  """Reference: each batch packed from its cascades (``pack``), in the documented order."""
+  buckets = bucket_lengths(max_len)
+  lengths = np.asarray([batching.sequence_length(c, max_len) for c in cascades])
+  which = np.searchsorted(np.asarray(buckets), lengths, side="left")
+  rng = np.random.default_rng([seed, epoch]) if shuffle else None
+  out = []
+  for b, size in enumerate(buckets):
+    idx = np.flatnonzero(which == b)
+    if rng is not None:
+      idx = rng.permutation(idx)
+    for start in range(0, len(idx), batch_size):
+      chunk = [cascades[i] for i in idx[start:start + batch_size]]
+      out.append(batching.pack(chunk, size, batch_size, max_len))
+  return out if rng is None else [out[i] for i in rng.permutation(len(out))]
+
+
+@pytest.mark.parametrize("batch_size", [1, 5, 32])
+def test_batcher_gives_the_batches_of_packing_each_batch(batch_size):
+  cascades = _random_cascades(70, 40, np.random.default_rng(3))
+  batcher = batching.CascadeBatcher(cascades, batch_size, max_len=20)
+  for kw in ({"shuffle": False, "seed": 0, "epoch": 0}, {"shuffle": True, "seed": 0, "epoch": 0},
+             {"shuffle": True, "seed": 4, "epoch": 7}):
+    want = _packed_per_batch(cascades, batch_size, 20, **kw)
+    for got in (batcher.batches(**kw), make_batches(cascades, batch_size, max_len=20, **kw)):
+      assert len(got) == len(want) == len(batcher)
+      for g, w in zip(got, want):
+        for a, b in zip(g, w):
+          assert a.dtype == b.dtype and a.shape == b.shape
+          np.testing.assert_array_equal(a, b)
+
+
 def test_bucket_lengths_and_errors():
   assert bucket_lengths(200) == (8, 16, 32, 64, 128, 201)
   assert bucket_lengths(7) == (8,)

@@ -10,7 +10,8 @@ from popdiff_jax._errors import DataError
 from popdiff_jax.data.cascades import Cascade
 from popdiff_jax.types import PAD, TERMINATE, CascadeBatch
 
-__all__ = ["bucket_lengths", "sequence_length", "pack", "make_batches", "cascade_batch"]
+__all__ = ["bucket_lengths", "sequence_length", "pack", "make_batches", "CascadeBatcher",
+           "cascade_batch"]
 
 
 def bucket_lengths(max_len: int = 200, min_bucket: int = 8) -> tuple[int, ...]:
@@ -59,6 +60,70 @@ def pack(cascades: Sequence[Cascade], length: int, rows: int, max_len: int) -> C
   return CascadeBatch(users, times, mask)
 
 
+class CascadeBatcher:
+  """The batches of one set of cascades, packed once: each epoch only permutes and gathers rows.
+
+  ``make_batches`` packs every cascade into its bucket's padded rows on every call (a Python loop
+  per row); a training loop that asks for a new shuffle each epoch pays that once per epoch. The
+  batcher packs each bucket into one ``[n, L]`` array at construction, and ``batches`` gathers the
+  rows of each batch, so an epoch's batches cost a few array copies. The batches are the same as
+  ``make_batches``'s with the same arguments, in the same order.
+
+  Args:
+    cascades: the cascades, uncut: one longer than ``max_len`` is cut here, without Terminate.
+    batch_size: rows per batch (B).
+    max_len: the longest cascade in users.
+    buckets: token lengths; default ``bucket_lengths(max_len)``.
+  """
+
+  def __init__(self, cascades: Sequence[Cascade], batch_size: int, *, max_len: int = 200,
+               buckets: Sequence[int] | None = None):
+    if batch_size < 1:
+      raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    self.batch_size = batch_size
+    self.buckets = tuple(buckets or bucket_lengths(max_len))
+    lengths = np.asarray([sequence_length(c, max_len) for c in cascades], np.int64)
+    if len(lengths) and lengths.max() > self.buckets[-1]:
+      raise ValueError(f"a cascade needs {lengths.max()} tokens, more than the largest bucket "
+                       f"{self.buckets[-1]}")
+    which = np.searchsorted(np.asarray(self.buckets), lengths, side="left")
+    #: per bucket: the indices of its cascades (input order) and their packed rows.
+    self._members = [np.flatnonzero(which == b) for b in range(len(self.buckets))]
+    self._packed = [pack([cascades[i] for i in idx], size, len(idx), max_len)
+                    for idx, size in zip(self._members, self.buckets)]
+
+  def __len__(self) -> int:
+    return sum(-(-len(idx) // self.batch_size) for idx in self._members)
+
+  def batches(self, *, shuffle: bool = False, seed: int = 0, epoch: int = 0) -> list[CascadeBatch]:
+    """One epoch's batches; with ``shuffle`` the order inside each bucket and the order of
+    batches are permuted by ``(seed, epoch)`` (as ``make_batches``)."""
+    rng = np.random.default_rng([seed, epoch]) if shuffle else None
+    out = []
+    for idx, rows in zip(self._members, self._packed):
+      # positions into the bucket's packed rows, which follow ``idx``; ``permutation(n)``
+      # draws the same permutation as ``permutation(idx)`` would
+      order = np.arange(idx.size) if rng is None else rng.permutation(idx.size)
+      for start in range(0, len(idx), self.batch_size):
+        take = order[start:start + self.batch_size]
+        out.append(_gather_rows(rows, take, self.batch_size))
+    if rng is not None:
+      out = [out[i] for i in rng.permutation(len(out))]
+    return out
+
+
+def _gather_rows(rows: CascadeBatch, take: np.ndarray, batch_size: int) -> CascadeBatch:
+  """Rows ``take`` of a packed bucket, padded with empty rows to ``batch_size``."""
+  pad = batch_size - len(take)
+
+  def one(x, fill):
+    got = x[take]
+    if pad:
+      got = np.concatenate([got, np.full((pad,) + x.shape[1:], fill, x.dtype)])
+    return got
+  return CascadeBatch(one(rows.users, PAD), one(rows.times, 0.0), one(rows.mask, False))
+
+
 def make_batches(cascades: Sequence[Cascade], batch_size: int, *, max_len: int = 200,
                  buckets: Sequence[int] | None = None, shuffle: bool = False, seed: int = 0,
                  epoch: int = 0) -> list[CascadeBatch]:
@@ -66,7 +131,8 @@ def make_batches(cascades: Sequence[Cascade], batch_size: int, *, max_len: int =
 
   Every cascade lands in exactly one batch (the last batch of a bucket is padded with empty rows), so
   evaluation sees all data. With ``shuffle`` the order inside each bucket and the order of batches are
-  permuted by ``(seed, epoch)``, deterministically, so a resumed run sees the same batches.
+  permuted by ``(seed, epoch)``, deterministically, so a resumed run sees the same batches. For
+  many epochs of one set, :class:`CascadeBatcher` packs once and gives the same batches.
 
   Args:
     cascades: the cascades, uncut: one longer than ``max_len`` is cut here, without Terminate.
@@ -79,24 +145,8 @@ def make_batches(cascades: Sequence[Cascade], batch_size: int, *, max_len: int =
   Returns:
     A list of ``CascadeBatch`` with one of ``len(buckets)`` shapes.
   """
-  buckets = tuple(buckets or bucket_lengths(max_len))
-  lengths = np.asarray([sequence_length(c, max_len) for c in cascades], np.int64)
-  if len(lengths) and lengths.max() > buckets[-1]:
-    raise ValueError(f"a cascade needs {lengths.max()} tokens, more than the largest bucket "
-                     f"{buckets[-1]}")
-  which = np.searchsorted(np.asarray(buckets), lengths, side="left")
-  rng = np.random.default_rng([seed, epoch]) if shuffle else None
-  out = []
-  for b, size in enumerate(buckets):
-    idx = np.flatnonzero(which == b)
-    if rng is not None:
-      idx = rng.permutation(idx)
-    for start in range(0, len(idx), batch_size):
-      chunk = [cascades[i] for i in idx[start:start + batch_size]]
-      out.append(pack(chunk, size, batch_size, max_len))
-  if rng is not None:
-    out = [out[i] for i in rng.permutation(len(out))]
-  return out
+  return CascadeBatcher(cascades, batch_size, max_len=max_len, buckets=buckets).batches(
+      shuffle=shuffle, seed=seed, epoch=epoch)
 
 
 def cascade_batch(cascades: Sequence[Sequence[int] | tuple[Sequence[int], Sequence[float]]], *,

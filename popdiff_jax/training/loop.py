@@ -89,8 +89,11 @@ class FitResult:
   stopped_by: str = "epochs"
 
 
-def _to_py(tree: Any) -> Any:
-  return jax.tree.map(lambda x: float(np.asarray(x)), tree)
+def _sum_steps(step_metrics: list[dict]) -> dict:
+  """The sum over an epoch's calls of their metrics (each a dict of scalars), on the host in
+  float64 (one batched transfer)."""
+  host = jax.device_get(step_metrics)
+  return jax.tree.map(lambda *xs: np.sum(np.asarray(xs, np.float64)), *host)
 
 
 def _snapshot(state: TrainState, best: tuple[Any, Any] | None) -> dict:
@@ -158,7 +161,9 @@ def fit(
     evaluate: validation metrics of a state, or None to monitor the training loss.
     workdir: directory for ``metrics.jsonl`` and checkpoints; reused means resumed.
     num_epochs: maximum number of epochs.
-    base_key: the run's PRNG key; step ``s`` uses ``fold_in(base_key, s)``.
+    base_key: the run's PRNG key; step ``s`` uses ``fold_in(base_key, s)``, folded inside the
+      compiled step from ``state.step`` (which ``train_step`` advances by one, as
+      ``training.state.apply_gradients`` does).
     monitor: the metric that selects the best epoch (``train_loss`` or a key of ``evaluate``'s dict).
     mode: ``"min"`` or ``"max"`` for ``monitor``.
     patience: stop after this many epochs without improvement (None: never).
@@ -190,7 +195,7 @@ def fit(
   # The compiled step donates its input state: work on a copy of the caller's.
   state = jax.tree.map(jnp.copy, state)
   state, compiled = fit_arguments(train_step, state, num_devices, model_parallel,
-                                  table_rows=table_rows, pad=pad_batches)
+                                  table_rows=table_rows, pad=pad_batches, keyed=True)
   train_step, multi_step = compiled["train_step"], compiled["multi_step"]
   place_batch, place_state = compiled["place_batch"], compiled["place_state"]
   workdir = pathlib.Path(workdir)
@@ -229,7 +234,8 @@ def fit(
       if stopped:
         break
       t0 = time.perf_counter()
-      sums: dict[str, Any] = {}
+      # Each call's metrics stay on the device until the epoch ends (one sum, no op per step).
+      step_metrics: list[dict] = []
       n_steps = 0
       n_examples = 0
       batches = train_batches(epoch)
@@ -255,16 +261,18 @@ def fit(
           state, metrics = multi_step(state, stacked, base_key)
         else:
           batch = group[0] if place_batch is None else place_batch(group[0], False)
-          state, metrics = train_step(state, batch, jax.random.fold_in(base_key, host_step))
+          state, metrics = train_step(state, batch, base_key)
         host_step += len(group)
         n_steps += len(group)
-        sums = metrics if not sums else jax.tree.map(lambda a, b: a + b, sums, metrics)
+        step_metrics.append(metrics)
         if batch_size_of is not None:
           n_examples += sum(batch_size_of(b) for b in group)
         bar.update(len(group))
-        if progress and n_steps % 20 < len(group):
+        if progress and n_steps % 20 < len(group) and len(step_metrics) > 20:
+          # the loss of a call 20 back, already computed: reading it does not drain the queue
+          shown = step_metrics[-21]["loss"]
           elapsed = time.perf_counter() - t0
-          bar.set_postfix(loss=f"{float(sums['loss']) / n_steps:.4f}",
+          bar.set_postfix(loss=f"{float(shown) / (len(group) if len(group) > 1 else 1):.4f}",
                           ex_s=f"{n_examples / max(elapsed, 1e-9):.0f}")
       bar.close()
       if interrupt.requested:  # a partial epoch is neither evaluated nor checkpointed
@@ -275,7 +283,8 @@ def fit(
       if partial:
         row["partial"] = True
       if n_steps:
-        row.update({f"train_{k}": v / n_steps for k, v in _to_py(sums).items()})
+        sums = _sum_steps(step_metrics)
+        row.update({f"train_{k}": float(v) / n_steps for k, v in sums.items()})
       if n_examples:
         row["examples_per_s"] = round(n_examples / max(seconds, 1e-9), 1)
       if evaluate is not None:

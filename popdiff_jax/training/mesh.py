@@ -180,8 +180,19 @@ class DataParallel:
   mesh: Mesh
 
 
+def keyed_step(train_step: Callable) -> Callable:
+  """``(state, batch, base_key) -> (state, metrics)``: ``train_step`` with the key
+  ``fold_in(base_key, state.step)``, folded inside the compiled call (no host op per step), the
+  key ``multi_step`` gives each step of a stack."""
+
+  def step(state: TrainState, batch: Any, base_key: jax.Array):
+    return train_step(state, batch, jax.random.fold_in(base_key, state.step))
+  return step
+
+
 def data_parallel(train_step: Callable, mesh: Mesh, state: TrainState, *,
-                  table_rows: int | None = None, pad: bool = False) -> DataParallel:
+                  table_rows: int | None = None, pad: bool = False,
+                  keyed: bool = False) -> DataParallel:
   """Jits an un-jitted ``train_step`` over ``mesh``.
 
   Args:
@@ -192,6 +203,7 @@ def data_parallel(train_step: Callable, mesh: Mesh, state: TrainState, *,
       (``num_items``: the user tables) over it; None replicates the whole state.
     pad: ``place_batch`` pads the rows to a multiple of the ``"data"`` width with masked zero
       rows (``pad_rows``; for row batches such as ``CascadeBatch`` and ``PostBatch``).
+    keyed: ``step`` takes the run's base key and folds in ``state.step`` (``keyed_step``).
   """
   if table_rows is None:
     state_sharding = jax.tree.map(lambda _: NamedSharding(mesh, P()), state)
@@ -202,7 +214,8 @@ def data_parallel(train_step: Callable, mesh: Mesh, state: TrainState, *,
   def place_batch(batch, stacked=False):
     return shard_batch(mesh, batch, stacked, pad)
 
-  step = compile_train_step(train_step, out_shardings=(state_sharding, replicated))
+  single = keyed_step(train_step) if keyed else train_step
+  step = compile_train_step(single, out_shardings=(state_sharding, replicated))
   multi = compile_train_step(multi_step(train_step), out_shardings=(state_sharding, replicated))
   return DataParallel(step=step, multi=multi, place_state=lambda s: jax.device_put(s, state_sharding),
                       place_batch=place_batch, mesh=mesh)
@@ -210,7 +223,7 @@ def data_parallel(train_step: Callable, mesh: Mesh, state: TrainState, *,
 
 def fit_arguments(train_step: Callable, state: TrainState, num_devices: int | None = 1,
                   model_parallel: int = 1, *, table_rows: int | None = None,
-                  pad: bool = False) -> tuple[TrainState, dict]:
+                  pad: bool = False, keyed: bool = False) -> tuple[TrainState, dict]:
   """The compiled steps of ``training.loop.fit`` for 1..N devices, and the state placed for them.
 
   One device (``num_devices`` 1, or 0 on a one-device machine, and ``model_parallel == 1``): the
@@ -224,6 +237,7 @@ def fit_arguments(train_step: Callable, state: TrainState, num_devices: int | No
     model_parallel: width of the ``"model"`` axis (splits arrays with an axis of ``table_rows``).
     table_rows: the user-table length to split over ``"model"`` (None: replicate everything).
     pad: pad batch rows to a multiple of the data width (``pad_rows``).
+    keyed: the single step takes the run's base key (``keyed_step``), as ``fit`` calls it.
 
   Returns:
     ``(state, kwargs)`` with ``kwargs`` = ``train_step``, ``multi_step``, ``place_batch``,
@@ -231,11 +245,12 @@ def fit_arguments(train_step: Callable, state: TrainState, num_devices: int | No
   """
   n = num_devices or jax.device_count()
   if n == 1 and model_parallel == 1:
-    return state, {"train_step": compile_train_step(train_step),
+    single = keyed_step(train_step) if keyed else train_step
+    return state, {"train_step": compile_train_step(single),
                    "multi_step": compile_train_step(multi_step(train_step)),
                    "place_batch": None, "place_state": None}
   mesh = make_mesh(n, model_parallel)
-  dp = data_parallel(train_step, mesh, state, pad=pad,
+  dp = data_parallel(train_step, mesh, state, pad=pad, keyed=keyed,
                      table_rows=table_rows if model_parallel > 1 else None)
   return dp.place_state(state), {"train_step": dp.step, "multi_step": dp.multi,
                                  "place_batch": dp.place_batch, "place_state": dp.place_state}

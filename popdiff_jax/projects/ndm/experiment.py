@@ -33,7 +33,7 @@ import optax
 from popdiff_jax import losses, models
 from popdiff_jax._errors import DataError
 from popdiff_jax.baselines import popularity as pop
-from popdiff_jax.data.batching import make_batches
+from popdiff_jax.data.batching import CascadeBatcher, make_batches
 from popdiff_jax.data.cascades import CascadeDataset, warn_if_truncated
 from popdiff_jax.metrics.ranking import lean_ranking_sums, next_user_sums
 from popdiff_jax.models import Model, Variables
@@ -326,10 +326,10 @@ def _train(dataset, config, workdir, progress, frozen_embedding, desc, t0) -> Tr
 def _fit(state, step, eval_step, dataset, config, workdir, progress, desc):
   tc, max_len, num_items = config.train, config.data.max_len, len(dataset.vocab)
   valid_batches = make_batches(dataset.valid, tc.eval_batch_size, max_len=max_len)
+  train_batcher = CascadeBatcher(dataset.train, tc.batch_size, max_len=max_len)
   return fit(
       state, train_step=step,
-      train_batches=lambda epoch: make_batches(dataset.train, tc.batch_size, max_len=max_len,
-                                               shuffle=True, seed=tc.seed, epoch=epoch),
+      train_batches=lambda epoch: train_batcher.batches(shuffle=True, seed=tc.seed, epoch=epoch),
       evaluate=lambda s: evaluate(eval_step, s.params, s.extra, valid_batches),
       workdir=workdir, num_epochs=tc.num_epochs, base_key=jax.random.key(tc.seed),
       monitor="epoch" if tc.select_by == "last" else f"val_{tc.select_by}",
