@@ -5,6 +5,8 @@ import os
 # Must be set before JAX initialises its backends: multi-device tests need several CPU devices.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+# The CLI's persistent compilation cache writes under ~/.cache: off in tests (one test turns it on).
+os.environ.setdefault("POPDIFF_COMPILE_CACHE", "0")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

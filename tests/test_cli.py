@@ -184,3 +184,52 @@ def test_train_a_popularity_config_on_the_example_posts_csv(tmp_path, capsys):
   (row,) = json.loads((tmp_path / "w" / "results.json").read_text())
   assert row["paper"] == "multimodal_smp" and row["split"] == "user"
   assert "srcc" in capsys.readouterr().out
+
+
+def test_compile_cache_folder_follows_the_environment(tmp_path, monkeypatch):
+  import jax
+
+  from popdiff_jax.cli.main import compile_cache_dir
+
+  before = jax.config.jax_compilation_cache_dir
+  try:
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "own"))
+    assert compile_cache_dir() == str(tmp_path / "own")  # JAX's own variable wins
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR")
+    monkeypatch.setenv("POPDIFF_COMPILE_CACHE", "0")
+    assert compile_cache_dir() is None
+    monkeypatch.setenv("POPDIFF_COMPILE_CACHE", "")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    want = str(tmp_path / "xdg" / "popdiff_jax" / "xla")
+    assert compile_cache_dir() == want
+    import os
+    assert os.environ["JAX_COMPILATION_CACHE_DIR"] == want  # exported to subprocesses
+    assert jax.config.jax_compilation_cache_dir == want
+    monkeypatch.setenv("POPDIFF_COMPILE_CACHE", str(tmp_path / "mine"))
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR")
+    assert compile_cache_dir() == str(tmp_path / "mine")
+  finally:
+    jax.config.update("jax_compilation_cache_dir", before)
+
+
+def test_a_rerun_loads_its_programs_from_the_cache_and_gives_the_same_bits(tmp_path):
+  import os
+  import subprocess
+  import sys
+
+  env = dict(os.environ, POPDIFF_COMPILE_CACHE=str(tmp_path / "cache"),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+  env.pop("JAX_COMPILATION_CACHE_DIR", None)
+  results = []
+  for run in ("a", "b"):
+    subprocess.run([sys.executable, "-m", "popdiff_jax.cli.main", "train", "lstm", "--data",
+                    "ndm/irvine", "--train.num-epochs", "1", "--model.dim", "8", "--max-len", "16",
+                    "--no-progress", "--workdir", str(tmp_path / run)], env=env, check=True,
+                   capture_output=True, timeout=600)
+    cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    results.append(json.loads((tmp_path / run / "results.json").read_text()))
+    if run == "a":
+      first = cached
+  assert first and cached == first  # the rerun compiled nothing new: every program was found
+  keep = lambda r: {k: v for k, v in r.items() if isinstance(v, float) and "second" not in k}  # noqa: E731
+  assert keep(results[0]) and keep(results[0]) == keep(results[1])
