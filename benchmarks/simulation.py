@@ -190,6 +190,44 @@ def bench_popdiff(graph, seeds, sims, repeats, method, long_s=8.0):
       "edge_tests_per_s": float(np.mean(tests)) / med}
 
 
+def profile_rounds(graph, seeds, sims_list, repeats, p, kind, method="frontier"):
+  """Where the frontier engine's time goes on one graph: rows of kind "profile" (one per S) and
+  one of kind "profile_fit".
+
+  For each S the engine runs `rounds` iterations of its loop and `edge_tests` tests; the
+  non-negative least-squares fit of time = a x rounds + b x edge_tests (no intercept) over the S
+  splits it into a fixed cost per iteration (a: launches, the queue's prefix sums, the loop's
+  condition) and a marginal cost per test (b). 1 / b, the marginal edge tests/s, is what the
+  kernel reaches once an iteration's work is large; `fixed_share` is a x rounds / time at the
+  largest S: the part of the run that no bandwidth can shorten.
+  """
+  rows = []
+  for s in sims_list:
+    _, _, info = bench_popdiff(graph, seeds, s, repeats, method)
+    rows.append({"kind": "profile", "impl": "popdiff_jax", "method": method, "sims": s, "p": p,
+                 **{k: info[k] for k in ("median_s", "times_s", "rounds", "edge_tests",
+                                         "edge_tests_per_s", "compile_and_first_s")},
+                 "s_per_round": info["median_s"] / info["rounds"],
+                 "tests_per_round": info["edge_tests"] / info["rounds"]})
+  a_mat = np.array([[r["rounds"], r["edge_tests"]] for r in rows], dtype=float)
+  t = np.array([r["median_s"] for r in rows])
+  scale = a_mat.max(0)
+  from scipy.optimize import nnls  # both costs >= 0
+  (a, b), _ = nnls(a_mat / scale, t)
+  a, b = a / scale[0], b / scale[1]
+  pred = a_mat @ np.array([a, b])
+  bnd, which, _, _ = bound(method, p, kind)
+  big = rows[-1]
+  fit = {"kind": "profile_fit", "impl": "popdiff_jax", "method": method, "p": p,
+         "sims": [r["sims"] for r in rows], "per_round_s": float(a), "per_test_s": float(b),
+         "marginal_edge_tests_per_s": float(1.0 / b) if b > 0 else None,  # None: no cost seen
+         "bound_edge_tests_per_s": bnd, "bound": which,
+         "marginal_fraction_of_bound": float(1.0 / b / bnd) if b > 0 and bnd else None,
+         "fixed_share": float(a * big["rounds"] / big["median_s"]),
+         "max_rel_residual": float(np.max(np.abs(pred - t) / t))}
+  return rows, fit
+
+
 def two_sample(a, b):
   """KS and chi-square (shared histogram, bins with >= 5 expected) between two spread samples."""
   from scipy import stats
@@ -327,6 +365,10 @@ def main(argv=None):
   ap.add_argument("--ndm-runs", default="1024,16384", help="runs advanced together")
   ap.add_argument("--ndm-steps", type=int, default=32, help="steps per run")
   ap.add_argument("--ndm-recompute-max-runs", type=int, default=1024)
+  mode.add_argument("--profile", action="store_true",
+                    help="only the per-round profile of the frontier engine on the largest of "
+                         "--edges (default 1e6), S of --profile-sims (kinds profile, profile_fit)")
+  ap.add_argument("--profile-sims", default="16384,65536,262144,1048576")
   ap.add_argument("--out", default=str(ROOT / "benchmarks/results/ic_simulation.json"))
   ap.add_argument("--png", default=None, help="plot path (default: ic_scaling.png beside --out)")
   ap.add_argument("--run", default=None, help="name of this run in meta (for --merge)")
@@ -369,6 +411,30 @@ def main(argv=None):
 
   def write(partial):
     return write_results(args.out, rows + ndm_rows, dict(meta, complete=not partial))
+
+  if args.profile:
+    e = max(int(float(x)) for x in (args.edges or "1000000").split(","))
+    n = e // 10
+    for p in ps:
+      graph, _ = random_graph(n, e, p, seed=0)
+      base = {"nodes": n, "edges": e, "seeds": 10, "device": device}
+      prof, fit = profile_rounds(graph, seeds, [int(x) for x in args.profile_sims.split(",")],
+                                 repeats, p, kind)
+      rows.extend({**base, **r} for r in prof + [fit])
+      write(partial=True)
+      for r in prof:
+        print(f"[{n}/{e} p={p}] S={r['sims']:>8}: {r['median_s'] * 1e3:9.2f} ms, "
+              f"{r['rounds']} rounds, {r['s_per_round'] * 1e6:8.1f} us/round, "
+              f"{r['tests_per_round']:.3g} tests/round, {r['edge_tests_per_s']:.3g} tests/s",
+              flush=True)
+      print(f"[{n}/{e} p={p}] fit: {fit['per_round_s'] * 1e6:.1f} us per round + "
+            f"{fit['per_test_s']:.3g} s per test (marginal {fit['marginal_edge_tests_per_s'] or 0:.3g}"
+            f" tests/s, bound {fit['bound_edge_tests_per_s'] or float('nan'):.3g}); fixed share "
+            f"{fit['fixed_share']:.2f} at S={prof[-1]['sims']}; max residual "
+            f"{fit['max_rel_residual']:.2f}", flush=True)
+    meta["wall_s"] = time.perf_counter() - start
+    print(f"wrote {write(partial=False)}")
+    return
 
   targets = (100_000, 1_000_000)
   for e, s_low, s_high in plan:

@@ -36,8 +36,11 @@ both sides (JAX precision "highest", TF32 off in torch); ``tf32``: TF32 products
   the same class weights), batches and epochs, each epoch followed by a validation pass on both
   sides. ``nodes_per_s_fwd_bwd`` is the median training epoch from the second on (an epoch that
   meets a batch shape first compiles it); JAX's ``compile_s`` is the time of all its
-  compilations in ``experiment.train`` (JAX's monitoring events: tracing, lowering, XLA), and
-  ``trees_per_s_total`` counts everything each side does.
+  compilations in ``experiment.train`` (JAX's monitoring events: tracing, lowering, XLA, and
+  loading a program from a persistent cache where ``JAX_COMPILATION_CACHE_DIR`` is set;
+  ``programs_compiled`` / ``programs_from_cache`` count them), and ``trees_per_s_total`` counts
+  everything each side does. ``--fit_buckets`` / ``--fit_parent_buckets`` replace the config's
+  shape buckets (one value each: every batch padded to one shape, one train program).
 
 Rows of kind ``best``: the fastest JAX variant per device, trees and precision. Timings are
 medians after a warm-up call, with ``block_until_ready`` / ``torch.cuda.synchronize``. The
@@ -94,7 +97,9 @@ NODE_CHUNK = 64
 #: JAX's monitoring events of a compilation (their durations are summed in the fit part).
 COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
                   "/jax/core/compile/jaxpr_to_mlir_module_duration",
-                  "/jax/core/compile/backend_compile_duration")
+                  "/jax/core/compile/backend_compile_duration",
+                  # a program found in the persistent cache: loading it is its compile time
+                  "/jax/compilation_cache/cache_retrieval_time_sec")
 REQUIRED = ("impl", "trees", "precision", "nodes_per_s_fwd", "nodes_per_s_fwd_bwd",
             "ratio_fwd_vs_torch_levelwise", "ratio_fwd_bwd_vs_torch_levelwise", "compile_s",
             "device")
@@ -529,6 +534,10 @@ def run_fit(args, precision: str, device: str, torch, log) -> list[dict]:
     cfg = cfg.replace(data={"source": "synthetic"})
   if args.fit_chunk:
     cfg = cfg.replace(data={"chunk": args.fit_chunk})
+  if args.fit_buckets:
+    cfg = cfg.replace(data={"buckets": tuple(args.fit_buckets)})
+  if args.fit_parent_buckets:
+    cfg = cfg.replace(data={"parent_buckets": tuple(args.fit_parent_buckets)})
   cfg = cfg.replace(train={"epochs_high": args.fit_epochs, "epochs_low": 0,
                            "patience": args.fit_epochs + 1})
   key = (cfg.data,)
@@ -543,15 +552,22 @@ def run_fit(args, precision: str, device: str, torch, log) -> list[dict]:
               nodes=nodes_train, dataset=prepared.name, config=args.fit_config,
               epochs=args.fit_epochs, batch_trees=cfg.train.batch_trees,
               chunk=cfg.data.chunk, parent_chunk=cfg.data.parent_chunk,
+              buckets=list(cfg.data.buckets), parent_buckets=list(cfg.data.parent_buckets),
+              compile_cache=jax.config.jax_compilation_cache_dir,
               nodes_per_s_fwd=None, ratio_fwd_vs_torch_levelwise=None)
   # JAX: the project's training, one phase of fit_epochs epochs; its compilations (tracing,
   # lowering, XLA: one train step per batch shape, whichever epoch first meets it) are summed
   # from JAX's monitoring events and taken out of the training time.
   compile_s = [0.0]
+  programs = {"compiled": 0, "from_cache": 0}
 
   def on_event(event, secs, **_):
     if event in COMPILE_EVENTS:
       compile_s[0] += secs
+    if event == "/jax/core/compile/backend_compile_duration":
+      programs["compiled"] += 1
+    elif event == "/jax/compilation_cache/cache_retrieval_time_sec":
+      programs["from_cache"] += 1
 
   jax.monitoring.register_event_duration_secs_listener(on_event)
   try:
@@ -570,7 +586,8 @@ def run_fit(args, precision: str, device: str, torch, log) -> list[dict]:
   jax_row = dict(base, impl=f"jax_fit[{args.fit_config}]",
                  nodes_per_s_fwd_bwd=nodes_train / steady, trees_per_s=n_train / steady,
                  trees_per_s_total=n_train * len(secs) / jax_total,
-                 compile_s=compile_s[0], epoch_seconds=secs,
+                 compile_s=compile_s[0], programs_compiled=programs["compiled"],
+                 programs_from_cache=programs["from_cache"], epoch_seconds=secs,
                  train_seconds_total=jax_total, final_val_loss=hist[-1]["val_loss"])
   if torch is None:
     return [dict(base, impl="torch_levelwise_fit", skipped="PyTorch is not installed"), jax_row]
@@ -723,6 +740,11 @@ def main(argv=None):
                   help="the fit starts only with this much of --budget_s left")
   ap.add_argument("--fit_chunk", type=int, default=0,
                   help="node-layout chunk of the fit (0: the config's)")
+  ap.add_argument("--fit_buckets", type=int, nargs="+", default=None,
+                  help="chunk counts K of the fit's batches (default: the config's); one value: "
+                       "every batch padded to it, one compiled train step")
+  ap.add_argument("--fit_parent_buckets", type=int, nargs="+", default=None,
+                  help="sequential step counts S of the fit's batches (default: the config's)")
   ap.add_argument("--budget_s", type=float, default=240.0,
                   help="rows not started within this many seconds are recorded as skipped")
   args = ap.parse_args(argv)
