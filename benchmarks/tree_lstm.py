@@ -36,8 +36,8 @@ both sides (JAX precision "highest", TF32 off in torch); ``tf32``: TF32 products
   the same class weights), batches and epochs, each epoch followed by a validation pass on both
   sides. ``nodes_per_s_fwd_bwd`` is the median training epoch from the second on (an epoch that
   meets a batch shape first compiles it); JAX's ``compile_s`` is the time of all its
-  compilations in ``experiment.train`` (JAX's monitoring events: tracing, lowering, XLA, and
-  loading a program from a persistent cache where ``JAX_COMPILATION_CACHE_DIR`` is set;
+  compilations in ``experiment.train`` (JAX's monitoring events: tracing, lowering, and XLA's
+  compile or, where ``JAX_COMPILATION_CACHE_DIR`` is set and holds the program, its load;
   ``programs_compiled`` / ``programs_from_cache`` count them), and ``trees_per_s_total`` counts
   everything each side does. ``--fit_buckets`` / ``--fit_parent_buckets`` replace the config's
   shape buckets (one value each: every batch padded to one shape, one train program).
@@ -97,9 +97,8 @@ NODE_CHUNK = 64
 #: JAX's monitoring events of a compilation (their durations are summed in the fit part).
 COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
                   "/jax/core/compile/jaxpr_to_mlir_module_duration",
-                  "/jax/core/compile/backend_compile_duration",
-                  # a program found in the persistent cache: loading it is its compile time
-                  "/jax/compilation_cache/cache_retrieval_time_sec")
+                  # XLA's compile, or the load of a program found in the persistent cache
+                  "/jax/core/compile/backend_compile_duration")
 REQUIRED = ("impl", "trees", "precision", "nodes_per_s_fwd", "nodes_per_s_fwd_bwd",
             "ratio_fwd_vs_torch_levelwise", "ratio_fwd_bwd_vs_torch_levelwise", "compile_s",
             "device")
@@ -559,17 +558,20 @@ def run_fit(args, precision: str, device: str, torch, log) -> list[dict]:
   # lowering, XLA: one train step per batch shape, whichever epoch first meets it) are summed
   # from JAX's monitoring events and taken out of the training time.
   compile_s = [0.0]
-  programs = {"compiled": 0, "from_cache": 0}
+  programs = {"programs": 0, "from_cache": 0}
 
   def on_event(event, secs, **_):
     if event in COMPILE_EVENTS:
       compile_s[0] += secs
     if event == "/jax/core/compile/backend_compile_duration":
-      programs["compiled"] += 1
-    elif event == "/jax/compilation_cache/cache_retrieval_time_sec":
+      programs["programs"] += 1
+
+  def on_count(event, **_):
+    if event == "/jax/compilation_cache/cache_hits":
       programs["from_cache"] += 1
 
   jax.monitoring.register_event_duration_secs_listener(on_event)
+  jax.monitoring.register_event_listener(on_count)
   try:
     with jax.default_matmul_precision(JAX_PRECISION[precision]), \
         tempfile.TemporaryDirectory() as tmp:
@@ -578,6 +580,7 @@ def run_fit(args, precision: str, device: str, torch, log) -> list[dict]:
       jax_total = time.perf_counter() - t0
   finally:
     jax.monitoring.unregister_event_duration_listener(on_event)
+    jax.monitoring.unregister_event_listener(on_count)
   hist = trained.info["history"]
   secs = [r["seconds"] for r in hist]
   # The epochs after the first (which compiles the shapes it meets); one epoch: less compiling.
@@ -586,7 +589,8 @@ def run_fit(args, precision: str, device: str, torch, log) -> list[dict]:
   jax_row = dict(base, impl=f"jax_fit[{args.fit_config}]",
                  nodes_per_s_fwd_bwd=nodes_train / steady, trees_per_s=n_train / steady,
                  trees_per_s_total=n_train * len(secs) / jax_total,
-                 compile_s=compile_s[0], programs_compiled=programs["compiled"],
+                 compile_s=compile_s[0],
+                 programs_compiled=programs["programs"] - programs["from_cache"],
                  programs_from_cache=programs["from_cache"], epoch_seconds=secs,
                  train_seconds_total=jax_total, final_val_loss=hist[-1]["val_loss"])
   if torch is None:

@@ -192,6 +192,8 @@ def test_compile_cache_folder_follows_the_environment(tmp_path, monkeypatch):
   from popdiff_jax.cli.main import compile_cache_dir
 
   before = jax.config.jax_compilation_cache_dir
+  min_time = jax.config.jax_persistent_cache_min_compile_time_secs
+  monkeypatch.delenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", raising=False)
   try:
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "own"))
     assert compile_cache_dir() == str(tmp_path / "own")  # JAX's own variable wins
@@ -205,11 +207,13 @@ def test_compile_cache_folder_follows_the_environment(tmp_path, monkeypatch):
     import os
     assert os.environ["JAX_COMPILATION_CACHE_DIR"] == want  # exported to subprocesses
     assert jax.config.jax_compilation_cache_dir == want
+    assert jax.config.jax_persistent_cache_min_compile_time_secs == 0.0  # every program kept
     monkeypatch.setenv("POPDIFF_COMPILE_CACHE", str(tmp_path / "mine"))
     monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR")
     assert compile_cache_dir() == str(tmp_path / "mine")
   finally:
     jax.config.update("jax_compilation_cache_dir", before)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", min_time)
 
 
 def test_a_rerun_loads_its_programs_from_the_cache_and_gives_the_same_bits(tmp_path):
@@ -217,9 +221,9 @@ def test_a_rerun_loads_its_programs_from_the_cache_and_gives_the_same_bits(tmp_p
   import subprocess
   import sys
 
-  env = dict(os.environ, POPDIFF_COMPILE_CACHE=str(tmp_path / "cache"),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+  env = dict(os.environ, POPDIFF_COMPILE_CACHE=str(tmp_path / "cache"))
   env.pop("JAX_COMPILATION_CACHE_DIR", None)
+  env.pop("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", None)
   results = []
   for run in ("a", "b"):
     subprocess.run([sys.executable, "-m", "popdiff_jax.cli.main", "train", "lstm", "--data",

@@ -222,8 +222,10 @@ def compile_cache_dir() -> str | None:
   With the cache on, a later run of the same shapes loads them from disk. The folder, in order:
   ``JAX_COMPILATION_CACHE_DIR`` if set (JAX's own variable: left as it is), else
   ``POPDIFF_COMPILE_CACHE`` if it is a path, else ``$XDG_CACHE_HOME/popdiff_jax/xla`` (default
-  ``~/.cache/popdiff_jax/xla``). ``POPDIFF_COMPILE_CACHE=0`` turns it off (None). The variable is
-  exported, so subprocesses of ``reproduce`` share the cache.
+  ``~/.cache/popdiff_jax/xla``). ``POPDIFF_COMPILE_CACHE=0`` turns it off (None). Every program
+  is kept, not only those that took a second to compile (JAX's default, which
+  ``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`` restores). The variables are exported, so
+  subprocesses of ``reproduce`` share the cache.
   """
   import os
 
@@ -240,6 +242,10 @@ def compile_cache_dir() -> str | None:
   import jax
 
   jax.config.update("jax_compilation_cache_dir", setting)
+  if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
+    # JAX keeps only programs that took a second or more; a run's small ones add up as well.
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   return setting
 
 

@@ -127,6 +127,12 @@ def _is_better(value: float, best: float | None, mode: str) -> bool:
   return value < best if mode == "min" else value > best
 
 
+#: A copy of every array of a pytree in one compiled program (``jax.tree.map(jnp.copy, ...)``
+#: would compile one program per leaf shape on a fresh process). ``jnp.copy`` inside ``jit``
+#: writes new buffers: the copy outlives a donating step.
+_copy_tree = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))
+
+
 def fit(
     state: TrainState,
     *,
@@ -193,7 +199,7 @@ def fit(
   if steps_per_call < 1:
     raise ValueError(f"steps_per_call must be >= 1, got {steps_per_call}")
   # The compiled step donates its input state: work on a copy of the caller's.
-  state = jax.tree.map(jnp.copy, state)
+  state = _copy_tree(state)
   state, compiled = fit_arguments(train_step, state, num_devices, model_parallel,
                                   table_rows=table_rows, pad=pad_batches, keyed=True)
   train_step, multi_step = compiled["train_step"], compiled["multi_step"]
@@ -303,7 +309,7 @@ def fit(
                                f"{kept}; try a smaller learning rate")
       if _is_better(value, best_value, mode):
         best_value, bad_epochs = value, 0
-        best_params = jax.tree.map(jnp.copy, (state.params, state.extra))
+        best_params = _copy_tree((state.params, state.extra))
         row["best"] = True
       else:
         bad_epochs += 1

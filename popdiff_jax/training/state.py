@@ -27,9 +27,9 @@ class TrainState(NamedTuple):
 
 
 def create_train_state(params: Any, tx: optax.GradientTransformation, extra: Any = ()) -> TrainState:
-  """A fresh state at step 0 with ``tx`` initialised on ``params``."""
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                    extra=extra)
+  """A fresh state at step 0 with ``tx`` initialised on ``params`` (one compiled program)."""
+  step, opt_state = jax.jit(lambda p: (jnp.zeros((), jnp.int32), tx.init(p)))(params)
+  return TrainState(step=step, params=params, opt_state=opt_state, extra=extra)
 
 
 def apply_gradients(state: TrainState, grads: Any, tx: optax.GradientTransformation,
