@@ -102,3 +102,19 @@ def test_readme_example_runs():
   exec(compile(code, "README.md", "exec"), env)  # noqa: S102 - our own README
   assert env["logits"].shape[-1] == 100
   assert jax.tree.structure(env["grads"]) == jax.tree.structure(env["variables"].params)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_init_model_draws_the_same_parameters_in_one_program(name):
+  from popdiff_jax.training import init_model
+
+  config, make = CASES[name]
+  model, eager = models.init(config, 3)
+  compiled_model, compiled = init_model(config, jax.random.key(3))
+  assert jax.tree.structure(compiled) == jax.tree.structure(eager)
+  for a, b in zip(jax.tree.leaves(eager), jax.tree.leaves(compiled)):
+    assert a.shape == b.shape and a.dtype == b.dtype
+    np.testing.assert_array_equal(a, b)  # the same draws: bit for bit on the CPU
+  batch = make()
+  np.testing.assert_allclose(compiled_model.apply(compiled.params, batch),
+                             model.apply(eager.params, batch), rtol=1e-5, atol=1e-6)

@@ -151,15 +151,6 @@ def init(config: Any, key: jax.Array | int) -> tuple[Model, Variables]:
     ``(model, variables)``.
   """
   cls = model_class(config.name)
-  key = jax.random.key(key) if isinstance(key, int) else key
-
-  def draw(k):
-    _, params, state = nnx.split(cls(config, rngs=nnx.Rngs(params=k)), nnx.Param, ...)
-    return params, state
-
-  # One compiled program draws every parameter (eagerly, each initialiser and each of its
-  # operations would compile a program of its own: dozens on a fresh process).
-  graphdef = nnx.split(nnx.eval_shape(lambda: cls(config, rngs=nnx.Rngs(params=key))),
-                       nnx.Param, ...)[0]
-  params, state = jax.jit(draw)(key)
+  module = cls(config, rngs=nnx.Rngs(params=key))
+  graphdef, params, state = nnx.split(module, nnx.Param, ...)
   return Model(config, graphdef), Variables(params, state)

@@ -7,6 +7,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from flax import nnx
+
+from popdiff_jax.models.registry import Model, Variables, model_class
 
 
 class TrainState(NamedTuple):
@@ -39,3 +42,30 @@ def apply_gradients(state: TrainState, grads: Any, tx: optax.GradientTransformat
   params = optax.apply_updates(state.params, updates)
   return TrainState(step=state.step + 1, params=params, opt_state=opt_state,
                     extra=state.extra if extra is None else extra)
+
+
+def init_model(config: Any, key: jax.Array | int) -> tuple[Model, Variables]:
+  """``models.init`` in one compiled program: the same model and the same parameters.
+
+  Eagerly, each initialiser and each of its operations compiles a program of its own (dozens on
+  a fresh process, a few seconds on a GPU); here the module is built once abstractly for its
+  graph definition and every parameter is drawn inside one ``jax.jit``.
+
+  Args:
+    config: a model config (its ``name`` selects the model).
+    key: a ``jax.random.key`` or an integer seed.
+
+  Returns:
+    ``(model, variables)``, as ``models.init`` returns them.
+  """
+  cls = model_class(config.name)
+  key = jax.random.key(key) if isinstance(key, int) else key
+
+  def draw(k):
+    _, params, state = nnx.split(cls(config, rngs=nnx.Rngs(params=k)), nnx.Param, ...)
+    return params, state
+
+  graphdef = nnx.split(nnx.eval_shape(lambda: cls(config, rngs=nnx.Rngs(params=key))),
+                       nnx.Param, ...)[0]
+  params, state = jax.jit(draw)(key)
+  return Model(config, graphdef), Variables(params, state)

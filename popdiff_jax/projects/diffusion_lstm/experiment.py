@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from popdiff_jax import losses, models
+from popdiff_jax import losses
 from popdiff_jax.data.trees import bucket_tree_batches
 from popdiff_jax.metrics import trees as tm
 from popdiff_jax.models import Model, Variables
@@ -38,7 +38,7 @@ from popdiff_jax.projects.diffusion_lstm.configs import (TreePredictionConfig, g
 from popdiff_jax.projects.diffusion_lstm.data import PreparedTrees, prepare
 from popdiff_jax.simulate.trees import generate_trees
 from popdiff_jax.training.workdir import claim, write_config
-from popdiff_jax.training import (create_train_state, evaluate, fit, make_eval_step,
+from popdiff_jax.training import (create_train_state, init_model, evaluate, fit, make_eval_step,
                                   make_predict_step, make_train_step)
 from popdiff_jax.types import TreeBatch
 
@@ -84,7 +84,7 @@ def _keys(config: TreePredictionConfig) -> tuple[jax.Array, jax.Array, jax.Array
 
 def build(config: TreePredictionConfig) -> tuple[Model, Variables]:
   """The model of a resolved config and its initial variables."""
-  return models.init(config.model, _keys(config)[0])
+  return init_model(config.model, _keys(config)[0])
 
 
 def make_optimizer(config: TreePredictionConfig, learning_rate: float

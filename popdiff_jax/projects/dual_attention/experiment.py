@@ -25,12 +25,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from popdiff_jax import losses, models
+from popdiff_jax import losses
 from popdiff_jax.data.posts import iterate_batches, load_posts, make_arrays, predict_rows
 from popdiff_jax.metrics.popularity import classification_metrics
 from popdiff_jax.models import Model, Variables
 from popdiff_jax.projects.dual_attention.configs import ExperimentConfig, TrainConfig
-from popdiff_jax.training import create_train_state, fit, make_predict_step, make_train_step
+from popdiff_jax.training import create_train_state, init_model, fit, make_predict_step, make_train_step
 from popdiff_jax.types import PostBatch
 
 __all__ = ["INPUTS", "Trained", "resolve", "labelled_rows", "make_optimizer", "loss_fn",
@@ -118,7 +118,7 @@ def train(feats, split, config: ExperimentConfig, *, workdir: str | pathlib.Path
   train_rows, val_rows, _ = labelled_rows(feats, split)
   if arrays is None:
     arrays = make_arrays(feats, use=INPUTS)
-  model, variables = models.init(config.model, tc.seed)
+  model, variables = init_model(config.model, tc.seed)
   tx = make_optimizer(tc, max(train_rows.size // tc.batch_size, 1))
   step = make_train_step(model, loss_fn(config.model.variant, tc.ccr_weight), tx)
   predict_step = make_predict_step(model)

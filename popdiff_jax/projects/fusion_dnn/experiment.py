@@ -25,14 +25,14 @@ import jax
 import numpy as np
 import optax
 
-from popdiff_jax import losses, models
+from popdiff_jax import losses
 from popdiff_jax.data.posts import (iterate_batches, load_posts, make_arrays, predict_rows,
                                     standardize)
 from popdiff_jax.features.pipeline import NUMERIC_GROUPS
 from popdiff_jax.metrics.popularity import regression_metrics
 from popdiff_jax.models import Model, Variables
 from popdiff_jax.projects.fusion_dnn.configs import FUSION_GROUPS, ExperimentConfig, TrainConfig
-from popdiff_jax.training import create_train_state, fit, make_predict_step, make_train_step
+from popdiff_jax.training import create_train_state, init_model, fit, make_predict_step, make_train_step
 from popdiff_jax.types import PostBatch
 
 __all__ = ["INPUTS", "Trained", "column_keep", "resolve", "make_optimizer", "loss_fn",
@@ -161,7 +161,7 @@ def train(feats, split, config: ExperimentConfig, *, workdir: str | pathlib.Path
     arrays = make_arrays(feats, use=INPUTS, target=target, column_keep=keep)
   # Every run starts from its seed: a checkpoint another run left in the folder would be resumed.
   shutil.rmtree(pathlib.Path(workdir) / "checkpoints", ignore_errors=True)
-  model, variables = models.init(config.model, tc.seed)
+  model, variables = init_model(config.model, tc.seed)
   tx = make_optimizer(tc, max(split.train.size // tc.batch_size, 1))
   step = make_train_step(model, loss_fn, tx)
   predict_step = make_predict_step(model)

@@ -25,7 +25,7 @@ import jax
 import numpy as np
 import optax
 
-from popdiff_jax import losses, models
+from popdiff_jax import losses
 from popdiff_jax.baselines import regressors
 from popdiff_jax.data.posts import (iterate_batches, load_posts, make_arrays, predict_rows,
                                     standardize)
@@ -33,7 +33,7 @@ from popdiff_jax.metrics.popularity import regression_metrics
 from popdiff_jax.models import Model, Variables
 from popdiff_jax.models.smp import SMPConv1dConfig
 from popdiff_jax.projects.multimodal_smp.configs import ExperimentConfig, RandomForestConfig
-from popdiff_jax.training import create_train_state, fit, make_predict_step, make_train_step
+from popdiff_jax.training import create_train_state, init_model, fit, make_predict_step, make_train_step
 from popdiff_jax.types import PostBatch
 
 __all__ = ["COMMENTS_COLUMN", "Trained", "inputs", "random_forest", "loss_fn", "row_name",
@@ -151,7 +151,7 @@ def train_conv1d(feats, split, config: ExperimentConfig, *, workdir: str | pathl
       config.model, num_features=int(arrays.features.shape[1])))
   # Every run starts from its seed: a checkpoint another run left in the folder would be resumed.
   shutil.rmtree(pathlib.Path(workdir) / "checkpoints", ignore_errors=True)
-  model, variables = models.init(config.model, tc.seed)
+  model, variables = init_model(config.model, tc.seed)
   tx = optax.adam(tc.learning_rate)
   step = make_train_step(model, loss_fn, tx)
   predict_step = make_predict_step(model)

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from popdiff_jax import losses, models
+from popdiff_jax import losses
 from popdiff_jax._errors import DataError
 from popdiff_jax.baselines import popularity as pop
 from popdiff_jax.data.batching import CascadeBatcher, make_batches
@@ -41,7 +41,7 @@ from popdiff_jax.models.lstm import LSTMConfig
 from popdiff_jax.models.ndm import NDMConfig
 from popdiff_jax.nn.streaming_softmax import auto_chunk
 from popdiff_jax.projects.ndm.configs import NextUserConfig, TrainConfig
-from popdiff_jax.training import (create_train_state, evaluate, fit, make_eval_step,
+from popdiff_jax.training import (create_train_state, init_model, evaluate, fit, make_eval_step,
                                   make_train_step)
 from popdiff_jax.training.checkpoint import Checkpointer, abstract_like
 from popdiff_jax.training.workdir import claim, write_config
@@ -104,7 +104,7 @@ def build(config: NextUserConfig, dataset: CascadeDataset,
   each user and ``train.output_init_scale`` scales the output weights (``init_output``);
   ``frozen_embedding`` (float [U, frozen_dim]) fills NDM+SN's fixed block.
   """
-  model, variables = models.init(config.model, jax.random.key(config.train.seed))
+  model, variables = init_model(config.model, jax.random.key(config.train.seed))
   prior = None
   if config.train.bias_init == "log_frequency":
     prior = pop.log_frequency_prior(dataset.train, len(dataset.vocab))
@@ -351,7 +351,7 @@ def load_trained(workdir: str | pathlib.Path, dataset: CascadeDataset | None = N
                                                                       data_dir=data_dir)
     dataset = data.load()
   config = resolve(config, dataset)
-  model, variables = models.init(config.model, jax.random.key(config.train.seed))
+  model, variables = init_model(config.model, jax.random.key(config.train.seed))
   state = create_train_state(variables.params, make_optimizer(config.train, config.model.dim),
                              extra=variables.state)
   template = {"state": state, "best_params": variables.params}
