@@ -639,7 +639,7 @@ def run_fit(args, precision: str, device: str, torch, log) -> list[dict]:
     t_eval += time.perf_counter() - t0
   torch_total = time.perf_counter() - t_all
   torch_steady = statistics.median(t_train[1:]) if len(t_train) > 1 else t_train[0]
-  jax_row.update(ratio_fwd_bwd_vs_torch_levelwise=torch_steady / steady,
+  jax_row.update(torch_val_loss=val_loss, ratio_fwd_bwd_vs_torch_levelwise=torch_steady / steady,
                  ratio_total_vs_torch_levelwise=torch_total / jax_total)
   torch_row = dict(base, impl="torch_levelwise_fit", nodes_per_s_fwd_bwd=nodes_train / torch_steady,
                    trees_per_s=n_train / torch_steady,

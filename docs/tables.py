@@ -588,6 +588,24 @@ TABLES: dict[str, Table] = {
          Col("f+b x node-by-node", "ratio_fwd_bwd_vs_node_by_node", ",.0f"),
          Col("compile s", "compile_s", ".1f")),
         where={"kind": "best"}, sort=lambda r: (r["trees"], r.get("precision", "fp32"))),
+    # Diffusion-LSTM training through experiment.train against a PyTorch level-wise loop.
+    "tree_lstm_fit": Table(
+        "tree_lstm_speed.json",
+        (Col("run", "run"), Col("precision", "precision"),
+         Col("K x S buckets", lambda r: f"{'/'.join(map(str, r['buckets']))} x "
+             f"{'/'.join(map(str, r['parent_buckets']))}"),
+         Col("cache", lambda r: "warm" if r["run"].endswith("-warm") else "cold"),
+         Col("programs compiled / loaded", lambda r: f"{r['programs_compiled']} / "
+             f"{r['programs_from_cache']}"),
+         Col("compile s", "compile_s", ".1f"),
+         Col("epoch s (JAX)", lambda r: ", ".join(f"{x:.2f}" for x in r["epoch_seconds"])),
+         Col("f+b x torch loop", "ratio_fwd_bwd_vs_torch_levelwise", ".2f"),
+         Col("whole run x torch", "ratio_total_vs_torch_levelwise", ".2f"),
+         Col("val loss (JAX / torch)", lambda r: f"{r['final_val_loss']:.4f} / "
+             f"{r['torch_val_loss']:.4f}")),
+        where=lambda r: (r.get("kind") == "fit" and r["impl"].startswith("jax")
+                         and "programs_compiled" in r),
+        sort=lambda r: (r["precision"] != "tf32", len(r["buckets"]), r["run"])),
     # Popularity (three papers on instagram_likes): mean ± std over seeds, the paper's numbers.
     "popularity_dual_attention": Table(
         "popularity.json",
