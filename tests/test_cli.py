@@ -2,12 +2,16 @@
 configs; bad input is one line, exit 2; the same seed gives the same metrics bit for bit."""
 
 import json
+import os
 import pathlib
+import subprocess
+import sys
 
+import jax
 import pytest
 
 from popdiff_jax._errors import DataError
-from popdiff_jax.cli.main import build_parser, main
+from popdiff_jax.cli.main import build_parser, compile_cache_dir, main
 from popdiff_jax.results import read_results
 
 
@@ -187,10 +191,6 @@ def test_train_a_popularity_config_on_the_example_posts_csv(tmp_path, capsys):
 
 
 def test_compile_cache_folder_follows_the_environment(tmp_path, monkeypatch):
-  import jax
-
-  from popdiff_jax.cli.main import compile_cache_dir
-
   before = jax.config.jax_compilation_cache_dir
   min_time = jax.config.jax_persistent_cache_min_compile_time_secs
   monkeypatch.delenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", raising=False)
@@ -204,7 +204,6 @@ def test_compile_cache_folder_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     want = str(tmp_path / "xdg" / "popdiff_jax" / "xla")
     assert compile_cache_dir() == want
-    import os
     assert os.environ["JAX_COMPILATION_CACHE_DIR"] == want  # exported to subprocesses
     assert jax.config.jax_compilation_cache_dir == want
     assert jax.config.jax_persistent_cache_min_compile_time_secs == 0.0  # every program kept
@@ -217,10 +216,6 @@ def test_compile_cache_folder_follows_the_environment(tmp_path, monkeypatch):
 
 
 def test_a_rerun_loads_its_programs_from_the_cache_and_gives_the_same_bits(tmp_path):
-  import os
-  import subprocess
-  import sys
-
   env = dict(os.environ, POPDIFF_COMPILE_CACHE=str(tmp_path / "cache"))
   env.pop("JAX_COMPILATION_CACHE_DIR", None)
   env.pop("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", None)

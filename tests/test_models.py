@@ -10,6 +10,7 @@ from popdiff_jax import ConfigError, DataError, losses, models
 from popdiff_jax.data.batching import cascade_batch
 from popdiff_jax.models.lstm import LSTMConfig
 from popdiff_jax.models.ndm import NDMConfig
+from popdiff_jax.training import init_model
 from popdiff_jax.types import CascadeBatch
 
 _CASCADES = [[5, 9, 2, 7], [7, 3], [4]]
@@ -106,8 +107,6 @@ def test_readme_example_runs():
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_init_model_draws_the_same_parameters_in_one_program(name):
-  from popdiff_jax.training import init_model
-
   config, make = CASES[name]
   model, eager = models.init(config, 3)
   compiled_model, compiled = init_model(config, jax.random.key(3))

@@ -7,9 +7,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
-from flax import nnx
 
-from popdiff_jax.models.registry import Model, Variables, model_class
+from popdiff_jax import models
+from popdiff_jax.models.registry import Model, Variables
 
 
 class TrainState(NamedTuple):
@@ -48,8 +48,8 @@ def init_model(config: Any, key: jax.Array | int) -> tuple[Model, Variables]:
   """``models.init`` in one compiled program: the same model and the same parameters.
 
   Eagerly, each initialiser and each of its operations compiles a program of its own (dozens on
-  a fresh process, a few seconds on a GPU); here the module is built once abstractly for its
-  graph definition and every parameter is drawn inside one ``jax.jit``.
+  a fresh process, a few seconds on a GPU); here ``models.init`` itself runs inside one
+  ``jax.jit``, which returns the parameters, and the static model is the one built while tracing.
 
   Args:
     config: a model config (its ``name`` selects the model).
@@ -58,14 +58,12 @@ def init_model(config: Any, key: jax.Array | int) -> tuple[Model, Variables]:
   Returns:
     ``(model, variables)``, as ``models.init`` returns them.
   """
-  cls = model_class(config.name)
-  key = jax.random.key(key) if isinstance(key, int) else key
+  key = jax.random.key(key) if isinstance(key, int) else key  # a traced int is no seed
+  built = {}
 
   def draw(k):
-    _, params, state = nnx.split(cls(config, rngs=nnx.Rngs(params=k)), nnx.Param, ...)
-    return params, state
+    built["model"], variables = models.init(config, k)  # the model is static: kept from tracing
+    return variables
 
-  graphdef = nnx.split(nnx.eval_shape(lambda: cls(config, rngs=nnx.Rngs(params=key))),
-                       nnx.Param, ...)[0]
-  params, state = jax.jit(draw)(key)
-  return Model(config, graphdef), Variables(params, state)
+  variables = jax.jit(draw)(key)
+  return built["model"], variables

@@ -38,7 +38,7 @@ from popdiff_jax.projects.diffusion_lstm.configs import (TreePredictionConfig, g
 from popdiff_jax.projects.diffusion_lstm.data import PreparedTrees, prepare
 from popdiff_jax.simulate.trees import generate_trees
 from popdiff_jax.training.workdir import claim, write_config
-from popdiff_jax.training import (create_train_state, init_model, evaluate, fit, make_eval_step,
+from popdiff_jax.training import (create_train_state, evaluate, fit, init_model, make_eval_step,
                                   make_predict_step, make_train_step)
 from popdiff_jax.types import TreeBatch
 

@@ -30,7 +30,8 @@ from popdiff_jax.data.posts import iterate_batches, load_posts, make_arrays, pre
 from popdiff_jax.metrics.popularity import classification_metrics
 from popdiff_jax.models import Model, Variables
 from popdiff_jax.projects.dual_attention.configs import ExperimentConfig, TrainConfig
-from popdiff_jax.training import create_train_state, init_model, fit, make_predict_step, make_train_step
+from popdiff_jax.training import (create_train_state, fit, init_model, make_predict_step,
+                                  make_train_step)
 from popdiff_jax.types import PostBatch
 
 __all__ = ["INPUTS", "Trained", "resolve", "labelled_rows", "make_optimizer", "loss_fn",

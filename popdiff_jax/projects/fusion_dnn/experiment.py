@@ -32,7 +32,8 @@ from popdiff_jax.features.pipeline import NUMERIC_GROUPS
 from popdiff_jax.metrics.popularity import regression_metrics
 from popdiff_jax.models import Model, Variables
 from popdiff_jax.projects.fusion_dnn.configs import FUSION_GROUPS, ExperimentConfig, TrainConfig
-from popdiff_jax.training import create_train_state, init_model, fit, make_predict_step, make_train_step
+from popdiff_jax.training import (create_train_state, fit, init_model, make_predict_step,
+                                  make_train_step)
 from popdiff_jax.types import PostBatch
 
 __all__ = ["INPUTS", "Trained", "column_keep", "resolve", "make_optimizer", "loss_fn",

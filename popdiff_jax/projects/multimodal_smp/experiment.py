@@ -33,7 +33,8 @@ from popdiff_jax.metrics.popularity import regression_metrics
 from popdiff_jax.models import Model, Variables
 from popdiff_jax.models.smp import SMPConv1dConfig
 from popdiff_jax.projects.multimodal_smp.configs import ExperimentConfig, RandomForestConfig
-from popdiff_jax.training import create_train_state, init_model, fit, make_predict_step, make_train_step
+from popdiff_jax.training import (create_train_state, fit, init_model, make_predict_step,
+                                  make_train_step)
 from popdiff_jax.types import PostBatch
 
 __all__ = ["COMMENTS_COLUMN", "Trained", "inputs", "random_forest", "loss_fn", "row_name",

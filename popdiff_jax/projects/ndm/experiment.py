@@ -41,7 +41,7 @@ from popdiff_jax.models.lstm import LSTMConfig
 from popdiff_jax.models.ndm import NDMConfig
 from popdiff_jax.nn.streaming_softmax import auto_chunk
 from popdiff_jax.projects.ndm.configs import NextUserConfig, TrainConfig
-from popdiff_jax.training import (create_train_state, init_model, evaluate, fit, make_eval_step,
+from popdiff_jax.training import (create_train_state, evaluate, fit, init_model, make_eval_step,
                                   make_train_step)
 from popdiff_jax.training.checkpoint import Checkpointer, abstract_like
 from popdiff_jax.training.workdir import claim, write_config
